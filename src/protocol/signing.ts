@@ -121,7 +121,7 @@ export function verifyBytes(publicKey: Uint8Array | string, data: Uint8Array | s
   }
 }
 
-type SignatureMap = Record<string, Record<string, string>>;
+export type SignatureMap = Record<string, Record<string, string>>;
 
 /** The object without `signatures` and `unsigned`: what a JSON signature covers. */
 export function signableJson(obj: object): Record<string, unknown> {
@@ -140,7 +140,7 @@ export function jsonSignature(obj: object, key: SigningKey): string {
  * Returns a copy of `obj` with `key`'s signature added under `signatures[serverName][keyId]`,
  * keeping any existing signatures and the `unsigned` object. The input is not modified.
  */
-export function signJson<T extends object>(obj: T, serverName: string, key: SigningKey): T {
+export function signJson<T extends object>(obj: T, serverName: string, key: SigningKey): T & { signatures: SignatureMap } {
   const signature = jsonSignature(obj, key);
   const existing = (obj as { signatures?: unknown }).signatures;
   const signatures: SignatureMap = {};
@@ -150,7 +150,7 @@ export function signJson<T extends object>(obj: T, serverName: string, key: Sign
     }
   }
   signatures[serverName] = { ...(signatures[serverName] ?? {}), [key.keyId]: signature };
-  return { ...obj, signatures } as T;
+  return { ...obj, signatures } as T & { signatures: SignatureMap };
 }
 
 /**
