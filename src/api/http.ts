@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import FindMyWay from 'find-my-way';
+import sjson from 'secure-json-parse';
+import type { Logger } from 'pino';
+import { errors, MatrixError } from '../errors.js';
+import { safeUrl } from '../logger.js';
+
+export type HttpApp = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>;
+
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, POST, PUT, DELETE, OPTIONS',
+  'access-control-allow-headers': 'X-Requested-With, Content-Type, Authorization',
+} as const;
+
+/** Request bodies are validated as sent: no type coercion, nothing removed, no defaults injected. */
+const BODY_AJV: AjvOptions = { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, strict: false };
+/** Query strings and path parameters arrive as strings: numbers and booleans are coerced. */
+const PARAMS_AJV: AjvOptions = { coerceTypes: 'array', removeAdditional: false, useDefaults: true, allErrors: false, strict: false };
+
+export interface HttpAppOptions {
+  log: Logger;
+  bodyLimit: number;
+  /** Graceful shutdown: how long in-flight requests may take once closing starts. */
+  requestTimeoutMs?: number;
+}
+
+function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixError {
+  if (err instanceof MatrixError) return err;
+  const fe = err as FastifyError & { validationContext?: string };
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return errors.tooLarge();
+  if (fe.validation) {
+    const where = fe.validationContext ?? 'body';
+    return where === 'body' ? errors.badJson(fe.message) : errors.invalidParam(fe.message);
+  }
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new MatrixError('M_UNRECOGNIZED', 415, 'Unsupported content type');
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new MatrixError(fe.statusCode === 404 ? 'M_NOT_FOUND' : 'M_UNKNOWN', fe.statusCode, fe.message);
+  }
+  req.log.error({ err }, 'request failed with an unexpected error');
+  return errors.unknown();
+}
+
+/**
+ * A Fastify instance with Matrix behaviour: Matrix error bodies for every failure, CORS on every
+ * response, OPTIONS answered for every path, 404/405 as M_UNRECOGNIZED, lenient JSON bodies.
+ */
+export function createHttpApp(opts: HttpAppOptions): HttpApp {
+  const app = Fastify({
+    loggerInstance: opts.log,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'req_id' }),
+    bodyLimit: opts.bodyLimit,
+    genReqId: () => randomBytes(6).toString('base64url'),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { maxParamLength: 1024, ignoreDuplicateSlashes: false },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const bodyAjv = new Ajv(BODY_AJV);
+  const paramsAjv = new Ajv(PARAMS_AJV);
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? bodyAjv : paramsAjv).compile(schema as object),
+  );
+
+  // Matrix clients do not always send Content-Type: treat every body as JSON unless a route
+  // registers its own parser (media uploads do).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, {});
+    try {
+      done(null, sjson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' }));
+    } catch {
+      done(errors.notJson('Request body is not valid JSON'), undefined);
+    }
+  });
+
+  // A shadow router of every registered method+path, to tell "no such endpoint" (404) from
+  // "endpoint exists, wrong method" (405).
+  const known = FindMyWay({ ignoreTrailingSlash: false });
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const m of methods) {
+      if (m === 'OPTIONS') continue;
+      try {
+        known.on(m as 'GET', route.url, () => {});
+      } catch {
+        /* already known (e.g. HEAD for GET) */
+      }
+    }
+  });
+
+  app.addHook('onRequest', async (_req, reply) => {
+    reply.headers(CORS_HEADERS);
+  });
+  // Once shutdown starts, responses to requests still in flight close their connection,
+  // so keep-alive clients do not hold the server open.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.debug(
+      { method: req.method, url: safeUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    );
+  });
+
+  app.options('/*', async (_req, reply) => {
+    reply.code(204).send();
+  });
+
+  app.setNotFoundHandler(async (req, reply) => {
+    reply.headers(CORS_HEADERS);
+    const path = req.url.split('?')[0]!;
+    const otherMethods = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'].filter(
+      (m) => m !== req.method && known.find(m as 'GET', path) !== null,
+    );
+    const err = otherMethods.length > 0 ? errors.methodNotAllowed(req.method) : errors.unrecognized();
+    if (otherMethods.length > 0) reply.header('allow', [...otherMethods, 'OPTIONS'].join(', '));
+    reply.code(err.status).send(err.toJSON());
+  });
+
+  app.setErrorHandler(async (err: FastifyError, req, reply: FastifyReply) => {
+    const merr = toMatrixError(err, req);
+    if (merr.status >= 500) reply.header('cache-control', 'no-store');
+    reply.headers(CORS_HEADERS).code(merr.status).send(merr.toJSON());
+  });
+
+  return app as unknown as HttpApp;
+}

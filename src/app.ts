@@ -1,0 +1,159 @@
+import type { AddressInfo } from 'node:net';
+import type { DestinationStream, Logger } from 'pino';
+import { registerVersions } from './api/client/versions.js';
+import { registerHealth } from './api/health.js';
+import { createHttpApp, type HttpApp } from './api/http.js';
+import { registerWellKnown } from './api/well-known/index.js';
+import { dataDirPaths, ensureDataDir, readSigningKey } from './config/first-run.js';
+import { ConfigError, loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { createLogger } from './logger.js';
+import type { SigningKey } from './protocol/signing.js';
+import { Database, openDatabase } from './storage/db.js';
+import { ServerMetaStore } from './storage/stores/server-meta.js';
+
+export interface CreateOptions {
+  /** Data directory (default ./data, or MYELIN_DATA_DIR). */
+  dataDir?: string;
+  /** Configuration file (default <dataDir>/myelin.yaml, or MYELIN_CONFIG). */
+  configPath?: string;
+  /** Values applied over the file and the environment (tests, CLI flags). */
+  overrides?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  /** Log destination (default stdout). */
+  logDestination?: DestinationStream;
+  /** Registers additional routes on a listener's HTTP app (embedding the server in another program). */
+  extend?: (app: HttpApp, listener: ListenerName) => void;
+}
+
+/** Everything a request handler or service may use, built explicitly per server instance. */
+export interface AppContext {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly database: Database;
+  readonly signingKey: SigningKey;
+  readonly stores: { readonly serverMeta: ServerMetaStore };
+}
+
+export type ListenerName = 'client' | 'federation';
+
+/** One Myelin server: create() loads config and storage, start() listens, stop() shuts down gracefully. */
+export class Myelin {
+  private readonly apps = new Map<ListenerName, HttpApp>();
+  private readonly addresses = new Map<ListenerName, AddressInfo>();
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly ctx: AppContext,
+    private readonly extend?: CreateOptions['extend'],
+  ) {}
+
+  static async create(opts: CreateOptions = {}): Promise<Myelin> {
+    const env = opts.env ?? process.env;
+    const paths = dataDirPaths(opts.dataDir ?? env.MYELIN_DATA_DIR ?? './data', opts.configPath ?? env.MYELIN_CONFIG);
+    const firstRunName = (opts.overrides?.server_name as string | undefined) ?? env.MYELIN_SERVER_NAME ?? 'localhost';
+    const firstRun = ensureDataDir(paths, firstRunName);
+    const config = loadConfig({ dataDir: paths.dataDir, configPath: paths.configPath, env, overrides: opts.overrides });
+    const log = createLogger(config.log_level, opts.logDestination);
+    if (firstRun.createdConfig) log.info({ config: paths.configPath }, 'first run: wrote a new configuration file');
+    if (firstRun.createdSigningKey) log.info({ key: paths.signingKeyPath }, 'first run: generated a new signing key');
+    const signingKey = readSigningKey(paths.signingKeyPath);
+    const database = await openDatabase(config.database, log.child({ subsystem: 'storage' }));
+    const serverMeta = new ServerMetaStore(database);
+    try {
+      const owner = await serverMeta.get('server_name');
+      if (owner === undefined) await serverMeta.set('server_name', config.server_name);
+      else if (owner !== config.server_name) {
+        throw new ConfigError(
+          `The database belongs to server_name "${owner}" but the configuration says "${config.server_name}". ` +
+            `A server's name cannot change once it has data: set server_name back to "${owner}", or use a new data directory.`,
+        );
+      }
+    } catch (err) {
+      await database.close();
+      throw err;
+    }
+    return new Myelin({ config, log, database, signingKey, stores: { serverMeta } }, opts.extend);
+  }
+
+  get config(): Config {
+    return this.ctx.config;
+  }
+
+  get log(): Logger {
+    return this.ctx.log;
+  }
+
+  private buildApp(name: ListenerName): HttpApp {
+    const { config, log } = this.ctx;
+    const app = createHttpApp({ log: log.child({ listener: name }), bodyLimit: config.max_request_body });
+    registerHealth(app);
+    registerWellKnown(app, config);
+    if (name === 'client') registerVersions(app, () => ({}));
+    this.extend?.(app, name);
+    return app;
+  }
+
+  /** Builds the HTTP app of a listener without binding a port (for inject() tests). */
+  async app(name: ListenerName): Promise<HttpApp> {
+    let app = this.apps.get(name);
+    if (!app) {
+      app = this.buildApp(name);
+      this.apps.set(name, app);
+      await app.ready();
+    }
+    return app;
+  }
+
+  /** Starts every enabled listener; resolves with their URLs. */
+  async start(): Promise<Partial<Record<ListenerName, string>>> {
+    const urls: Partial<Record<ListenerName, string>> = {};
+    for (const name of ['client', 'federation'] as const) {
+      const l = this.ctx.config.listeners[name];
+      if (!l.enabled) continue;
+      const app = await this.app(name);
+      await app.listen({ host: l.bind, port: l.port });
+      const addr = app.server.address() as AddressInfo;
+      this.addresses.set(name, addr);
+      const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      urls[name] = `http://${host}:${addr.port}`;
+      this.log.info({ listener: name, url: urls[name] }, `${name} API listening on ${urls[name]}`);
+    }
+    return urls;
+  }
+
+  address(name: ListenerName): AddressInfo | undefined {
+    return this.addresses.get(name);
+  }
+
+  /**
+   * Graceful shutdown: stop accepting connections, let in-flight requests finish (up to
+   * shutdown_timeout_ms, then cut them), then close the database. Safe to call twice.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const timeoutMs = this.ctx.config.shutdown_timeout_ms;
+    this.log.info({ timeout_ms: timeoutMs }, 'shutting down');
+    const closing = Promise.all([...this.apps.values()].map((app) => app.close()));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      closing.then(() => false),
+      new Promise<boolean>((res) => {
+        timer = setTimeout(() => res(true), timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.log.warn({ timeout_ms: timeoutMs }, 'requests still running at the shutdown deadline; closing their connections');
+      for (const app of this.apps.values()) app.server.closeAllConnections();
+      await closing;
+    }
+    await this.ctx.database.close();
+    this.log.info('stopped');
+  }
+}

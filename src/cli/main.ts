@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
+import { Myelin } from '../app.js';
+import { dataDirPaths, ensureDataDir } from '../config/first-run.js';
+import { ConfigError, loadConfig } from '../config/load.js';
+
+const require = createRequire(import.meta.url);
+const VERSION = (require('../../package.json') as { version: string }).version;
+
+const USAGE = `Usage: myelin <command> [options]
+
+Commands:
+  start                      run the server (creates the data directory on first run)
+  init --server-name NAME    create the data directory: myelin.yaml, signing key, database
+  version                    print the version
+
+Options:
+  --data-dir DIR             data directory (default ./data, or MYELIN_DATA_DIR)
+  --config FILE              configuration file (default <data-dir>/myelin.yaml, or MYELIN_CONFIG)
+  --server-name NAME         server name for a new data directory (default localhost)
+`;
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`myelin: ${message}\n`);
+  process.exit(code);
+}
+
+async function start(dataDir: string | undefined, configPath: string | undefined, serverName: string | undefined) {
+  const server = await Myelin.create({
+    dataDir,
+    configPath,
+    overrides: serverName ? { server_name: serverName } : undefined,
+  });
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      server.log.warn({ signal: sig }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    server.log.info({ signal: sig }, 'received signal, shutting down gracefully');
+    server.stop().then(
+      () => process.exit(0),
+      (err) => {
+        server.log.error({ err }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const urls = await server.start();
+  const c = server.config;
+  server.log.info(
+    {
+      server_name: c.server_name,
+      client: urls.client,
+      federation: urls.federation,
+      public_baseurl: c.public_baseurl,
+      data_dir: c.data_dir,
+      registration: c.registration,
+    },
+    `Myelin ${VERSION} is running as ${c.server_name}. Clients connect to ${c.public_baseurl}` +
+      ` — check it with: curl ${urls.client ?? c.public_baseurl}/_matrix/client/versions`,
+  );
+}
+
+async function main(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'data-dir': { type: 'string' },
+      config: { type: 'string' },
+      'server-name': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const command = positionals[0] ?? 'start';
+  if (values.help || command === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const dataDir = values['data-dir'] ?? process.env.MYELIN_DATA_DIR;
+  const configPath = values.config ?? process.env.MYELIN_CONFIG;
+  switch (command) {
+    case 'version':
+      process.stdout.write(`myelin ${VERSION}\n`);
+      return;
+    case 'start':
+      await start(dataDir, configPath, values['server-name']);
+      return;
+    case 'init': {
+      const serverName = values['server-name'] ?? process.env.MYELIN_SERVER_NAME;
+      if (!serverName) fail('init needs --server-name, e.g. myelin init --server-name example.org', 2);
+      const paths = dataDirPaths(dataDir ?? './data', configPath);
+      const res = ensureDataDir(paths, serverName);
+      // Validate what is there and create the database with its schema.
+      const server = await Myelin.create({ dataDir: paths.dataDir, configPath: paths.configPath, env: process.env });
+      await server.stop();
+      const config = loadConfig({ dataDir: paths.dataDir, configPath: paths.configPath });
+      process.stdout.write(
+        `${res.createdConfig ? 'Created' : 'Kept existing'} ${paths.configPath}\n` +
+          `${res.createdSigningKey ? 'Created' : 'Kept existing'} ${paths.signingKeyPath}\n` +
+          `Database ready (${config.database.engine}). Server name: ${config.server_name}\n` +
+          `Start the server with: myelin start --data-dir ${paths.dataDir}\n`,
+      );
+      return;
+    }
+    default:
+      fail(`unknown command "${command}"\n\n${USAGE}`, 2);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError) fail(err.message, 78);
+  const e = err as Error;
+  fail(e.stack ?? String(err));
+});

@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { decodeSigningKeyFile, encodeSigningKeyFile, generateSigningKey, type SigningKey } from '../protocol/signing.js';
+import { ConfigError } from './load.js';
+
+export const CONFIG_FILE = 'myelin.yaml';
+export const SIGNING_KEY_FILE = 'signing.key';
+
+export interface DataDirPaths {
+  dataDir: string;
+  configPath: string;
+  signingKeyPath: string;
+}
+
+export function dataDirPaths(dataDir: string, configPath?: string): DataDirPaths {
+  const abs = resolve(dataDir);
+  return {
+    dataDir: abs,
+    configPath: configPath ? resolve(configPath) : join(abs, CONFIG_FILE),
+    signingKeyPath: join(abs, SIGNING_KEY_FILE),
+  };
+}
+
+/** The commented myelin.yaml written on first run. Every key shown is validated by config/schema.ts. */
+export function configTemplate(serverName: string, sharedSecret: string): string {
+  return `# Myelin configuration.
+# Every key can also be set from the environment: MYELIN_ followed by the key path in
+# capitals with __ between levels, e.g. MYELIN_LISTENERS__CLIENT__PORT=8008.
+
+# The domain part of your users' IDs (@alice:${serverName}). It cannot be changed once
+# users exist, so pick the name the box will be reachable at.
+server_name: ${JSON.stringify(serverName)}
+
+# The URL clients use to reach the client API. Defaults to https://<server_name>/
+# (http://localhost:<client port>/ for localhost and IP addresses).
+# public_baseurl: "https://matrix.example.org/"
+
+# Where the server listens. Port 0 picks a free port.
+listeners:
+  # Client-server API (Element, FluffyChat, bots).
+  client:
+    bind: "0.0.0.0"
+    port: 8008
+  # Server-server API (federation with other homeservers).
+  federation:
+    bind: "0.0.0.0"
+    port: 8448
+  # Prometheus metrics; keep it on loopback unless a scraper elsewhere needs it.
+  metrics:
+    bind: "127.0.0.1"
+    port: 9092
+
+# Storage.
+database:
+  # "sqlite" (embedded, the default) or "postgres" (set url).
+  engine: sqlite
+  # SQLite file, relative to the data directory.
+  path: myelin.db
+  # FULL survives power loss without losing an acknowledged message. NORMAL is faster.
+  synchronous: FULL
+  # url: "postgres://myelin:secret@localhost/myelin"
+
+# Who may create accounts: closed (only "myelin register-user" and the admin API),
+# token (with a registration token from "myelin registration-token create"), or open.
+registration: closed
+
+# Shared secret for /_synapse/admin/v1/register (register_new_matrix_user and similar tools).
+registration_shared_secret: ${JSON.stringify(sharedSecret)}
+
+# fatal, error, warn, info, debug, trace or silent.
+log_level: info
+
+# Largest request body accepted, in bytes or with a unit (512k, 50M, 1G).
+max_request_body: 50M
+
+# What /.well-known/matrix/server and /.well-known/matrix/client announce.
+# well_known:
+#   server: "matrix.example.org:443"
+#   client: "https://matrix.example.org"
+`;
+}
+
+export interface FirstRunResult {
+  paths: DataDirPaths;
+  createdConfig: boolean;
+  createdSigningKey: boolean;
+}
+
+/**
+ * Makes sure the data directory holds a configuration file and a signing key,
+ * creating what is missing. Existing files are never overwritten.
+ */
+export function ensureDataDir(paths: DataDirPaths, serverName: string): FirstRunResult {
+  mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
+  let createdConfig = false;
+  let createdSigningKey = false;
+  if (!existsSync(paths.configPath)) {
+    const secret = randomBytes(24).toString('base64url');
+    writeFileSync(paths.configPath, configTemplate(serverName, secret), { mode: 0o600, flag: 'wx' });
+    createdConfig = true;
+  }
+  if (!existsSync(paths.signingKeyPath)) {
+    writeFileSync(paths.signingKeyPath, encodeSigningKeyFile(generateSigningKey()), { mode: 0o600, flag: 'wx' });
+    createdSigningKey = true;
+  }
+  return { paths, createdConfig, createdSigningKey };
+}
+
+export function readSigningKey(path: string): SigningKey {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`Cannot read the signing key ${path}: ${(err as Error).message}. Run "myelin init" to create one.`);
+  }
+  try {
+    return decodeSigningKeyFile(text);
+  } catch (err) {
+    throw new ConfigError(`The signing key file ${path} is not valid: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,85 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * The one schema every configuration source (myelin.yaml, MYELIN_* environment variables,
+ * programmatic overrides in tests) is validated against. Defaults fit a 1 GB board.
+ */
+const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free port)' });
+const Bind = Type.String({ minLength: 1, description: 'address to bind, e.g. 0.0.0.0, ::, 127.0.0.1' });
+
+function listener(port: number, bind: string, what: string) {
+  return Type.Object(
+    {
+      enabled: Type.Boolean({ default: true }),
+      bind: Type.String({ ...Bind, default: bind }),
+      port: Type.Integer({ ...Port, default: port }),
+    },
+    { additionalProperties: false, default: {}, description: what },
+  );
+}
+
+/** Byte sizes: an integer number of bytes, or a string such as "512k", "50M", "1G". */
+export const ByteSize = Type.Union([
+  Type.Integer({ minimum: 1 }),
+  Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]i?[bB]?|[bB])?$' }),
+]);
+
+export const ConfigSchema = Type.Object(
+  {
+    server_name: Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$',
+      description: 'the domain part of user IDs, e.g. example.org',
+    }),
+    public_baseurl: Type.Optional(Type.String({ pattern: '^https?://', description: 'URL clients use to reach this server' })),
+    listeners: Type.Object(
+      {
+        client: listener(8008, '0.0.0.0', 'client-server API'),
+        federation: listener(8448, '0.0.0.0', 'server-server API'),
+        metrics: listener(9092, '127.0.0.1', 'Prometheus metrics'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    database: Type.Object(
+      {
+        engine: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')], { default: 'sqlite' }),
+        path: Type.String({ minLength: 1, default: 'myelin.db', description: 'SQLite file, relative to the data directory' }),
+        url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL connection URL' })),
+        synchronous: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL'), Type.Literal('EXTRA')], { default: 'FULL' }),
+        busy_timeout_ms: Type.Integer({ minimum: 0, default: 5000 }),
+        cache_size_kib: Type.Integer({ minimum: 256, default: 16384 }),
+        pool_size: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    registration: Type.Union([Type.Literal('closed'), Type.Literal('token'), Type.Literal('open')], { default: 'closed' }),
+    registration_shared_secret: Type.Optional(Type.String({ minLength: 16 })),
+    log_level: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+    max_request_body: Type.Union(ByteSize.anyOf, { default: '50M' }),
+    shutdown_timeout_ms: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
+    well_known: Type.Object(
+      {
+        server: Type.Optional(Type.String({ minLength: 1, description: 'm.server value, host[:port]' })),
+        client: Type.Optional(Type.String({ pattern: '^https?://', description: 'm.homeserver base_url' })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type RawConfig = Static<typeof ConfigSchema>;
+
+/** The validated configuration, with derived values resolved. */
+export interface Config extends Omit<RawConfig, 'max_request_body' | 'public_baseurl'> {
+  public_baseurl: string;
+  max_request_body: number;
+  /** Absolute data directory (not a config key: chosen by CLI flag or MYELIN_DATA_DIR). */
+  data_dir: string;
+}
+
+export type { TSchema };

@@ -1,0 +1,114 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type Transaction } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { Dialect } from './dialect.js';
+import { migrateToLatest } from './migrate.js';
+import type { Tables } from './schema.js';
+
+export type DatabaseConfig = Config['database'];
+
+/** A write transaction, with hooks that run only after it commits. */
+export interface Tx {
+  readonly db: Transaction<Tables>;
+  onCommit(hook: () => void): void;
+}
+
+/** The server's database: a Kysely instance over SQLite or PostgreSQL. */
+export class Database {
+  constructor(
+    readonly dialect: Dialect,
+    readonly db: Kysely<Tables>,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Runs `fn` in one transaction. Hooks registered with `tx.onCommit` run after the commit
+   * (never if it rolls back), so notifications never announce unwritten data.
+   */
+  async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    const hooks: Array<() => void> = [];
+    const result = await this.db.transaction().execute((trx) => fn({ db: trx, onCommit: (h) => hooks.push(h) }));
+    for (const hook of hooks) {
+      try {
+        hook();
+      } catch (err) {
+        this.log.error({ err }, 'post-commit hook failed');
+      }
+    }
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+const int8Parser = (oid: number, format?: string) =>
+  oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text');
+
+/** SQLite runs DDL inside transactions, so a failed migration leaves nothing half-applied. */
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+class MyelinSqliteDialect extends SqliteDialect {
+  override createAdapter(): DialectAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}
+
+function sqliteDialect(cfg: DatabaseConfig): SqliteDialect {
+  mkdirSync(dirname(cfg.path), { recursive: true });
+  return new MyelinSqliteDialect({
+    database: async () => {
+      const conn = new BetterSqlite3(cfg.path, { timeout: cfg.busy_timeout_ms });
+      conn.pragma('journal_mode = WAL');
+      conn.pragma(`synchronous = ${cfg.synchronous}`);
+      conn.pragma(`busy_timeout = ${cfg.busy_timeout_ms}`);
+      conn.pragma('foreign_keys = ON');
+      conn.pragma(`cache_size = -${cfg.cache_size_kib}`);
+      return conn;
+    },
+  });
+}
+
+function postgresDialect(cfg: DatabaseConfig): PostgresDialect {
+  return new PostgresDialect({
+    pool: new pg.Pool({
+      connectionString: cfg.url,
+      max: cfg.pool_size,
+      types: { getTypeParser: int8Parser as typeof pg.types.getTypeParser },
+    }),
+  });
+}
+
+/** Where a database config points, for logs (never prints a password). */
+export function describeDatabase(cfg: DatabaseConfig): string {
+  if (cfg.engine === 'sqlite') return `sqlite:${cfg.path}`;
+  try {
+    const u = new URL(cfg.url!);
+    return `postgres://${u.username ? `${u.username}@` : ''}${u.host}${u.pathname}`;
+  } catch {
+    return 'postgres';
+  }
+}
+
+/** Opens the configured database and applies pending migrations. */
+export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Database> {
+  const dialect: Dialect = cfg.engine;
+  const kysely = new Kysely<Tables>({ dialect: dialect === 'sqlite' ? sqliteDialect(cfg) : postgresDialect(cfg) });
+  try {
+    await migrateToLatest(kysely as Kysely<unknown>, dialect, log);
+  } catch (err) {
+    await kysely.destroy().catch(() => {});
+    throw err;
+  }
+  log.info({ database: describeDatabase(cfg) }, 'database ready');
+  return new Database(dialect, kysely, log);
+}

@@ -1,0 +1,5 @@
+import { serverMeta } from './0001-server-meta.js';
+import type { MigrationStep } from './types.js';
+
+/** Every migration, in order. Append only: never edit or remove a released step. */
+export const MIGRATIONS: readonly MigrationStep[] = [serverMeta];

@@ -1,0 +1,12 @@
+/**
+ * Table types for Kysely. Each migration that adds a table adds its row type here.
+ * Column types are those both dialects agree on: integers as number, text as string.
+ */
+export interface ServerMetaTable {
+  key: string;
+  value: string;
+}
+
+export interface Tables {
+  server_meta: ServerMetaTable;
+}
