@@ -1,8 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type Transaction } from 'kysely';
-import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Dialect } from './dialect.js';
@@ -47,8 +45,6 @@ export class Database {
   }
 }
 
-const int8Parser = (oid: number, format?: string) =>
-  oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text');
 
 /** SQLite runs DDL inside transactions, so a failed migration leaves nothing half-applied. */
 class TransactionalDdlSqliteAdapter extends SqliteAdapter {
@@ -63,7 +59,9 @@ class MyelinSqliteDialect extends SqliteDialect {
   }
 }
 
-function sqliteDialect(cfg: DatabaseConfig): SqliteDialect {
+// Each engine's driver is loaded only when it is used, to keep the resident size small.
+async function sqliteDialect(cfg: DatabaseConfig): Promise<SqliteDialect> {
+  const { default: BetterSqlite3 } = await import('better-sqlite3');
   mkdirSync(dirname(cfg.path), { recursive: true });
   return new MyelinSqliteDialect({
     database: async () => {
@@ -78,7 +76,11 @@ function sqliteDialect(cfg: DatabaseConfig): SqliteDialect {
   });
 }
 
-function postgresDialect(cfg: DatabaseConfig): PostgresDialect {
+async function postgresDialect(cfg: DatabaseConfig): Promise<PostgresDialect> {
+  const { default: pg } = await import('pg');
+  // 64-bit integers (stream positions, millisecond timestamps) fit a JS number.
+  const int8Parser = (oid: number, format?: string) =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text');
   return new PostgresDialect({
     pool: new pg.Pool({
       connectionString: cfg.url,
@@ -102,7 +104,7 @@ export function describeDatabase(cfg: DatabaseConfig): string {
 /** Opens the configured database and applies pending migrations. */
 export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Database> {
   const dialect: Dialect = cfg.engine;
-  const kysely = new Kysely<Tables>({ dialect: dialect === 'sqlite' ? sqliteDialect(cfg) : postgresDialect(cfg) });
+  const kysely = new Kysely<Tables>({ dialect: dialect === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg) });
   try {
     await migrateToLatest(kysely as Kysely<unknown>, dialect, log);
   } catch (err) {
