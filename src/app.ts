@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
-import { registerVersions } from './api/client/versions.js';
+import { registerClientApi } from './api/client/index.js';
 import { registerHealth } from './api/health.js';
 import { createHttpApp, type HttpApp } from './api/http.js';
 import { registerWellKnown } from './api/well-known/index.js';
@@ -89,7 +89,7 @@ export class Myelin {
     const app = createHttpApp({ log: log.child({ listener: name }), bodyLimit: config.max_request_body });
     registerHealth(app);
     registerWellKnown(app, config);
-    if (name === 'client') registerVersions(app, () => ({}));
+    if (name === 'client') registerClientApi(app, this.ctx);
     this.extend?.(app, name);
     return app;
   }
