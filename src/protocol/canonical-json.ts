@@ -30,6 +30,8 @@ export const MAX_CANONICAL_DEPTH = 1000;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const HAS_SURROGATE = /[\uD800-\uDFFF]/;
+/** Characters that need an escape, or a surrogate check. */
+const NEEDS_CARE = /["\\\u0000-\u001f\uD800-\uDFFF]/;
 
 /**
  * Orders strings by Unicode codepoint. Plain `<` compares UTF-16 code units, which puts
@@ -59,82 +61,117 @@ function sortKeys(keys: string[]): string[] {
   return keys.sort();
 }
 
-function encodeString(s: string, path: string): string {
-  if (HAS_SURROGATE.test(s) && LONE_SURROGATE.test(s)) {
-    throw new CanonicalJsonError('string contains a lone UTF-16 surrogate', path);
-  }
+/**
+ * Raised deep inside the encoder; containers prepend their key/index while it unwinds, so no
+ * path strings are built on the success path. Converted to `CanonicalJsonError` at the top.
+ */
+class EncodeFailure {
+  readonly segments: string[] = [];
+  constructor(readonly message: string) {}
+}
+
+function encodeString(s: string): string {
+  if (!NEEDS_CARE.test(s)) return `"${s}"`;
+  if (HAS_SURROGATE.test(s) && LONE_SURROGATE.test(s)) throw new EncodeFailure('string contains a lone UTF-16 surrogate');
   // JSON.stringify emits exactly the escapes canonical JSON requires (and no others):
   // \" \\ \b \f \n \r \t and lower-case \u00XX for the remaining C0 controls.
   return JSON.stringify(s);
 }
 
-function encodeNumber(n: number, strict: boolean, path: string): string {
-  if (!Number.isFinite(n)) throw new CanonicalJsonError(`number ${String(n)} is not allowed`, path);
+function encodeNumber(n: number, strict: boolean): string {
+  if (!Number.isFinite(n)) throw new EncodeFailure(`number ${String(n)} is not allowed`);
   if (Number.isInteger(n)) {
     if (Math.abs(n) <= MAX_SAFE_CANONICAL_INTEGER) return n === 0 ? '0' : String(n);
-    if (strict) throw new CanonicalJsonError(`integer ${String(n)} is outside the canonical range`, path);
+    if (strict) throw new EncodeFailure(`integer ${String(n)} is outside the canonical range`);
     // Large integers from old room versions: write every digit, never an exponent.
     return BigInt(n).toString();
   }
-  if (strict) throw new CanonicalJsonError(`float ${String(n)} is not allowed`, path);
+  if (strict) throw new EncodeFailure(`float ${String(n)} is not allowed`);
   return JSON.stringify(n);
 }
 
-function encodeBigInt(n: bigint, strict: boolean, path: string): string {
+function encodeBigInt(n: bigint, strict: boolean): string {
   if (strict && (n > BigInt(MAX_SAFE_CANONICAL_INTEGER) || n < -BigInt(MAX_SAFE_CANONICAL_INTEGER))) {
-    throw new CanonicalJsonError(`integer ${n.toString()} is outside the canonical range`, path);
+    throw new EncodeFailure(`integer ${n.toString()} is outside the canonical range`);
   }
   return n.toString();
 }
 
-function encode(value: unknown, strict: boolean, path: string, depth: number): string {
+function encodeArray(value: unknown[], strict: boolean, depth: number): string {
+  let i = 0;
+  try {
+    let out = '[';
+    for (; i < value.length; i++) {
+      if (i > 0) out += ',';
+      out += encode(value[i], strict, depth + 1);
+    }
+    return out + ']';
+  } catch (err) {
+    if (err instanceof EncodeFailure) err.segments.push(`[${i}]`);
+    throw err;
+  }
+}
+
+function encodeObject(obj: Record<string, unknown>, strict: boolean, depth: number): string {
+  const keys = sortKeys(Object.keys(obj));
+  let k = '';
+  try {
+    let out = '{';
+    for (let i = 0; i < keys.length; i++) {
+      k = keys[i]!;
+      if (i > 0) out += ',';
+      out += encodeString(k);
+      out += ':';
+      out += encode(obj[k], strict, depth + 1);
+    }
+    return out + '}';
+  } catch (err) {
+    if (err instanceof EncodeFailure) err.segments.push(`.${k}`);
+    throw err;
+  }
+}
+
+function encode(value: unknown, strict: boolean, depth: number): string {
   switch (typeof value) {
     case 'string':
-      return encodeString(value, path);
+      return encodeString(value);
     case 'number':
-      return encodeNumber(value, strict, path);
+      return encodeNumber(value, strict);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'bigint':
-      return encodeBigInt(value, strict, path);
+      return encodeBigInt(value, strict);
     case 'object': {
       if (value === null) return 'null';
-      if (depth >= MAX_CANONICAL_DEPTH) throw new CanonicalJsonError('nesting too deep', path);
-      if (Array.isArray(value)) {
-        let out = '[';
-        for (let i = 0; i < value.length; i++) {
-          if (i > 0) out += ',';
-          out += encode(value[i], strict, `${path}[${i}]`, depth + 1);
-        }
-        return out + ']';
-      }
+      if (depth >= MAX_CANONICAL_DEPTH) throw new EncodeFailure('nesting too deep');
+      if (Array.isArray(value)) return encodeArray(value, strict, depth);
       const proto = Object.getPrototypeOf(value) as unknown;
       if (proto !== Object.prototype && proto !== null) {
-        throw new CanonicalJsonError('only plain objects and arrays can be encoded', path);
+        throw new EncodeFailure('only plain objects and arrays can be encoded');
       }
-      const obj = value as Record<string, unknown>;
-      const keys = sortKeys(Object.keys(obj));
-      let out = '{';
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i]!;
-        if (i > 0) out += ',';
-        const childPath = `${path}.${k}`;
-        out += encodeString(k, childPath);
-        out += ':';
-        out += encode(obj[k], strict, childPath, depth + 1);
-      }
-      return out + '}';
+      return encodeObject(value as Record<string, unknown>, strict, depth);
     }
     case 'undefined':
-      throw new CanonicalJsonError('undefined is not a JSON value', path);
+      throw new EncodeFailure('undefined is not a JSON value');
     default:
-      throw new CanonicalJsonError(`${typeof value} is not a JSON value`, path);
+      throw new EncodeFailure(`${typeof value} is not a JSON value`);
+  }
+}
+
+function run(value: unknown, strict: boolean): string {
+  try {
+    return encode(value, strict, 0);
+  } catch (err) {
+    if (err instanceof EncodeFailure) {
+      throw new CanonicalJsonError(err.message, '$' + err.segments.reverse().join(''));
+    }
+    throw err;
   }
 }
 
 /** Encodes `value` as canonical JSON text. UTF-8 encode the result to get the signed bytes. */
 export function canonicalJson(value: unknown, opts?: CanonicalJsonOptions): string {
-  return encode(value, opts?.strict ?? false, '$', 0);
+  return run(value, opts?.strict ?? false);
 }
 
 /** Canonical JSON as UTF-8 bytes. */
@@ -148,7 +185,7 @@ export function canonicalJsonBytes(value: unknown, opts?: CanonicalJsonOptions):
  */
 export function checkCanonicalJson(value: unknown, opts: CanonicalJsonOptions = { strict: true }): CanonicalJsonError | null {
   try {
-    encode(value, opts.strict ?? false, '$', 0);
+    run(value, opts.strict ?? false);
     return null;
   } catch (err) {
     if (err instanceof CanonicalJsonError) return err;
