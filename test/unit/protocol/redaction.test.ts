@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { isProtectedTopLevelKey, redactContent, redactEvent } from '../../../src/protocol/redaction.js';
 import { ROOM_VERSIONS, getRoomVersion } from '../../../src/protocol/room-versions.js';
 
@@ -163,5 +164,41 @@ describe('general behaviour', () => {
   it('does not keep prototype keys named like protected keys', () => {
     const content = Object.create({ membership: 'join' }) as Record<string, unknown>;
     expect(redactContent('m.room.member', content, v('10'))).toEqual({});
+  });
+});
+
+describe('properties', () => {
+  const types = fc.constantFrom('m.room.member', 'm.room.create', 'm.room.join_rules', 'm.room.power_levels', 'm.room.aliases',
+    'm.room.history_visibility', 'm.room.redaction', 'm.room.message', 'x.custom');
+  const keys = fc.constantFrom('membership', 'creator', 'join_rule', 'allow', 'ban', 'invite', 'aliases', 'history_visibility',
+    'redacts', 'join_authorised_via_users_server', 'third_party_invite', 'body', 'other');
+  const topKeys = fc.constantFrom('event_id', 'room_id', 'sender', 'origin', 'membership', 'prev_state', 'unsigned', 'age_ts', 'redacts', 'depth', 'x');
+  const event = fc.record({
+    type: types,
+    content: fc.dictionary(keys, fc.oneof(fc.string(), fc.record({ signed: fc.string(), other: fc.string() }))),
+    extra: fc.dictionary(topKeys, fc.string()),
+  }).map(({ type, content, extra }) => ({ ...extra, type, content }));
+  const version = fc.constantFrom(...ALL).map((id) => v(id));
+
+  it('redaction is idempotent and only removes keys', () => {
+    fc.assert(fc.property(event, version, (ev, rv) => {
+      const once = redactEvent(ev, rv) as Record<string, unknown>;
+      expect(redactEvent(once, rv)).toEqual(once);
+      for (const k of Object.keys(once)) expect(k in ev).toBe(true);
+      for (const [k, val] of Object.entries(once.content as Record<string, unknown>)) {
+        if (k !== 'third_party_invite') expect(val).toBe((ev.content as Record<string, unknown>)[k]);
+      }
+      expect(once).not.toHaveProperty('unsigned');
+    }), { numRuns: 300 });
+  });
+  it('later rule sets keep a superset of v6 content (except m.room.aliases and m.room.create)', () => {
+    fc.assert(fc.property(event, (ev) => {
+      if (ev.type === 'm.room.create') return;
+      const base = Object.keys(redactEvent(ev, v('6')).content);
+      for (const id of ['8', '9', '11']) {
+        const later = Object.keys(redactEvent(ev, v(id)).content);
+        for (const k of base) expect(later).toContain(k);
+      }
+    }), { numRuns: 300 });
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { decodeBase64, encodeBase64 } from '../../../src/protocol/base64.js';
 import {
   decodeSigningKeyFile,
@@ -178,5 +179,38 @@ describe('signing key file', () => {
     ['ed25519 1 ' + encodeBase64(SEED) + ' extra'],
   ])('rejects %j', (text) => {
     expect(() => decodeSigningKeyFile(text)).toThrow();
+  });
+});
+
+describe('properties', () => {
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small' },
+      fc.constant(null),
+      fc.boolean(),
+      fc.integer(),
+      fc.string(),
+      fc.array(tie('v'), { maxLength: 4 }),
+      fc.dictionary(fc.string({ maxLength: 5 }), tie('v'), { maxKeys: 4 }),
+    ),
+  })).v;
+  const obj = fc.dictionary(fc.string({ maxLength: 6 }).filter((k) => k !== 'signatures' && k !== 'unsigned'), value, { minKeys: 1, maxKeys: 6 });
+
+  it('every signed object verifies, whatever its key order', () => {
+    fc.assert(fc.property(obj, (o) => {
+      const signed = signJson(o, SERVER, KEY);
+      expect(verifyJsonSignature(signed, SERVER, 'ed25519:1', KEY.publicKey)).toBe(true);
+      const reordered = Object.fromEntries(Object.entries(signed).reverse());
+      expect(verifyJsonSignature(reordered, SERVER, 'ed25519:1', KEY.publicKey)).toBe(true);
+    }), { numRuns: 100 });
+  });
+  it('changing any top-level value breaks the signature', () => {
+    fc.assert(fc.property(obj, fc.nat(), (o, pick) => {
+      const signed = signJson(o, SERVER, KEY) as Record<string, unknown>;
+      const keys = Object.keys(o);
+      const k = keys[pick % keys.length]!;
+      const tampered = { ...signed, [k]: { tampered: signed[k] ?? null } };
+      expect(verifyJsonSignature(tampered, SERVER, 'ed25519:1', KEY.publicKey)).toBe(false);
+    }), { numRuns: 100 });
   });
 });
