@@ -3,7 +3,7 @@
  * ("v2.1": conflicted state subgraph, iterative auth checks from an empty state,
  * creators of infinite power).
  */
-import type { RoomEvent, StateMap } from '../event.js';
+import { referenceId, type RoomEvent, type StateMap } from '../event.js';
 import type { RoomVersion } from '../room-versions.js';
 import { levelOf, parsePowerLevels, type PowerLevels } from '../power-levels.js';
 import { authTypesForEvent, POWER_LEVELS_KEY, type Authorizer } from './auth.js';
@@ -264,20 +264,35 @@ export function fullConflictedSet(
     }
   }
 
-  // Auth difference. Everything reachable from the unconflicted state is in every
-  // state set's full auth chain, so each set's walk from its conflicted entries stops
-  // there; an event reached by fewer than all of those walks is in the difference.
-  // (A state set's full auth chain here includes the set's own events.)
+  // Auth difference. The unconflicted events, and everything in their auth chains,
+  // are in every state set's full auth chain (which here includes the set's own
+  // events), so each set's walk from its conflicted entries stops there; an event
+  // reached by fewer than all of those walks is in the difference. The unconflicted
+  // events themselves are recognised through the unconflicted map rather than
+  // interned: in a large room they are the bulk of the state.
   const common = new IndexSet(graph.size * 2);
-  const unconflictedIdx: number[] = [];
-  for (const id of unconflicted.values()) unconflictedIdx.push(graph.intern(id));
-  walkAuth(graph, unconflictedIdx, common);
+  for (const id of unconflicted.values()) {
+    const ev = graph.source.getEvent(id);
+    if (!ev) continue;
+    for (const ref of ev.auth_events) {
+      const j = graph.intern(referenceId(ref));
+      if (!common.has(j)) walkAuth(graph, [j], common);
+    }
+  }
+  const isUnconflictedEvent = (i: number): boolean => {
+    const k = graph.stateKey(i);
+    return k !== undefined && unconflicted.get(k) === graph.ids[i];
+  };
+  const isCommon = (i: number): boolean => common.has(i) || isUnconflictedEvent(i);
   const reachCount = new Map<number, number>();
   for (const set of stateSets) {
     const starts: number[] = [];
-    for (const [key, id] of set) if (conflicted.has(key)) starts.push(graph.intern(id));
+    for (const key of conflicted.keys()) {
+      const id = set.get(key);
+      if (id !== undefined) starts.push(graph.intern(id));
+    }
     const seen = new IndexSet(graph.size);
-    for (const i of walkAuth(graph, starts, seen, (j) => common.has(j))) {
+    for (const i of walkAuth(graph, starts, seen, isCommon)) {
       reachCount.set(i, (reachCount.get(i) ?? 0) + 1);
     }
   }
@@ -366,8 +381,8 @@ export function resolveV2(
   // 4. Iterative auth checks on the partial state.
   iterativeAuthChecks(graph, sortedRest, state, authorize);
 
-  // 5. The unconflicted state map wins.
-  const result = new Map(unconflicted);
-  for (const [k, v] of state.delta) if (!unconflicted.has(k)) result.set(k, v);
+  // 5. The unconflicted state map wins. (`unconflicted` is ours: extend it in place.)
+  const result = unconflicted;
+  for (const [k, v] of state.delta) if (!result.has(k)) result.set(k, v);
   return result;
 }
