@@ -11,6 +11,7 @@ import { createLogger } from './logger.js';
 import type { SigningKey } from './protocol/signing.js';
 import { Database, openDatabase } from './storage/db.js';
 import { ServerMetaStore } from './storage/stores/server-meta.js';
+import { createAccountServices, type AccountContext } from './services/accounts/index.js';
 
 export interface CreateOptions {
   /** Data directory (default ./data, or MYELIN_DATA_DIR). */
@@ -27,7 +28,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext {
+export interface AppContext extends AccountContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -73,7 +74,10 @@ export class Myelin {
       await database.close();
       throw err;
     }
-    return new Myelin({ config, log, database, signingKey, stores: { serverMeta } }, opts.extend);
+    return new Myelin(
+      { config, log, database, signingKey, stores: { serverMeta }, ...createAccountServices(config, database, log) },
+      opts.extend,
+    );
   }
 
   get config(): Config {

@@ -18,6 +18,17 @@ function listener(port: number, bind: string, what: string) {
   );
 }
 
+/** A token bucket per client address: `per_second` refill, `burst` size. */
+function rateLimit(perSecond: number, burst: number) {
+  return Type.Object(
+    {
+      per_second: Type.Number({ exclusiveMinimum: 0, default: perSecond }),
+      burst: Type.Integer({ minimum: 1, default: burst }),
+    },
+    { additionalProperties: false, default: {} },
+  );
+}
+
 /** Byte sizes: an integer number of bytes, or a string such as "512k", "50M", "1G". */
 export const ByteSize = Type.Union([
   Type.Integer({ minimum: 1 }),
@@ -55,6 +66,25 @@ export const ConfigSchema = Type.Object(
     ),
     registration: Type.Union([Type.Literal('closed'), Type.Literal('token'), Type.Literal('open')], { default: 'closed' }),
     registration_shared_secret: Type.Optional(Type.String({ minLength: 16 })),
+    password_hashing: Type.Object(
+      {
+        scrypt_log_n: Type.Integer({ minimum: 12, maximum: 20, default: 15, description: 'scrypt cost: N = 2^scrypt_log_n (r=8, p=1)' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    access_token_lifetime_ms: Type.Integer({
+      minimum: 10000,
+      default: 300000,
+      description: 'lifetime of access tokens issued with a refresh token',
+    }),
+    login_token_lifetime_ms: Type.Integer({ minimum: 1000, default: 120000, description: 'lifetime of m.login.token tokens' }),
+    rate_limits: Type.Object(
+      {
+        login: rateLimit(0.5, 10),
+        registration: rateLimit(0.17, 5),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     log_level: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info' },

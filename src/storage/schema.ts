@@ -1,3 +1,5 @@
+import type { AccountTables } from './schema-accounts.js';
+
 /**
  * Table types for Kysely. Each migration that adds a table adds its row type here.
  * Column types are those both dialects agree on: integers as number, text as string.
@@ -7,6 +9,6 @@ export interface ServerMetaTable {
   value: string;
 }
 
-export interface Tables {
+export interface Tables extends AccountTables {
   server_meta: ServerMetaTable;
 }

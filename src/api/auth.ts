@@ -1,0 +1,47 @@
+import type { FastifyRequest } from 'fastify';
+import type { AppContext } from '../app.js';
+import { MatrixError } from '../errors.js';
+import type { Requester } from '../services/accounts/accounts.js';
+
+export type { Requester } from '../services/accounts/accounts.js';
+
+/**
+ * The access token of a request: `Authorization: Bearer <token>`, or the deprecated
+ * `access_token` query parameter. Undefined when neither is present; M_MISSING_TOKEN when the
+ * Authorization header is not a Bearer token.
+ */
+export function accessTokenOf(req: FastifyRequest): string | undefined {
+  const header = req.headers.authorization;
+  if (header !== undefined) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) throw new MatrixError('M_MISSING_TOKEN', 401, 'The Authorization header must be "Bearer <access token>"');
+    return m[1];
+  }
+  const q = (req.query as Record<string, unknown> | undefined)?.access_token;
+  if (typeof q === 'string' && q !== '') return q;
+  if (Array.isArray(q) && typeof q[0] === 'string' && q[0] !== '') return q[0];
+  return undefined;
+}
+
+/**
+ * Authenticates a request. Throws M_MISSING_TOKEN (401) without a token, M_UNKNOWN_TOKEN (401,
+ * with `soft_logout: true` when the token only expired) for an invalid one, and
+ * M_USER_DEACTIVATED (403) for a deactivated account.
+ */
+export async function requireUser(ctx: AppContext, req: FastifyRequest): Promise<Requester> {
+  const token = accessTokenOf(req);
+  if (token === undefined) throw new MatrixError('M_MISSING_TOKEN', 401, 'Missing access token');
+  return ctx.accounts.authenticate(token, req.ip ?? null);
+}
+
+/** Like requireUser, but undefined when the request carries no token at all. */
+export async function optionalUser(ctx: AppContext, req: FastifyRequest): Promise<Requester | undefined> {
+  const token = accessTokenOf(req);
+  if (token === undefined) return undefined;
+  return ctx.accounts.authenticate(token, req.ip ?? null);
+}
+
+/** Throws 403 M_FORBIDDEN unless the requester is a server administrator. */
+export function requireAdmin(requester: Requester): void {
+  if (!requester.isAdmin) throw new MatrixError('M_FORBIDDEN', 403, 'You are not a server administrator');
+}

@@ -1,0 +1,97 @@
+import type { Database, Tx } from '../db.js';
+
+export interface AccountDataRow {
+  stream_id: number;
+  room_id: string | null;
+  type: string;
+  content: Record<string, unknown>;
+}
+
+export interface PresenceRow {
+  stream_id: number;
+  user_id: string;
+  state: string;
+  status_msg: string | null;
+  last_active_ts: number;
+}
+
+/** Filters, account data (global and per room) and presence. */
+export class UserDataStore {
+  constructor(private readonly database: Database) {}
+
+  async insertFilter(userId: string, filterJson: string): Promise<number> {
+    const row = await this.database.db.insertInto('filters').values({ user_id: userId, filter_json: filterJson }).returning('id').executeTakeFirstOrThrow();
+    return Number(row.id);
+  }
+
+  async getFilter(userId: string, id: number): Promise<string | undefined> {
+    const row = await this.database.db.selectFrom('filters').select('filter_json').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+    return row?.filter_json;
+  }
+
+  /** Replaces one account-data entry; returns its new stream position. */
+  async putAccountData(tx: Tx, userId: string, roomId: string | null, type: string, content: string): Promise<number> {
+    const room = roomId ?? '';
+    await tx.db.deleteFrom('account_data').where('user_id', '=', userId).where('room_id', '=', room).where('type', '=', type).execute();
+    const row = await tx.db.insertInto('account_data').values({ user_id: userId, room_id: room, type, content }).returning('stream_id').executeTakeFirstOrThrow();
+    return Number(row.stream_id);
+  }
+
+  async getAccountData(userId: string, roomId: string | null, type: string, tx?: Tx): Promise<Record<string, unknown> | undefined> {
+    const row = await (tx?.db ?? this.database.db)
+      .selectFrom('account_data')
+      .select('content')
+      .where('user_id', '=', userId)
+      .where('room_id', '=', roomId ?? '')
+      .where('type', '=', type)
+      .executeTakeFirst();
+    return row ? (JSON.parse(row.content) as Record<string, unknown>) : undefined;
+  }
+
+  /** Account data written after stream position `since` (0: all), in stream order. */
+  async accountDataSince(userId: string, since: number, limit = 1000): Promise<AccountDataRow[]> {
+    const rows = await this.database.db
+      .selectFrom('account_data')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('stream_id', '>', since)
+      .orderBy('stream_id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ stream_id: Number(r.stream_id), room_id: r.room_id === '' ? null : r.room_id, type: r.type, content: JSON.parse(r.content) as Record<string, unknown> }));
+  }
+
+  async maxAccountDataPosition(): Promise<number> {
+    const row = await this.database.db.selectFrom('account_data').select((eb) => eb.fn.max('stream_id').as('m')).executeTakeFirst();
+    return Number(row?.m ?? 0);
+  }
+
+  async putPresence(tx: Tx, p: Omit<PresenceRow, 'stream_id'>): Promise<number> {
+    await tx.db.deleteFrom('presence').where('user_id', '=', p.user_id).execute();
+    const row = await tx.db.insertInto('presence').values(p).returning('stream_id').executeTakeFirstOrThrow();
+    return Number(row.stream_id);
+  }
+
+  async getPresence(userId: string): Promise<PresenceRow | undefined> {
+    const row = await this.database.db.selectFrom('presence').selectAll().where('user_id', '=', userId).executeTakeFirst();
+    return row ? { ...row, stream_id: Number(row.stream_id) } : undefined;
+  }
+
+  /** Presence of the given users changed after `since`. */
+  async presenceSince(userIds: readonly string[], since: number): Promise<PresenceRow[]> {
+    if (userIds.length === 0) return [];
+    const rows = await this.database.db
+      .selectFrom('presence')
+      .selectAll()
+      .where('user_id', 'in', userIds)
+      .where('stream_id', '>', since)
+      .orderBy('stream_id')
+      .execute();
+    return rows.map((r) => ({ ...r, stream_id: Number(r.stream_id) }));
+  }
+
+  async maxPresencePosition(): Promise<number> {
+    const row = await this.database.db.selectFrom('presence').select((eb) => eb.fn.max('stream_id').as('m')).executeTakeFirst();
+    return Number(row?.m ?? 0);
+  }
+}
