@@ -212,3 +212,37 @@ export function walkAuth(
   }
   return out;
 }
+
+/**
+ * Iterative depth-first post-order over auth edges from `root`: `finish(n)` runs once
+ * every auth event of `n` that is not `skip`ped has finished (children first).
+ * `isDone` tells which nodes finished in earlier calls. An auth edge back to a node
+ * still being explored (a cycle, possible only with forged legacy event IDs) is
+ * ignored rather than followed.
+ */
+export function postOrder(
+  graph: EventGraph,
+  root: number,
+  skip: (i: number) => boolean,
+  isDone: (i: number) => boolean,
+  finish: (i: number) => void,
+): void {
+  if (isDone(root)) return;
+  const open = new Set<number>();
+  const stack = [root];
+  while (stack.length) {
+    const n = stack[stack.length - 1]!;
+    if (isDone(n)) {
+      stack.pop();
+      continue;
+    }
+    if (!open.has(n)) {
+      open.add(n);
+      for (const c of graph.authOf(n)) if (!skip(c) && !open.has(c) && !isDone(c)) stack.push(c);
+      continue;
+    }
+    stack.pop();
+    open.delete(n);
+    finish(n);
+  }
+}

@@ -5,6 +5,21 @@
  * State sets map `stateKeyOf(type, state_key)` to event IDs. Resolution is pure and
  * deterministic: the result does not depend on the order of the state sets, of the
  * entries within them, or of events in the source.
+ *
+ * Readings of the spec where its text leaves room (rooms/v1.md, fragments/v2-state-res.md,
+ * rooms/v12.md):
+ *  - v2: the "full auth chain" of a state set includes the set's own events, so an
+ *    unconflicted event is never part of the auth difference.
+ *  - v2 step 1 enlarges the power events with their whole auth chain intersected with the
+ *    full conflicted set, and the topological order respects auth reachability within
+ *    that set (also through events outside it).
+ *  - Rejected events (`EventSource.isRejected`) go through the iterative auth checks like
+ *    any other, but are never used as auth events there.
+ *  - Events the source does not have are left out of the conflicted sets.
+ *  - v12: the create event, not listed in `auth_events`, is treated as an auth event of
+ *    every other event (it is derived from the room ID).
+ *  - v1: a key missing from some state sets is not a conflict; for "other" keys where no
+ *    candidate passes auth, the shallowest candidate is kept.
  */
 import { referenceId, type RoomEvent } from '../event.js';
 import type { RoomVersion } from '../room-versions.js';

@@ -7,7 +7,7 @@ import { referenceId, type RoomEvent, type StateMap } from '../event.js';
 import type { RoomVersion } from '../room-versions.js';
 import { levelOf, parsePowerLevels, type PowerLevels } from '../power-levels.js';
 import { authTypesForEvent, POWER_LEVELS_KEY, type Authorizer } from './auth.js';
-import { IndexSet, walkAuth, type EventGraph } from './graph.js';
+import { IndexSet, postOrder, walkAuth, type EventGraph } from './graph.js';
 import { Heap } from './heap.js';
 
 export type StateIds = ReadonlyMap<string, string>;
@@ -121,34 +121,23 @@ export function reverseTopologicalPowerOrder(graph: EventGraph, xs: readonly num
   // Nearest members of X below a node outside X (memoised, iterative post-order).
   const frontier = new Map<number, readonly number[]>();
   const frontierOf = (root: number): readonly number[] => {
-    const known = frontier.get(root);
-    if (known) return known;
-    const stack = [root];
-    while (stack.length) {
-      const n = stack[stack.length - 1]!;
-      if (frontier.has(n)) {
-        stack.pop();
-        continue;
-      }
-      let pending = false;
-      for (const c of graph.authOf(n)) {
-        if (!inX.has(c) && !frontier.has(c)) {
-          stack.push(c);
-          pending = true;
+    postOrder(
+      graph,
+      root,
+      (c) => inX.has(c),
+      (c) => frontier.has(c),
+      (n) => {
+        const out: number[] = [];
+        for (const c of graph.authOf(n)) {
+          if (inX.has(c)) {
+            if (!out.includes(c)) out.push(c);
+          } else {
+            for (const d of frontier.get(c) ?? []) if (!out.includes(d)) out.push(d);
+          }
         }
-      }
-      if (pending) continue;
-      stack.pop();
-      const out: number[] = [];
-      for (const c of graph.authOf(n)) {
-        if (inX.has(c)) {
-          if (!out.includes(c)) out.push(c);
-        } else {
-          for (const d of frontier.get(c)!) if (!out.includes(d)) out.push(d);
-        }
-      }
-      frontier.set(n, out);
-    }
+        frontier.set(n, out);
+      },
+    );
     return frontier.get(root)!;
   };
 
@@ -190,13 +179,24 @@ export function reverseTopologicalPowerOrder(graph: EventGraph, xs: readonly num
   const ready = new Heap<number>(less);
   for (let k = 0; k < xs.length; k++) if (outDeg[k] === 0) ready.push(k);
   const out: number[] = [];
-  while (ready.size) {
-    const k = ready.pop()!;
-    out.push(xs[k]!);
-    for (const p of parents[k]!) if (--outDeg[p]! === 0) ready.push(p);
+  const emitted = new Uint8Array(xs.length);
+  for (;;) {
+    while (ready.size) {
+      const k = ready.pop()!;
+      emitted[k] = 1;
+      out.push(xs[k]!);
+      for (const p of parents[k]!) if (--outDeg[p]! === 0) ready.push(p);
+    }
+    if (out.length === xs.length) return out;
+    // Only a cycle of auth events (forged legacy event IDs) gets here: release the
+    // smallest remaining event as if its dependencies were met.
+    let best = -1;
+    for (let k = 0; k < xs.length; k++) {
+      if (!emitted[k] && outDeg[k]! > 0 && (best < 0 || less(k, best))) best = k;
+    }
+    outDeg[best] = 0;
+    ready.push(best);
   }
-  if (out.length !== xs.length) throw new Error('auth events contain a cycle');
-  return out;
 }
 
 /**
@@ -212,6 +212,7 @@ export function mainlineOrder(graph: EventGraph, events: readonly number[], pl: 
   const memo = new Map<number, number>();
   const positionFromPl = (start: number): number => {
     const path: number[] = [];
+    const onPath = new Set<number>();
     let p = start;
     let result = Infinity;
     while (p >= 0) {
@@ -225,9 +226,10 @@ export function mainlineOrder(graph: EventGraph, events: readonly number[], pl: 
         result = known;
         break;
       }
+      if (onPath.has(p)) break; // a cycle of power-levels events: no mainline position
+      onPath.add(p);
       path.push(p);
       p = graph.powerLevelsAuthOf(p);
-      if (path.length > graph.size) throw new Error('power-levels auth events contain a cycle');
     }
     for (const q of path) memo.set(q, result);
     return result;
@@ -313,33 +315,25 @@ export function fullConflictedSet(
     for (const c of conflictedList) for (const a of graph.authOf(c)) starts.push(a);
     const below = walkAuth(graph, starts, belowSeen);
     // reachesConflicted, computed children-first over `below` (closed under auth edges).
-    const state = new Map<number, boolean>();
+    const reaches = new Map<number, boolean>();
     for (const root of below) {
-      if (state.has(root)) continue;
-      const stack = [root];
-      while (stack.length) {
-        const n = stack[stack.length - 1]!;
-        if (state.has(n)) {
-          stack.pop();
-          continue;
-        }
-        let pending = false;
-        for (const c of graph.authOf(n)) {
-          if (!state.has(c)) {
-            stack.push(c);
-            pending = true;
-          }
-        }
-        if (pending) continue;
-        stack.pop();
-        let r = conflictedIdx.has(n);
-        if (!r) for (const c of graph.authOf(n)) if (state.get(c)) r = true;
-        state.set(n, r);
-      }
+      postOrder(
+        graph,
+        root,
+        () => false,
+        (c) => reaches.has(c),
+        (n) => {
+          let r = conflictedIdx.has(n);
+          if (!r) for (const c of graph.authOf(n)) if (reaches.get(c)) r = true;
+          reaches.set(n, r);
+        },
+      );
     }
-    for (const n of below) if (state.get(n)) add(n);
+    for (const n of below) if (reaches.get(n)) add(n);
   }
-  return out;
+  // A canonical order, so that every later traversal is independent of input order.
+  const ids = graph.ids;
+  return out.sort((a, b) => (ids[a]! < ids[b]! ? -1 : ids[a]! > ids[b]! ? 1 : 0));
 }
 
 export function resolveV2(

@@ -291,3 +291,22 @@ describe('room v12 changes (state resolution v2.1)', () => {
     }
   });
 });
+
+describe('forged auth cycles (legacy event IDs)', () => {
+  it('resolve without throwing and independently of input order', () => {
+    const v = V('2');
+    const r = new RoomBuilder(v);
+    const s0 = r.base([bob]);
+    const base = ['create', 'alice-join'];
+    // Two power-levels events citing each other, and a topic citing both.
+    const a = r.make(s0, 'pl-a', 'm.room.power_levels', alice, '', { users: { [alice]: 100, [bob]: 50 } }, { auth: [...base, 'pl-b'] });
+    const b = r.make(s0, 'pl-b', 'm.room.power_levels', alice, '', { users: { [alice]: 100 } }, { auth: [...base, 'pl-a'] });
+    const t = r.make(s0, 'topic', 'm.room.topic', bob, '', { topic: 'x' }, { auth: [...base, 'pl-a', 'pl-b', 'join-bob'] });
+    const forkA = withEntry(withEntry(s0, PL, a.event_id), TOPIC, t.event_id);
+    const forkB = withEntry(s0, PL, b.event_id);
+    const one = resolveState(v, [forkA, forkB], r);
+    const two = resolveState(v, [forkB, forkA], { getEvent: (id) => r.getEvent(id) });
+    expect([...one].sort()).toEqual([...two].sort());
+    expect([a.event_id, b.event_id, s0.get(PL)]).toContain(one.get(PL));
+  });
+});
