@@ -234,6 +234,11 @@ function redactsOf(event: RoomEvent, version: RoomVersion): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // auth_events checks
 
+/** An unambiguous, cheap `(type, state_key)` key: the type's length, the type, then the state key. */
+function pairKey(type: string, stateKey: string): string {
+  return `${type.length}:${type}${stateKey}`;
+}
+
 /**
  * The "Considering the event's auth_events" rule: every event named by `event.auth_events` must
  * be among `authEvents`; no two may share a `(type, state_key)`; each must be one the auth
@@ -258,15 +263,15 @@ export function checkAuthEventsShape(
   }
   const seen = new Set<string>();
   for (const ev of entries) {
-    const key = stateKeyOf(ev.type, typeof ev.state_key === 'string' ? ev.state_key : '\u0000none');
+    const key = typeof ev.state_key === 'string' ? pairKey(ev.type, ev.state_key) : `-${ev.event_id}`;
     if (seen.has(key)) {
       return reject(n.authEventsSub.duplicate, `duplicate auth event for (${ev.type}, ${String(ev.state_key)})`);
     }
     seen.add(key);
   }
-  const selected = new Set(authEventKeysFor(event, version).map(([t, s]) => stateKeyOf(t, s)));
+  const selected = new Set(authEventKeysFor(event, version).map(([t, s]) => pairKey(t, s)));
   for (const ev of entries) {
-    if (typeof ev.state_key !== 'string' || !selected.has(stateKeyOf(ev.type, ev.state_key))) {
+    if (typeof ev.state_key !== 'string' || !selected.has(pairKey(ev.type, ev.state_key))) {
       return reject(
         n.authEventsSub.selection,
         `auth event ${ev.event_id} (${ev.type}, ${String(ev.state_key)}) is not selected for this event`,

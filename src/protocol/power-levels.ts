@@ -115,8 +115,32 @@ export function roomCreators(createEvent: RoomEvent | undefined, version: RoomVe
   return creators;
 }
 
-/** Effective power levels from the power-levels event (if any) and the create event. */
+interface CacheEntry {
+  create: RoomEvent | undefined;
+  version: RoomVersion;
+  levels: PowerLevels;
+}
+/** Parsed levels per power-levels event object (events are treated as immutable). */
+const cache = new WeakMap<RoomEvent, CacheEntry>();
+
+/**
+ * Effective power levels from the power-levels event (if any) and the create event. The result
+ * for a given power-levels event object is memoised, so events must not be mutated after use.
+ */
 export function parsePowerLevels(
+  powerLevelsEvent: RoomEvent | undefined,
+  createEvent: RoomEvent | undefined,
+  version: RoomVersion,
+): PowerLevels {
+  if (!powerLevelsEvent) return computePowerLevels(undefined, createEvent, version);
+  const hit = cache.get(powerLevelsEvent);
+  if (hit && hit.create === createEvent && hit.version === version) return hit.levels;
+  const levels = computePowerLevels(powerLevelsEvent, createEvent, version);
+  cache.set(powerLevelsEvent, { create: createEvent, version, levels });
+  return levels;
+}
+
+function computePowerLevels(
   powerLevelsEvent: RoomEvent | undefined,
   createEvent: RoomEvent | undefined,
   version: RoomVersion,
