@@ -1,0 +1,274 @@
+import type { Logger } from 'pino';
+import { parseStateKey, type RoomEvent } from '../../protocol/event.js';
+import type { JsonObject } from '../../protocol/json.js';
+import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
+import type { Notifier } from '../../streams/notifier.js';
+import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
+import { eventMatches, roomAllowed, type Filter } from './filter.js';
+import { formatPaginationToken, formatSyncToken, STREAMS, zeroPositions, type StreamName, type StreamPositions } from './token.js';
+
+const DEFAULT_TIMELINE_LIMIT = 10;
+const MAX_TIMELINE_LIMIT = 100;
+/** State types shown to invitees and knockers. */
+const STRIPPED_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.canonical_alias', 'm.room.avatar', 'm.room.name', 'm.room.encryption', 'm.room.topic'];
+
+export interface JoinedRoomSync {
+  timeline: { events: ClientEvent[]; limited: boolean; prev_batch: string };
+  state: { events: ClientEvent[] };
+  account_data: { events: JsonObject[] };
+  ephemeral: { events: JsonObject[] };
+  summary?: JsonObject;
+  unread_notifications?: JsonObject;
+}
+
+export interface SyncResponse {
+  next_batch: string;
+  rooms: {
+    join: Record<string, JoinedRoomSync>;
+    invite: Record<string, { invite_state: { events: JsonObject[] } }>;
+    leave: Record<string, { timeline: JoinedRoomSync['timeline']; state: { events: ClientEvent[] }; account_data: { events: JsonObject[] } }>;
+    knock: Record<string, { knock_state: { events: JsonObject[] } }>;
+  };
+  account_data: { events: JsonObject[] };
+  presence: { events: JsonObject[] };
+  to_device: { events: JsonObject[] };
+  device_lists: { changed: string[]; left: string[] };
+  device_one_time_keys_count: Record<string, number>;
+  device_unused_fallback_key_types?: string[];
+}
+
+export interface SyncRequest {
+  userId: string;
+  deviceId: string;
+  since?: StreamPositions;
+  timeoutMs: number;
+  fullState: boolean;
+  filter: Filter;
+  signal?: AbortSignal;
+}
+
+/** What a sync extension sees: the request, the window and the response to add to. */
+export interface SyncWindow {
+  req: SyncRequest;
+  since: StreamPositions | undefined;
+  to: StreamPositions;
+  /** Rooms the user is joined to at `to`. */
+  joinedRoomIds: string[];
+  response: SyncResponse;
+  /** Gets (creating) the joined-room entry of a room to add ephemeral events or account data. */
+  joinedRoom(roomId: string): JoinedRoomSync;
+}
+
+/**
+ * A stream other than room events that contributes to /sync (account data, presence, to-device,
+ * receipts, typing, device lists). `collect` returns true if it added anything.
+ */
+export interface SyncExtension {
+  stream: StreamName;
+  currentPosition(): number | Promise<number>;
+  collect(w: SyncWindow): Promise<boolean>;
+}
+
+export interface SyncDeps {
+  events: EventStore;
+  formatter: ClientEventFormatter;
+  notifier: Notifier;
+  log: Logger;
+}
+
+function emptyResponse(token: string): SyncResponse {
+  return {
+    next_batch: token,
+    rooms: { join: {}, invite: {}, leave: {}, knock: {} },
+    account_data: { events: [] },
+    presence: { events: [] },
+    to_device: { events: [] },
+    device_lists: { changed: [], left: [] },
+    device_one_time_keys_count: {},
+  };
+}
+
+function newJoinedRoom(): JoinedRoomSync {
+  return {
+    timeline: { events: [], limited: false, prev_batch: '' },
+    state: { events: [] },
+    account_data: { events: [] },
+    ephemeral: { events: [] },
+  };
+}
+
+/** /sync: the user's view of every stream since a token, long-polling while nothing changed. */
+export class SyncService {
+  private readonly extensions: SyncExtension[] = [];
+
+  constructor(private readonly deps: SyncDeps) {}
+
+  addExtension(ext: SyncExtension): void {
+    this.extensions.push(ext);
+  }
+
+  async currentPositions(): Promise<StreamPositions> {
+    const p = zeroPositions();
+    p.events = await this.deps.events.maxStreamOrdering();
+    for (const ext of this.extensions) p[ext.stream] = await ext.currentPosition();
+    return p;
+  }
+
+  async sync(req: SyncRequest): Promise<SyncResponse> {
+    const deadline = Date.now() + Math.max(0, req.timeoutMs);
+    for (;;) {
+      const ac = new AbortController();
+      const onAbort = () => ac.abort();
+      req.signal?.addEventListener('abort', onAbort, { once: true });
+      // Start listening before reading positions so a change in between still wakes us.
+      const remaining = deadline - Date.now();
+      const woken = req.since && !req.fullState && remaining > 0 ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
+      try {
+        const to = await this.currentPositions();
+        // Positions ahead of ours (e.g. an in-memory stream after a restart) count from zero.
+        const since = req.since && (Object.fromEntries(STREAMS.map((s) => [s, Math.min(req.since![s], to[s])])) as StreamPositions);
+        const { response, changed } = await this.build(req, since, to);
+        if (!woken || changed || Date.now() >= deadline || req.signal?.aborted) return response;
+        await woken;
+        if (Date.now() >= deadline || req.signal?.aborted) {
+          // Timed out with nothing new: answer with the same positions.
+          return response;
+        }
+      } finally {
+        ac.abort();
+        req.signal?.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  private async build(req: SyncRequest, since: StreamPositions | undefined, to: StreamPositions): Promise<{ response: SyncResponse; changed: boolean }> {
+    const { events } = this.deps;
+    const response = emptyResponse(formatSyncToken(to));
+    const memberships = await events.roomsForUser(req.userId, ['join', 'invite', 'leave', 'ban', 'knock']);
+    const joined = memberships.filter((m) => m.membership === 'join' && roomAllowed(req.filter, m.roomId));
+    const changes = since ? await events.membershipChanges(req.userId, since.events, to.events) : [];
+    const changedRooms = new Map(changes.map((c) => [c.roomId, c]));
+    let changed = false;
+
+    // Joined rooms.
+    const withNewEvents = since ? await events.roomsWithEventsSince(joined.map((j) => j.roomId), since.events, to.events) : undefined;
+    for (const m of joined) {
+      const newlyJoined = !!since && changedRooms.has(m.roomId) && (await events.membershipAt(m.roomId, req.userId, since.events))?.membership !== 'join';
+      if (since && !req.fullState && !newlyJoined && !withNewEvents!.has(m.roomId)) continue;
+      const fromPos = since && !newlyJoined ? since.events : 0;
+      const room = await this.roomSection(req, m.roomId, fromPos, to.events, !since || newlyJoined || req.fullState);
+      if (room.timeline.events.length || room.state.events.length || !since || req.fullState || newlyJoined) {
+        response.rooms.join[m.roomId] = room;
+        changed = true;
+      }
+    }
+
+    // Invites.
+    for (const m of memberships.filter((x) => x.membership === 'invite' && roomAllowed(req.filter, x.roomId))) {
+      if (since && !changedRooms.has(m.roomId)) continue;
+      response.rooms.invite[m.roomId] = { invite_state: { events: await this.strippedRoomState(m.roomId, m.eventId) } };
+      changed = true;
+    }
+    // Knocks.
+    for (const m of memberships.filter((x) => x.membership === 'knock' && roomAllowed(req.filter, x.roomId))) {
+      if (since && !changedRooms.has(m.roomId)) continue;
+      response.rooms.knock[m.roomId] = { knock_state: { events: await this.strippedRoomState(m.roomId, m.eventId) } };
+      changed = true;
+    }
+    // Left and banned rooms: on incremental sync when it happened since; on initial sync with include_leave.
+    for (const m of memberships.filter((x) => (x.membership === 'leave' || x.membership === 'ban') && roomAllowed(req.filter, x.roomId))) {
+      const change = changedRooms.get(m.roomId);
+      if (since ? !change : !req.filter.room?.include_leave) continue;
+      const leave = await events.getEvent(m.eventId);
+      if (!leave || leave.streamOrdering > to.events) continue;
+      const prior = since ? await events.membershipAt(m.roomId, req.userId, since.events) : undefined;
+      if (since && prior && (prior.membership === 'leave' || prior.membership === 'ban') && !req.filter.room?.include_leave) continue;
+      const section = await this.roomSection(req, m.roomId, since?.events ?? 0, leave.streamOrdering, !since || req.fullState);
+      response.rooms.leave[m.roomId] = { timeline: section.timeline, state: section.state, account_data: { events: [] } };
+      changed = true;
+    }
+
+    const window: SyncWindow = {
+      req,
+      since,
+      to,
+      joinedRoomIds: joined.map((j) => j.roomId),
+      response,
+      joinedRoom: (roomId) => (response.rooms.join[roomId] ??= newJoinedRoom()),
+    };
+    for (const ext of this.extensions) {
+      if (await ext.collect(window)) changed = true;
+    }
+    return { response, changed };
+  }
+
+  /** Timeline and state of one room for the window (from, to]. */
+  private async roomSection(req: SyncRequest, roomId: string, from: number, to: number, fullState: boolean): Promise<JoinedRoomSync> {
+    const { events, formatter } = this.deps;
+    const tf = req.filter.room?.timeline;
+    const limit = Math.min(MAX_TIMELINE_LIMIT, Math.max(1, tf?.limit ?? DEFAULT_TIMELINE_LIMIT));
+    const fetched = await events.roomEventsBetween(roomId, from, to, limit + 1, 'backwards');
+    const limited = fetched.length > limit;
+    const page = fetched.slice(0, limit).reverse();
+    const timelineEvents = page.filter((s) => eventMatches(tf, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content }));
+    const first = page[0];
+    const startPos = first ? first.streamOrdering - 1 : to;
+
+    const room = newJoinedRoom();
+    const viewer = { userId: req.userId, deviceId: req.deviceId };
+    room.timeline = {
+      events: await formatter.format(timelineEvents, { viewer, omitRoomId: true }),
+      limited: limited || (from === 0 && !!first && first.streamOrdering > 1 && limited),
+      prev_batch: formatPaginationToken(startPos),
+    };
+
+    let stateIds: StateIds;
+    const atStart = await events.stateIdsAtStream(roomId, startPos);
+    if (fullState || from === 0) {
+      stateIds = atStart;
+    } else if (limited) {
+      const atSince = await events.stateIdsAtStream(roomId, from);
+      stateIds = new Map([...atStart].filter(([k, id]) => atSince.get(k) !== id));
+    } else {
+      stateIds = new Map();
+    }
+    const sf = req.filter.room?.state;
+    if (sf?.lazy_load_members) {
+      const senders = new Set(timelineEvents.map((s) => s.event.sender));
+      senders.add(req.userId);
+      stateIds = new Map([...stateIds].filter(([k]) => {
+        const [type, key] = parseStateKey(k);
+        return type !== 'm.room.member' || senders.has(key);
+      }));
+    }
+    const inTimeline = new Set(timelineEvents.map((s) => s.event.event_id));
+    const stateStored = [...(await events.getEvents(stateIds.values())).values()]
+      .filter((s) => !inTimeline.has(s.event.event_id))
+      .filter((s) => eventMatches(sf, { type: s.event.type, sender: s.event.sender, room_id: roomId }));
+    room.state.events = await formatter.format(stateStored, { viewer, omitRoomId: true });
+    room.summary = await this.summary(roomId, req.userId);
+    return room;
+  }
+
+  private async summary(roomId: string, userId: string): Promise<JsonObject> {
+    const joined = await this.deps.events.members(roomId, ['join']);
+    const invited = await this.deps.events.members(roomId, ['invite']);
+    const heroes = [...joined, ...invited].filter((u) => u !== userId).sort().slice(0, 5);
+    return { 'm.heroes': heroes, 'm.joined_member_count': joined.length, 'm.invited_member_count': invited.length };
+  }
+
+  private async strippedRoomState(roomId: string, membershipEventId: string): Promise<JsonObject[]> {
+    const { events } = this.deps;
+    const state = await events.getCurrentState(roomId);
+    const out: JsonObject[] = [];
+    for (const [key, ev] of state) {
+      const [type] = parseStateKey(key);
+      if (STRIPPED_TYPES.includes(type)) out.push(strippedState(ev));
+    }
+    const member = await events.getEvent(membershipEventId);
+    if (member) out.push({ ...strippedState(member.event), event_id: member.event.event_id, origin_server_ts: member.event.origin_server_ts });
+    return out;
+  }
+}
+
+export type { RoomEvent, StoredEvent };

@@ -1,0 +1,505 @@
+import type { Kysely } from 'kysely';
+import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
+import { LruCache } from '../../util/lru.js';
+import type { Database, Tx } from '../db.js';
+import type { Tables } from '../schema.js';
+
+/** A persisted event with the server's bookkeeping about it. */
+export interface StoredEvent {
+  event: RoomEvent;
+  roomId: string;
+  streamOrdering: number;
+  prevStateEventId: string | null;
+  redactedBy: string | null;
+  txnId: string | null;
+  txnDeviceId: string | null;
+  rejected: string | null;
+  outlier: boolean;
+}
+
+export interface RoomRow {
+  roomId: string;
+  roomVersion: string;
+  creator: string;
+  isPublic: boolean;
+  createdTs: number;
+}
+
+/** State as (type, state_key) key → event ID. */
+export type StateIds = Map<string, string>;
+
+export interface PersistInput {
+  event: RoomEvent;
+  roomId: string;
+  /** State group of the state before this event (null for the create event). */
+  stateGroupBefore: number | null;
+  /** The event this one replaces in the state, if a state event. */
+  prevStateEventId: string | null;
+  txn?: { userId: string; deviceId: string; txnId: string };
+  /** Whether to update the room's current state and forward extremities (false for outliers). */
+  updateCurrentState: boolean;
+}
+
+/** How many deltas a state group may sit on before a full snapshot is written. */
+const MAX_DELTA_DEPTH = 32;
+
+type Q = Kysely<Tables>;
+
+/** Events, room state and memberships. */
+export class EventStore {
+  private readonly eventCache: LruCache<string, StoredEvent>;
+  private readonly stateCache: LruCache<number, StateIds>;
+
+  constructor(
+    private readonly database: Database,
+    opts: { eventCacheSize?: number; stateCacheSize?: number } = {},
+  ) {
+    this.eventCache = new LruCache(opts.eventCacheSize ?? 5000);
+    this.stateCache = new LruCache(opts.stateCacheSize ?? 64);
+  }
+
+  private get db(): Q {
+    return this.database.db;
+  }
+
+  async getRoom(roomId: string, q: Q = this.db): Promise<RoomRow | undefined> {
+    const r = await q.selectFrom('rooms').selectAll().where('room_id', '=', roomId).executeTakeFirst();
+    return r && { roomId: r.room_id, roomVersion: r.room_version, creator: r.creator, isPublic: !!r.is_public, createdTs: r.created_ts };
+  }
+
+  async insertRoom(tx: Tx, room: RoomRow): Promise<void> {
+    await tx.db
+      .insertInto('rooms')
+      .values({
+        room_id: room.roomId,
+        room_version: room.roomVersion,
+        creator: room.creator,
+        is_public: room.isPublic ? 1 : 0,
+        created_ts: room.createdTs,
+      })
+      .execute();
+  }
+
+  async setRoomPublic(roomId: string, isPublic: boolean): Promise<void> {
+    await this.db.updateTable('rooms').set({ is_public: isPublic ? 1 : 0 }).where('room_id', '=', roomId).execute();
+  }
+
+  async publicRooms(): Promise<string[]> {
+    const rows = await this.db.selectFrom('rooms').select('room_id').where('is_public', '=', 1).orderBy('created_ts').execute();
+    return rows.map((r) => r.room_id);
+  }
+
+  private fromRow(r: Tables['events'] extends infer T ? { [K in keyof T]: T[K] extends { __select__: infer S } ? S : T[K] } : never): StoredEvent {
+    const event = JSON.parse(r.json) as RoomEvent;
+    event.event_id = r.event_id;
+    return {
+      event,
+      roomId: r.room_id,
+      streamOrdering: r.stream_ordering,
+      prevStateEventId: r.prev_state_event_id,
+      redactedBy: r.redacted_by,
+      txnId: r.txn_id,
+      txnDeviceId: r.txn_device_id,
+      rejected: r.rejected,
+      outlier: !!r.outlier,
+    };
+  }
+
+  /** Events by ID (cached); missing IDs are absent from the result. */
+  async getEvents(ids: Iterable<string>, q: Q = this.db): Promise<Map<string, StoredEvent>> {
+    const out = new Map<string, StoredEvent>();
+    const missing: string[] = [];
+    for (const id of new Set(ids)) {
+      const hit = this.eventCache.get(id);
+      if (hit) out.set(id, hit);
+      else missing.push(id);
+    }
+    for (let i = 0; i < missing.length; i += 500) {
+      const chunk = missing.slice(i, i + 500);
+      const rows = await q.selectFrom('events').selectAll().where('event_id', 'in', chunk).execute();
+      for (const r of rows) {
+        const s = this.fromRow(r);
+        this.eventCache.set(r.event_id, s);
+        out.set(r.event_id, s);
+      }
+    }
+    return out;
+  }
+
+  async getEvent(id: string, q: Q = this.db): Promise<StoredEvent | undefined> {
+    return (await this.getEvents([id], q)).get(id);
+  }
+
+  async getCurrentStateIds(roomId: string, q: Q = this.db): Promise<StateIds> {
+    const rows = await q.selectFrom('current_state').select(['type', 'state_key', 'event_id']).where('room_id', '=', roomId).execute();
+    return new Map(rows.map((r) => [stateKeyOf(r.type, r.state_key), r.event_id]));
+  }
+
+  /** Current state as events. */
+  async getCurrentState(roomId: string, q: Q = this.db): Promise<Map<string, RoomEvent>> {
+    return this.loadStateEvents(await this.getCurrentStateIds(roomId, q), q);
+  }
+
+  async loadStateEvents(ids: StateIds, q: Q = this.db): Promise<Map<string, RoomEvent>> {
+    const events = await this.getEvents(ids.values(), q);
+    const out = new Map<string, RoomEvent>();
+    for (const [key, id] of ids) {
+      const e = events.get(id);
+      if (e) out.set(key, e.event);
+    }
+    return out;
+  }
+
+  async getCurrentStateEvent(roomId: string, type: string, stateKey: string, q: Q = this.db): Promise<StoredEvent | undefined> {
+    const row = await q
+      .selectFrom('current_state')
+      .select('event_id')
+      .where('room_id', '=', roomId)
+      .where('type', '=', type)
+      .where('state_key', '=', stateKey)
+      .executeTakeFirst();
+    return row ? this.getEvent(row.event_id, q) : undefined;
+  }
+
+  async getMembership(roomId: string, userId: string, q: Q = this.db): Promise<string | undefined> {
+    const row = await q
+      .selectFrom('current_state')
+      .select('membership')
+      .where('room_id', '=', roomId)
+      .where('type', '=', 'm.room.member')
+      .where('state_key', '=', userId)
+      .executeTakeFirst();
+    return row?.membership ?? undefined;
+  }
+
+  /** Rooms where the user's current membership is one of `memberships`. */
+  async roomsForUser(userId: string, memberships: string[], q: Q = this.db): Promise<Array<{ roomId: string; membership: string; eventId: string }>> {
+    const rows = await q
+      .selectFrom('current_state')
+      .select(['room_id', 'membership', 'event_id'])
+      .where('type', '=', 'm.room.member')
+      .where('state_key', '=', userId)
+      .where('membership', 'in', memberships)
+      .execute();
+    return rows.map((r) => ({ roomId: r.room_id, membership: r.membership!, eventId: r.event_id }));
+  }
+
+  /** User IDs whose current membership is one of `memberships` (default: join). */
+  async members(roomId: string, memberships: string[] = ['join'], q: Q = this.db): Promise<string[]> {
+    const rows = await q
+      .selectFrom('current_state')
+      .select('state_key')
+      .where('room_id', '=', roomId)
+      .where('type', '=', 'm.room.member')
+      .where('membership', 'in', memberships)
+      .execute();
+    return rows.map((r) => r.state_key);
+  }
+
+  async getForwardExtremities(roomId: string, q: Q = this.db): Promise<string[]> {
+    const rows = await q.selectFrom('forward_extremities').select('event_id').where('room_id', '=', roomId).execute();
+    return rows.map((r) => r.event_id).sort();
+  }
+
+  async getStateGroupOf(eventId: string, q: Q = this.db): Promise<number | undefined> {
+    const row = await q.selectFrom('event_state').select('state_group').where('event_id', '=', eventId).executeTakeFirst();
+    return row?.state_group;
+  }
+
+  /** The full state of a state group (following its delta chain). */
+  async getStateIdsAtGroup(group: number, q: Q = this.db): Promise<StateIds> {
+    const cached = this.stateCache.get(group);
+    if (cached) return new Map(cached);
+    const chain: number[] = [];
+    let base: StateIds | undefined;
+    let cur: number | null = group;
+    while (cur !== null) {
+      const hit = this.stateCache.get(cur);
+      if (hit) {
+        base = new Map(hit);
+        break;
+      }
+      chain.push(cur);
+      const row: { prev_group: number | null } | undefined = await q
+        .selectFrom('state_groups')
+        .select('prev_group')
+        .where('id', '=', cur)
+        .executeTakeFirst();
+      if (!row) throw new Error(`state group ${cur} is missing`);
+      cur = row.prev_group;
+    }
+    const state = base ?? new Map<string, string>();
+    const entries = chain.length
+      ? await q.selectFrom('state_group_entries').selectAll().where('state_group', 'in', chain).execute()
+      : [];
+    const byGroup = new Map<number, typeof entries>();
+    for (const e of entries) {
+      const list = byGroup.get(e.state_group) ?? [];
+      list.push(e);
+      byGroup.set(e.state_group, list);
+    }
+    for (const g of chain.reverse()) {
+      for (const e of byGroup.get(g) ?? []) state.set(stateKeyOf(e.type, e.state_key), e.event_id);
+    }
+    this.stateCache.set(group, new Map(state));
+    return state;
+  }
+
+  /** State after an event, as IDs. */
+  async getStateIdsAfter(eventId: string, q: Q = this.db): Promise<StateIds | undefined> {
+    const group = await this.getStateGroupOf(eventId, q);
+    return group === undefined ? undefined : this.getStateIdsAtGroup(group, q);
+  }
+
+  async getTxnEventId(userId: string, deviceId: string, txnId: string): Promise<string | undefined> {
+    const row = await this.db
+      .selectFrom('event_txns')
+      .select('event_id')
+      .where('user_id', '=', userId)
+      .where('device_id', '=', deviceId)
+      .where('txn_id', '=', txnId)
+      .executeTakeFirst();
+    return row?.event_id;
+  }
+
+  async maxStreamOrdering(q: Q = this.db): Promise<number> {
+    const row = await q.selectFrom('events').select((eb) => eb.fn.max('stream_ordering').as('m')).executeTakeFirst();
+    return Number(row?.m ?? 0);
+  }
+
+  private async writeStateGroup(tx: Tx, roomId: string, before: number | null, changes: Array<[string, string]>): Promise<number> {
+    let prevGroup = before;
+    let depth = 0;
+    if (before !== null) {
+      const row = await tx.db.selectFrom('state_groups').select('delta_depth').where('id', '=', before).executeTakeFirstOrThrow();
+      depth = row.delta_depth + 1;
+    }
+    let entries: Array<[string, string]> = changes;
+    if (before !== null && depth > MAX_DELTA_DEPTH) {
+      const full = await this.getStateIdsAtGroup(before, tx.db);
+      for (const [k, v] of changes) full.set(k, v);
+      entries = [...full];
+      prevGroup = null;
+      depth = 0;
+    }
+    const { id } = await tx.db
+      .insertInto('state_groups')
+      .values({ room_id: roomId, prev_group: prevGroup, delta_depth: depth })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    for (let i = 0; i < entries.length; i += 200) {
+      await tx.db
+        .insertInto('state_group_entries')
+        .values(
+          entries.slice(i, i + 200).map(([key, eventId]) => {
+            const [type, stateKey] = parseStateKey(key);
+            return { state_group: id, type, state_key: stateKey, event_id: eventId };
+          }),
+        )
+        .execute();
+    }
+    return id;
+  }
+
+  /**
+   * Writes an event with its edges, state group, current state, forward extremities,
+   * membership row and transaction ID, in the caller's transaction. Returns its stream position.
+   */
+  async persist(tx: Tx, input: PersistInput): Promise<{ streamOrdering: number; stateGroup: number }> {
+    const { event, roomId } = input;
+    const isState = typeof event.state_key === 'string';
+    const relates = event.content['m.relates_to'] as { event_id?: unknown; rel_type?: unknown } | undefined;
+    const { stream_ordering: streamOrdering } = await tx.db
+      .insertInto('events')
+      .values({
+        event_id: event.event_id,
+        room_id: roomId,
+        type: event.type,
+        state_key: isState ? event.state_key! : null,
+        sender: event.sender,
+        origin_server_ts: event.origin_server_ts,
+        depth: event.depth,
+        json: JSON.stringify(storedForm(event)),
+        outlier: input.updateCurrentState ? 0 : 1,
+        rejected: null,
+        prev_state_event_id: input.prevStateEventId,
+        redacted_by: null,
+        txn_id: input.txn?.txnId ?? null,
+        txn_device_id: input.txn?.deviceId ?? null,
+        relates_to: typeof relates?.event_id === 'string' ? relates.event_id : null,
+        rel_type: typeof relates?.rel_type === 'string' ? relates.rel_type : null,
+        received_ts: Date.now(),
+      })
+      .returning('stream_ordering')
+      .executeTakeFirstOrThrow();
+
+    const prevIds = event.prev_events.map((p) => (typeof p === 'string' ? p : p[0]));
+    if (prevIds.length) {
+      await tx.db
+        .insertInto('event_edges')
+        .values(prevIds.map((p) => ({ event_id: event.event_id, prev_event_id: p })))
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    }
+
+    let stateGroup: number;
+    if (isState || input.stateGroupBefore === null) {
+      stateGroup = await this.writeStateGroup(
+        tx,
+        roomId,
+        input.stateGroupBefore,
+        isState ? [[stateKeyOf(event.type, event.state_key!), event.event_id]] : [],
+      );
+    } else {
+      stateGroup = input.stateGroupBefore;
+    }
+    await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
+
+    if (input.updateCurrentState) {
+      if (prevIds.length) {
+        await tx.db.deleteFrom('forward_extremities').where('room_id', '=', roomId).where('event_id', 'in', prevIds).execute();
+      }
+      await tx.db.insertInto('forward_extremities').values({ room_id: roomId, event_id: event.event_id }).execute();
+      if (isState) {
+        const membership = event.type === 'm.room.member' ? String(event.content['membership'] ?? '') : null;
+        await tx.db
+          .insertInto('current_state')
+          .values({ room_id: roomId, type: event.type, state_key: event.state_key!, event_id: event.event_id, membership })
+          .onConflict((oc) =>
+            oc.columns(['room_id', 'type', 'state_key']).doUpdateSet({ event_id: event.event_id, membership }),
+          )
+          .execute();
+      }
+    }
+
+    if (event.type === 'm.room.member' && isState) {
+      await tx.db
+        .insertInto('room_memberships')
+        .values({
+          event_id: event.event_id,
+          room_id: roomId,
+          user_id: event.state_key!,
+          sender: event.sender,
+          membership: String(event.content['membership'] ?? ''),
+          stream_ordering: streamOrdering,
+          forgotten: 0,
+        })
+        .execute();
+    }
+
+    if (input.txn) {
+      await tx.db
+        .insertInto('event_txns')
+        .values({
+          user_id: input.txn.userId,
+          device_id: input.txn.deviceId,
+          txn_id: input.txn.txnId,
+          event_id: event.event_id,
+          created_ts: Date.now(),
+        })
+        .execute();
+    }
+    return { streamOrdering, stateGroup };
+  }
+
+  /** Marks `targetId` as redacted by `redactionId` (the content is pruned when served). */
+  async markRedacted(tx: Tx, targetId: string, redactionId: string): Promise<void> {
+    await tx.db.updateTable('events').set({ redacted_by: redactionId }).where('event_id', '=', targetId).where('redacted_by', 'is', null).execute();
+    tx.onCommit(() => this.eventCache.delete(targetId));
+  }
+
+  /** Events of a room between two stream positions (exclusive `from`, inclusive `to`). */
+  async roomEventsBetween(
+    roomId: string,
+    from: number,
+    to: number,
+    limit: number,
+    direction: 'forwards' | 'backwards',
+    q: Q = this.db,
+  ): Promise<StoredEvent[]> {
+    const rows = await q
+      .selectFrom('events')
+      .select('event_id')
+      .where('room_id', '=', roomId)
+      .where('outlier', '=', 0)
+      .where('stream_ordering', '>', from)
+      .where('stream_ordering', '<=', to)
+      .orderBy('stream_ordering', direction === 'forwards' ? 'asc' : 'desc')
+      .limit(limit)
+      .execute();
+    const events = await this.getEvents(rows.map((r) => r.event_id), q);
+    return rows.map((r) => events.get(r.event_id)!).filter(Boolean);
+  }
+
+  /** Rooms with events after `since` (for incremental sync), limited to `roomIds`. */
+  async roomsWithEventsSince(roomIds: string[], since: number, to: number): Promise<Set<string>> {
+    if (roomIds.length === 0) return new Set();
+    const out = new Set<string>();
+    for (let i = 0; i < roomIds.length; i += 500) {
+      const rows = await this.db
+        .selectFrom('events')
+        .select('room_id')
+        .distinct()
+        .where('room_id', 'in', roomIds.slice(i, i + 500))
+        .where('stream_ordering', '>', since)
+        .where('stream_ordering', '<=', to)
+        .where('outlier', '=', 0)
+        .execute();
+      for (const r of rows) out.add(r.room_id);
+    }
+    return out;
+  }
+
+  /** The user's membership changes in (from, to]. */
+  async membershipChanges(userId: string, from: number, to: number): Promise<Array<{ roomId: string; membership: string; eventId: string; streamOrdering: number }>> {
+    const rows = await this.db
+      .selectFrom('room_memberships')
+      .select(['room_id', 'membership', 'event_id', 'stream_ordering'])
+      .where('user_id', '=', userId)
+      .where('stream_ordering', '>', from)
+      .where('stream_ordering', '<=', to)
+      .orderBy('stream_ordering')
+      .execute();
+    return rows.map((r) => ({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, streamOrdering: r.stream_ordering }));
+  }
+
+  /** The user's last membership event in a room at or before a stream position. */
+  async membershipAt(roomId: string, userId: string, at: number): Promise<{ membership: string; eventId: string; streamOrdering: number } | undefined> {
+    const row = await this.db
+      .selectFrom('room_memberships')
+      .select(['membership', 'event_id', 'stream_ordering'])
+      .where('room_id', '=', roomId)
+      .where('user_id', '=', userId)
+      .where('stream_ordering', '<=', at)
+      .orderBy('stream_ordering', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && { membership: row.membership, eventId: row.event_id, streamOrdering: row.stream_ordering };
+  }
+
+  /** State after the last event at or before a stream position in a room. */
+  async stateIdsAtStream(roomId: string, at: number): Promise<StateIds> {
+    const row = await this.db
+      .selectFrom('events')
+      .select('event_id')
+      .where('room_id', '=', roomId)
+      .where('outlier', '=', 0)
+      .where('stream_ordering', '<=', at)
+      .orderBy('stream_ordering', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (!row) return new Map();
+    return (await this.getStateIdsAfter(row.event_id)) ?? new Map();
+  }
+
+  /** Invalidate cached copies of an event (after an in-place update). */
+  forget(eventId: string): void {
+    this.eventCache.delete(eventId);
+  }
+}
+
+/** The JSON stored for an event: the PDU without `unsigned` and without a computed event_id. */
+function storedForm(event: RoomEvent): Record<string, unknown> {
+  const { unsigned: _u, ...rest } = event;
+  return rest;
+}
