@@ -12,6 +12,8 @@ import type { SigningKey } from './protocol/signing.js';
 import { Database, openDatabase } from './storage/db.js';
 import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
+import { createRoomServices, type RoomContext } from './services/rooms/index.js';
+import { wireRoomHooks } from './services/rooms/hooks.js';
 
 export interface CreateOptions {
   /** Data directory (default ./data, or MYELIN_DATA_DIR). */
@@ -28,7 +30,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext {
+export interface AppContext extends AccountContext, RoomContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -75,9 +77,26 @@ export class Myelin {
       throw err;
     }
     return new Myelin(
-      { config, log, database, signingKey, stores: { serverMeta }, ...createAccountServices(config, database, log) },
+      Myelin.buildContext(config, log, database, signingKey, serverMeta),
       opts.extend,
     );
+  }
+
+  private static buildContext(
+    config: Config,
+    log: Logger,
+    database: Database,
+    signingKey: SigningKey,
+    serverMeta: ServerMetaStore,
+  ): AppContext {
+    const accounts = createAccountServices(config, database, log);
+    const rooms = createRoomServices(config, database, log, signingKey, async (userId) => {
+      const p = await accounts.accounts.getProfile(userId);
+      return { displayname: p?.displayname ?? null, avatar_url: p?.avatar_url ?? null };
+    });
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms };
+    wireRoomHooks(ctx);
+    return ctx;
   }
 
   get config(): Config {
@@ -142,6 +161,8 @@ export class Myelin {
   private async doStop(): Promise<void> {
     const timeoutMs = this.ctx.config.shutdown_timeout_ms;
     this.log.info({ timeout_ms: timeoutMs }, 'shutting down');
+    // Long-polling /sync requests answer now instead of holding the shutdown.
+    this.ctx.notifier.close();
     const closing = Promise.all([...this.apps.values()].map((app) => app.close()));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([

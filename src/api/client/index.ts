@@ -1,6 +1,23 @@
 import type { AppContext } from '../../app.js';
 import type { HttpApp } from '../http.js';
 import { registerVersions } from './versions.js';
+import { registerSharedSecretRegistration } from '../admin/shared-secret-register.js';
+import { registerAccount } from './account.js';
+import { registerAccountData } from './account-data.js';
+import { registerCapabilities } from './capabilities.js';
+import { registerDevices } from './devices.js';
+import { registerFilter } from './filter.js';
+import { registerLogin } from './login.js';
+import { registerPresence } from './presence.js';
+import { registerProfile } from './profile.js';
+import { registerRegister } from './register.js';
+import { registerUserDirectory } from './user-directory.js';
+import { registerCreateRoom } from './createRoom.js';
+import { registerDirectory } from './directory.js';
+import { registerMembership } from './membership.js';
+import { registerMessages } from './messages.js';
+import { registerRoomEvents } from './roomEvents.js';
+import { registerSync } from './sync.js';
 
 /**
  * The client-server API (/_matrix/client/...). One file per endpoint family, named after the
@@ -8,4 +25,23 @@ import { registerVersions } from './versions.js';
  */
 export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerVersions(app, () => ({}));
+  // Accounts, devices, authentication and per-user data.
+  registerRegister(app, ctx);
+  registerLogin(app, ctx);
+  registerAccount(app, ctx);
+  registerDevices(app, ctx);
+  registerProfile(app, ctx);
+  registerCapabilities(app, ctx);
+  registerFilter(app, ctx);
+  registerAccountData(app, ctx);
+  registerPresence(app, ctx);
+  registerUserDirectory(app, ctx);
+  registerSharedSecretRegistration(app, ctx);
+  // Rooms, events and sync.
+  registerCreateRoom(app, ctx);
+  registerMembership(app, ctx);
+  registerRoomEvents(app, ctx);
+  registerMessages(app, ctx);
+  registerDirectory(app, ctx);
+  registerSync(app, ctx);
 }

@@ -492,6 +492,23 @@ export class EventStore {
     return (await this.getStateIdsAfter(row.event_id)) ?? new Map();
   }
 
+  /** Hides a left room from the user's sync (`/forget`). */
+  async forgetRoom(userId: string, roomId: string): Promise<void> {
+    await this.db.updateTable('room_memberships').set({ forgotten: 1 }).where('user_id', '=', userId).where('room_id', '=', roomId).execute();
+  }
+
+  async isForgotten(userId: string, roomId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('room_memberships')
+      .select('forgotten')
+      .where('user_id', '=', userId)
+      .where('room_id', '=', roomId)
+      .orderBy('stream_ordering', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return !!row?.forgotten;
+  }
+
   /** Invalidate cached copies of an event (after an in-place update). */
   forget(eventId: string): void {
     this.eventCache.delete(eventId);

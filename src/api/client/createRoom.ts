@@ -1,0 +1,34 @@
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../app.js';
+import type { CreateRoomRequest } from '../../services/rooms/room-service.js';
+import { requireUser } from '../auth.js';
+import type { HttpApp } from '../http.js';
+import { V3 } from './paths.js';
+
+const StateEvent = Type.Object({ type: Type.String(), state_key: Type.Optional(Type.String()), content: Type.Object({}) });
+
+const Body = Type.Object({
+  visibility: Type.Optional(Type.Union([Type.Literal('public'), Type.Literal('private')])),
+  room_alias_name: Type.Optional(Type.String()),
+  name: Type.Optional(Type.String()),
+  topic: Type.Optional(Type.String()),
+  invite: Type.Optional(Type.Array(Type.String())),
+  invite_3pid: Type.Optional(Type.Array(Type.Object({}))),
+  room_version: Type.Optional(Type.String()),
+  creation_content: Type.Optional(Type.Object({})),
+  initial_state: Type.Optional(Type.Array(StateEvent)),
+  preset: Type.Optional(Type.Union([Type.Literal('private_chat'), Type.Literal('public_chat'), Type.Literal('trusted_private_chat')])),
+  is_direct: Type.Optional(Type.Boolean()),
+  power_level_content_override: Type.Optional(Type.Object({})),
+});
+
+/** POST /createRoom */
+export function registerCreateRoom(app: HttpApp, ctx: AppContext): void {
+  for (const prefix of V3) {
+    app.post(`${prefix}/createRoom`, { schema: { body: Body } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId } = await ctx.rooms.createRoom(user.userId, req.body as CreateRoomRequest);
+      return { room_id: roomId };
+    });
+  }
+}

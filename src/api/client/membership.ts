@@ -1,0 +1,82 @@
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../app.js';
+import { errors } from '../../errors.js';
+import type { JsonObject } from '../../protocol/json.js';
+import { requireUser } from '../auth.js';
+import type { HttpApp } from '../http.js';
+import { V3 } from './paths.js';
+
+const Reason = Type.Object({ reason: Type.Optional(Type.String()) });
+const Target = Type.Object({ user_id: Type.String(), reason: Type.Optional(Type.String()) });
+const JoinBody = Type.Object({ reason: Type.Optional(Type.String()), third_party_signed: Type.Optional(Type.Object({})) });
+type RoomParams = { roomId: string };
+
+/** Room membership: join, invite, leave, forget, kick, ban, unban, knock, joined_rooms. */
+export function registerMembership(app: HttpApp, ctx: AppContext): void {
+  for (const prefix of V3) {
+    app.post(`${prefix}/rooms/:roomId/join`, { schema: { body: JoinBody } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { reason } = req.body as { reason?: string };
+      const roomId = await ctx.rooms.join(user.userId, (req.params as RoomParams).roomId, reason ? { reason } : {});
+      return { room_id: roomId };
+    });
+    app.post(`${prefix}/join/:roomIdOrAlias`, { schema: { body: JoinBody } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { reason } = req.body as { reason?: string };
+      const roomId = await ctx.rooms.join(user.userId, (req.params as { roomIdOrAlias: string }).roomIdOrAlias, reason ? { reason } : {});
+      return { room_id: roomId };
+    });
+    app.post(`${prefix}/knock/:roomIdOrAlias`, { schema: { body: Reason } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const roomId = await ctx.rooms.resolveRoom((req.params as { roomIdOrAlias: string }).roomIdOrAlias);
+      await ctx.rooms.setMembership(user.userId, roomId, user.userId, 'knock', (req.body as { reason?: string }).reason);
+      return { room_id: roomId };
+    });
+    app.post(`${prefix}/rooms/:roomId/invite`, { schema: { body: Target } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { user_id, reason } = req.body as { user_id: string; reason?: string };
+      const roomId = (req.params as RoomParams).roomId;
+      const extra: JsonObject = {};
+      await ctx.rooms.setMembership(user.userId, roomId, user_id, 'invite', reason, extra);
+      return {};
+    });
+    app.post(`${prefix}/rooms/:roomId/leave`, { schema: { body: Reason } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const roomId = (req.params as RoomParams).roomId;
+      await ctx.rooms.setMembership(user.userId, roomId, user.userId, 'leave', (req.body as { reason?: string }).reason);
+      return {};
+    });
+    app.post(`${prefix}/rooms/:roomId/forget`, { schema: { body: Type.Object({}) } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const roomId = (req.params as RoomParams).roomId;
+      const m = await ctx.eventStore.getMembership(roomId, user.userId);
+      if (m === 'join' || m === 'invite' || m === 'knock') throw errors.badJson('You must leave the room before forgetting it');
+      if (m === undefined) throw errors.notFound('You have never been in this room');
+      await ctx.eventStore.forgetRoom(user.userId, roomId);
+      return {};
+    });
+    app.post(`${prefix}/rooms/:roomId/kick`, { schema: { body: Target } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { user_id, reason } = req.body as { user_id: string; reason?: string };
+      await ctx.rooms.kick(user.userId, (req.params as RoomParams).roomId, user_id, reason);
+      return {};
+    });
+    app.post(`${prefix}/rooms/:roomId/ban`, { schema: { body: Target } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { user_id, reason } = req.body as { user_id: string; reason?: string };
+      await ctx.rooms.ban(user.userId, (req.params as RoomParams).roomId, user_id, reason);
+      return {};
+    });
+    app.post(`${prefix}/rooms/:roomId/unban`, { schema: { body: Target } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { user_id, reason } = req.body as { user_id: string; reason?: string };
+      await ctx.rooms.unban(user.userId, (req.params as RoomParams).roomId, user_id, reason);
+      return {};
+    });
+    app.get(`${prefix}/joined_rooms`, async (req) => {
+      const user = await requireUser(ctx, req);
+      const rooms = await ctx.eventStore.roomsForUser(user.userId, ['join']);
+      return { joined_rooms: rooms.map((r) => r.roomId) };
+    });
+  }
+}

@@ -1,0 +1,132 @@
+import type { AppContext } from '../../app.js';
+import { errors } from '../../errors.js';
+import type { Requester } from '../../services/accounts/accounts.js';
+import { eventMatches, type EventFilter } from '../../services/sync/filter.js';
+import { formatPaginationToken, parsePaginationToken } from '../../services/sync/token.js';
+import type { StoredEvent } from '../../storage/stores/events.js';
+import { requireUser } from '../auth.js';
+import type { HttpApp } from '../http.js';
+import { V3 } from './paths.js';
+
+type P = Record<string, string>;
+const MAX_LIMIT = 1000;
+
+/**
+ * The stream range a user may read in a room: everything while joined; up to the moment of
+ * leaving after a leave or ban. Throws M_FORBIDDEN for rooms the user was never in.
+ */
+export async function readableUpTo(ctx: AppContext, user: Requester, roomId: string): Promise<number> {
+  if (!(await ctx.eventStore.getRoom(roomId))) throw errors.forbidden(`You are not in room ${roomId}`);
+  const current = await ctx.eventStore.getCurrentStateEvent(roomId, 'm.room.member', user.userId);
+  const membership = current?.event.content['membership'];
+  if (membership === 'join') return Number.MAX_SAFE_INTEGER;
+  if ((membership === 'leave' || membership === 'ban') && current) {
+    const was = await ctx.eventStore.membershipAt(roomId, user.userId, current.streamOrdering - 1);
+    if (was?.membership === 'join') return current.streamOrdering;
+  }
+  throw errors.forbidden(`You are not in room ${roomId}`);
+}
+
+function parseLimit(raw: string | undefined, dflt: number): number {
+  if (raw === undefined) return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw errors.invalidParam('limit must be a non-negative integer');
+  return Math.min(n, MAX_LIMIT);
+}
+
+function parseRoomFilter(raw: string | undefined): EventFilter | undefined {
+  if (!raw) return undefined;
+  try {
+    return JSON.parse(raw) as EventFilter;
+  } catch {
+    throw errors.invalidParam('filter must be a JSON RoomEventFilter');
+  }
+}
+
+/** Member events of the senders of `chunk` at the state after `atEventId` (lazy loading). */
+async function lazyMembers(ctx: AppContext, roomId: string, chunk: StoredEvent[], user: Requester) {
+  const senders = new Set(chunk.map((s) => s.event.sender));
+  if (!senders.size) return [];
+  const ids = await ctx.eventStore.getCurrentStateIds(roomId);
+  const wanted = [...senders].map((u) => ids.get(JSON.stringify(['m.room.member', u]))).filter((x): x is string => !!x);
+  const stored = [...(await ctx.eventStore.getEvents(wanted)).values()];
+  return ctx.formatter.format(stored, { viewer: user });
+}
+
+/** GET /rooms/{roomId}/messages and /rooms/{roomId}/context/{eventId}. */
+export function registerMessages(app: HttpApp, ctx: AppContext): void {
+  for (const prefix of V3) {
+    app.get(`${prefix}/rooms/:roomId/messages`, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId } = req.params as P;
+      const q = req.query as { from?: string; to?: string; dir?: string; limit?: string; filter?: string };
+      if (q.dir !== 'b' && q.dir !== 'f') throw errors.invalidParam('dir must be "b" or "f"');
+      const limit = parseLimit(q.limit, 10);
+      const filter = parseRoomFilter(q.filter);
+      const upTo = await readableUpTo(ctx, user, roomId!);
+      const max = Math.min(upTo, await ctx.eventStore.maxStreamOrdering());
+      const from = q.from !== undefined ? parsePaginationToken(q.from) : q.dir === 'b' ? max : 0;
+      const to = q.to !== undefined ? parsePaginationToken(q.to) : undefined;
+      const chunk: StoredEvent[] = [];
+      let cursor = q.dir === 'b' ? Math.min(from, max) : from;
+      let exhausted = false;
+      // Fetch in pages until `limit` events pass the filter or the room runs out.
+      while (chunk.length < limit && !exhausted) {
+        const want = Math.max(limit - chunk.length, 20);
+        const page =
+          q.dir === 'b'
+            ? await ctx.eventStore.roomEventsBetween(roomId!, to ?? 0, cursor, want, 'backwards')
+            : await ctx.eventStore.roomEventsBetween(roomId!, cursor, Math.min(to ?? max, max), want, 'forwards');
+        let consumed = 0;
+        for (const s of page) {
+          consumed++;
+          cursor = q.dir === 'b' ? s.streamOrdering - 1 : s.streamOrdering;
+          if (eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content })) {
+            chunk.push(s);
+            if (chunk.length >= limit) break;
+          }
+        }
+        // The room has nothing more in this direction once a short page was read to its end.
+        if (page.length < want && consumed === page.length) exhausted = true;
+      }
+      const out: Record<string, unknown> = {
+        start: q.from ?? formatPaginationToken(from),
+        chunk: await ctx.formatter.format(chunk, { viewer: user }),
+      };
+      if (!exhausted) out['end'] = formatPaginationToken(cursor);
+      if (filter?.lazy_load_members) out['state'] = await lazyMembers(ctx, roomId!, chunk, user);
+      return out;
+    });
+
+    app.get(`${prefix}/rooms/:roomId/context/:eventId`, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId, eventId } = req.params as P;
+      const q = req.query as { limit?: string; filter?: string };
+      const limit = parseLimit(q.limit, 10);
+      const filter = parseRoomFilter(q.filter);
+      const upTo = await readableUpTo(ctx, user, roomId!);
+      const target = await ctx.eventStore.getEvent(eventId!);
+      if (!target || target.roomId !== roomId || target.outlier || target.streamOrdering > upTo) throw errors.notFound('Event not found');
+      const half = Math.floor(limit / 2);
+      const match = (s: StoredEvent) => eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content });
+      const before = (await ctx.eventStore.roomEventsBetween(roomId!, 0, target.streamOrdering - 1, half, 'backwards')).filter(match);
+      const max = Math.min(upTo, await ctx.eventStore.maxStreamOrdering());
+      const after = (await ctx.eventStore.roomEventsBetween(roomId!, target.streamOrdering, max, limit - half, 'forwards')).filter(match);
+      const last = after[after.length - 1] ?? target;
+      const stateIds = (await ctx.eventStore.getStateIdsAfter(last.event.event_id)) ?? new Map();
+      let stateStored = [...(await ctx.eventStore.getEvents(stateIds.values())).values()];
+      if (filter?.lazy_load_members) {
+        const senders = new Set([target, ...before, ...after].map((s) => s.event.sender));
+        stateStored = stateStored.filter((s) => s.event.type !== 'm.room.member' || senders.has(s.event.state_key ?? ''));
+      }
+      return {
+        event: await ctx.formatter.formatOne(target, { viewer: user }),
+        events_before: await ctx.formatter.format(before, { viewer: user }),
+        events_after: await ctx.formatter.format(after, { viewer: user }),
+        start: formatPaginationToken((before[before.length - 1]?.streamOrdering ?? target.streamOrdering) - 1),
+        end: formatPaginationToken(last.streamOrdering),
+        state: await ctx.formatter.format(stateStored, { viewer: user }),
+      };
+    });
+  }
+}

@@ -1,0 +1,120 @@
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../app.js';
+import { errors } from '../../errors.js';
+import { parseStateKey } from '../../protocol/event.js';
+import type { JsonObject } from '../../protocol/json.js';
+import { requireUser, type Requester } from '../auth.js';
+import type { HttpApp } from '../http.js';
+import { V3 } from './paths.js';
+
+type P = Record<string, string>;
+
+/** Events a user may read: joined rooms (and rooms left, up to the point of leaving — enforced by the readers). */
+async function requireReadable(ctx: AppContext, user: Requester, roomId: string): Promise<void> {
+  await ctx.rooms.requireJoined(user.userId, roomId);
+}
+
+/** Sending: message events with transaction IDs, state events, redactions; reading single events and state. */
+export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
+  for (const prefix of V3) {
+    app.put(`${prefix}/rooms/:roomId/send/:eventType/:txnId`, { schema: { body: Type.Object({}) } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId, eventType, txnId } = req.params as P;
+      const stored = await ctx.rooms.sendMessage(user.userId, roomId!, eventType!, req.body as JsonObject, {
+        deviceId: user.deviceId,
+        txnId: txnId!,
+      });
+      return { event_id: stored.event.event_id };
+    });
+
+    const putState = async (user: Requester, params: P, body: JsonObject) => {
+      const stored = await ctx.rooms.sendState(user.userId, params.roomId!, params.eventType!, params.stateKey ?? '', body);
+      return { event_id: stored.event.event_id };
+    };
+    app.put(`${prefix}/rooms/:roomId/state/:eventType/:stateKey`, { schema: { body: Type.Object({}) } }, async (req) =>
+      putState(await requireUser(ctx, req), req.params as P, req.body as JsonObject),
+    );
+    app.put(`${prefix}/rooms/:roomId/state/:eventType`, { schema: { body: Type.Object({}) } }, async (req) =>
+      putState(await requireUser(ctx, req), req.params as P, req.body as JsonObject),
+    );
+
+    const getState = async (user: Requester, params: P, format: string | undefined) => {
+      const roomId = params.roomId!;
+      await requireReadable(ctx, user, roomId);
+      const stored = await ctx.eventStore.getCurrentStateEvent(roomId, params.eventType!, params.stateKey ?? '');
+      if (!stored) throw errors.notFound('Event not found');
+      const ev = await ctx.formatter.formatOne(stored, { viewer: user });
+      return format === 'event' ? ev : ev.content;
+    };
+    app.get(`${prefix}/rooms/:roomId/state/:eventType/:stateKey`, async (req) =>
+      getState(await requireUser(ctx, req), req.params as P, (req.query as { format?: string }).format),
+    );
+    app.get(`${prefix}/rooms/:roomId/state/:eventType`, async (req) =>
+      getState(await requireUser(ctx, req), req.params as P, (req.query as { format?: string }).format),
+    );
+    app.get(`${prefix}/rooms/:roomId/state`, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId } = req.params as P;
+      await requireReadable(ctx, user, roomId!);
+      const ids = await ctx.eventStore.getCurrentStateIds(roomId!);
+      const stored = [...(await ctx.eventStore.getEvents(ids.values())).values()];
+      return ctx.formatter.format(stored, { viewer: user });
+    });
+
+    app.put(
+      `${prefix}/rooms/:roomId/redact/:eventId/:txnId`,
+      { schema: { body: Type.Object({ reason: Type.Optional(Type.String()) }) } },
+      async (req) => {
+        const user = await requireUser(ctx, req);
+        const { roomId, eventId, txnId } = req.params as P;
+        const stored = await ctx.rooms.redact(user.userId, roomId!, eventId!, (req.body as { reason?: string }).reason, {
+          deviceId: user.deviceId,
+          txnId: txnId!,
+        });
+        return { event_id: stored.event.event_id };
+      },
+    );
+
+    app.get(`${prefix}/rooms/:roomId/event/:eventId`, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId, eventId } = req.params as P;
+      await requireReadable(ctx, user, roomId!);
+      const stored = await ctx.eventStore.getEvent(eventId!);
+      if (!stored || stored.roomId !== roomId || stored.outlier) throw errors.notFound('Event not found');
+      return ctx.formatter.formatOne(stored, { viewer: user });
+    });
+
+    app.get(`${prefix}/rooms/:roomId/joined_members`, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId } = req.params as P;
+      await requireReadable(ctx, user, roomId!);
+      const state = await ctx.eventStore.getCurrentState(roomId!);
+      const joined: Record<string, JsonObject> = {};
+      for (const [key, ev] of state) {
+        const [type, stateKey] = parseStateKey(key);
+        if (type !== 'm.room.member' || ev.content['membership'] !== 'join') continue;
+        const entry: JsonObject = {};
+        if (typeof ev.content['displayname'] === 'string') entry['display_name'] = ev.content['displayname'];
+        if (typeof ev.content['avatar_url'] === 'string') entry['avatar_url'] = ev.content['avatar_url'];
+        joined[stateKey] = entry;
+      }
+      return { joined };
+    });
+
+    app.get(`${prefix}/rooms/:roomId/members`, async (req) => {
+      const user = await requireUser(ctx, req);
+      const { roomId } = req.params as P;
+      const q = req.query as { membership?: string; not_membership?: string; at?: string };
+      await requireReadable(ctx, user, roomId!);
+      const ids = await ctx.eventStore.getCurrentStateIds(roomId!);
+      const memberIds = [...ids].filter(([k]) => parseStateKey(k)[0] === 'm.room.member').map(([, id]) => id);
+      const stored = [...(await ctx.eventStore.getEvents(memberIds)).values()].filter((s) => {
+        const m = s.event.content['membership'];
+        if (q.membership && m !== q.membership) return false;
+        if (q.not_membership && m === q.not_membership) return false;
+        return true;
+      });
+      return { chunk: await ctx.formatter.format(stored, { viewer: user }) };
+    });
+  }
+}

@@ -1,0 +1,46 @@
+import type { Logger } from 'pino';
+import type { Config } from '../../config/schema.js';
+import type { SigningKey } from '../../protocol/signing.js';
+import type { Database } from '../../storage/db.js';
+import { AliasStore } from '../../storage/stores/aliases.js';
+import { EventStore } from '../../storage/stores/events.js';
+import { Notifier } from '../../streams/notifier.js';
+import { SyncService } from '../sync/sync-service.js';
+import { ClientEventFormatter } from './client-events.js';
+import { RoomEvents } from './room-events.js';
+import { RoomService, type Profile } from './room-service.js';
+
+/** The parts of the AppContext for rooms, events and sync. */
+export interface RoomContext {
+  readonly notifier: Notifier;
+  readonly eventStore: EventStore;
+  readonly aliasStore: AliasStore;
+  readonly roomEvents: RoomEvents;
+  readonly rooms: RoomService;
+  readonly formatter: ClientEventFormatter;
+  readonly sync: SyncService;
+}
+
+export function createRoomServices(
+  config: Config,
+  database: Database,
+  log: Logger,
+  signingKey: SigningKey,
+  profile: (userId: string) => Promise<Profile>,
+): RoomContext {
+  const notifier = new Notifier();
+  const eventStore = new EventStore(database);
+  const aliasStore = new AliasStore(database);
+  const roomEvents = new RoomEvents({
+    serverName: config.server_name,
+    signingKey,
+    database,
+    events: eventStore,
+    notifier,
+    log: log.child({ subsystem: 'rooms' }),
+  });
+  const rooms = new RoomService({ serverName: config.server_name, events: eventStore, aliases: aliasStore, roomEvents, profile });
+  const formatter = new ClientEventFormatter(eventStore);
+  const sync = new SyncService({ events: eventStore, formatter, notifier, log: log.child({ subsystem: 'sync' }) });
+  return { notifier, eventStore, aliasStore, roomEvents, rooms, formatter, sync };
+}
