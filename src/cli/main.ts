@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { Myelin } from '../app.js';
 import { dataDirPaths, ensureDataDir } from '../config/first-run.js';
 import { ConfigError, loadConfig } from '../config/load.js';
+import { registerUserCommand, registrationTokenCommand } from './accounts.js';
 
 const require = createRequire(import.meta.url);
 const VERSION = (require('../../package.json') as { version: string }).version;
@@ -14,12 +15,25 @@ Commands:
   start                      run the server (creates the data directory on first run)
   init --server-name NAME    create the data directory: myelin.yaml, signing key, database
   version                    print the version
+  register-user NAME [--admin] [--password P]
+                             create a user (prompts for the password, or generates one)
+  registration-token create [--uses N] [--expires-in 7d] [--token T]
+  registration-token list | delete TOKEN
+                             manage tokens for registration: token
 
 Options:
   --data-dir DIR             data directory (default ./data, or MYELIN_DATA_DIR)
   --config FILE              configuration file (default <data-dir>/myelin.yaml, or MYELIN_CONFIG)
   --server-name NAME         server name for a new data directory (default localhost)
+  --admin                    register-user: make the user a server administrator
 `;
+
+/** Expected failures of account commands (bad input, taken names) print just their message. */
+function cliError(err: unknown): never {
+  if (err instanceof ConfigError) throw err;
+  const e = err as { message?: string; errcode?: string };
+  fail(e.errcode ? `${e.errcode}: ${e.message}` : (e.message ?? String(err)));
+}
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`myelin: ${message}\n`);
@@ -64,6 +78,11 @@ async function start(dataDir: string | undefined, configPath: string | undefined
     `Myelin ${VERSION} is running as ${c.server_name}. Clients connect to ${c.public_baseurl}` +
       ` — check it with: curl ${urls.client ?? c.public_baseurl}/_matrix/client/versions`,
   );
+  if ((await server.ctx.accounts.store.countUsers()) === 0) {
+    server.log.info(
+      `No users yet. Create the first (administrator) account with: myelin register-user <name> --admin --data-dir ${c.data_dir}`,
+    );
+  }
 }
 
 async function main(argv: string[]) {
@@ -74,6 +93,11 @@ async function main(argv: string[]) {
       'data-dir': { type: 'string' },
       config: { type: 'string' },
       'server-name': { type: 'string' },
+      admin: { type: 'boolean' },
+      password: { type: 'string' },
+      uses: { type: 'string' },
+      'expires-in': { type: 'string' },
+      token: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -108,6 +132,18 @@ async function main(argv: string[]) {
       );
       return;
     }
+    case 'register-user':
+      await registerUserCommand(
+        { localpart: positionals[1], password: values.password, admin: values.admin === true, dataDir, configPath },
+        { out: (t) => process.stdout.write(t) },
+      ).catch(cliError);
+      return;
+    case 'registration-token':
+      await registrationTokenCommand(
+        { action: positionals[1], token: values.token ?? positionals[2], uses: values.uses, expiresIn: values['expires-in'], dataDir, configPath },
+        { out: (t) => process.stdout.write(t) },
+      ).catch(cliError);
+      return;
     default:
       fail(`unknown command "${command}"\n\n${USAGE}`, 2);
   }

@@ -148,12 +148,24 @@ export class AccountService {
   }
 
   /** Creates an account (no device). The display name defaults to the localpart. */
-  async createAccount(a: CreateAccount, tx?: Tx): Promise<string> {
+  async createAccount(a: CreateAccount): Promise<string> {
+    return (await this.registerAccount(a, {})).userId;
+  }
+
+  /**
+   * Registration's final step, in one transaction: create the account, settle the UIA session
+   * (and the registration token it used), and log in unless `login` is undefined.
+   */
+  async registerAccount(
+    a: CreateAccount,
+    opts: { session?: UiaSessionRow; login?: Omit<NewSession, 'userId'> },
+  ): Promise<{ userId: string; tokens?: SessionTokens }> {
     const lp = this.normaliseLocalpart(a.localpart);
     const userId = `@${lp}:${this.serverName}`;
+    // Hash before the transaction: SQLite serialises transactions, so keep them short.
     const passwordHash = a.password ? await hashPassword(a.password, this.scrypt) : null;
-    const run = async (t: Tx) => {
-      const ok = await this.store.insertUser(t, {
+    const tokens = await this.database.transaction(async (tx) => {
+      const ok = await this.store.insertUser(tx, {
         user_id: userId,
         password_hash: passwordHash,
         is_admin: a.admin ?? false,
@@ -162,10 +174,13 @@ export class AccountService {
         displayname: a.displayname === undefined ? lp : a.displayname,
       });
       if (!ok) throw new MatrixError('M_USER_IN_USE', 400, 'User ID already taken');
-    };
-    if (tx) await run(tx);
-    else await this.database.transaction(run);
-    return userId;
+      if (opts.session) {
+        await this.completeRegistrationToken(opts.session, tx);
+        await this.uia.finish(opts.session, tx);
+      }
+      return opts.login ? this.createSession({ ...opts.login, userId }, tx) : undefined;
+    });
+    return { userId, tokens };
   }
 
   // ---- sessions and tokens
@@ -335,7 +350,7 @@ export class AccountService {
 
   /** Deletes every device of the user except `keep`. */
   async deleteOtherDevices(userId: string, keep: string | undefined, tx?: Tx): Promise<string[]> {
-    const ids = (await this.store.listDevices(userId)).map((d) => d.device_id).filter((d) => d !== keep);
+    const ids = (await this.store.listDevices(userId, tx)).map((d) => d.device_id).filter((d) => d !== keep);
     return this.deleteDevices(userId, ids, tx);
   }
 

@@ -99,8 +99,8 @@ export class AccountStore {
     return this.q(tx).selectFrom('devices').selectAll().where('user_id', '=', userId).where('device_id', '=', deviceId).executeTakeFirst();
   }
 
-  async listDevices(userId: string): Promise<DeviceRow[]> {
-    return this.database.db.selectFrom('devices').selectAll().where('user_id', '=', userId).orderBy('device_id').execute();
+  async listDevices(userId: string, tx?: Tx): Promise<DeviceRow[]> {
+    return this.q(tx).selectFrom('devices').selectAll().where('user_id', '=', userId).orderBy('device_id').execute();
   }
 
   /** Creates the device, or keeps an existing one (updating its display name when given). */

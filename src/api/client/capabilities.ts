@@ -1,0 +1,26 @@
+import type { AppContext } from '../../app.js';
+import { DEFAULT_ROOM_VERSION, ROOM_VERSIONS } from '../../protocol/room-versions.js';
+import { requireUser } from '../auth.js';
+import type { HttpApp } from '../http.js';
+import { V3 } from './paths.js';
+
+/** GET /capabilities. */
+export function registerCapabilities(app: HttpApp, ctx: AppContext): void {
+  const available: Record<string, 'stable' | 'unstable'> = {};
+  for (const id of ROOM_VERSIONS.keys()) available[id] = 'stable';
+  for (const prefix of V3) {
+    app.get(`${prefix}/capabilities`, async (req) => {
+      await requireUser(ctx, req);
+      return {
+        capabilities: {
+          'm.change_password': { enabled: true },
+          'm.room_versions': { default: DEFAULT_ROOM_VERSION, available },
+          'm.set_displayname': { enabled: true },
+          'm.set_avatar_url': { enabled: true },
+          'm.3pid_changes': { enabled: false },
+          'm.get_login_token': { enabled: true },
+        },
+      };
+    });
+  }
+}
