@@ -237,19 +237,22 @@ export class AccountService {
       throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Access token has expired', { soft_logout: true });
     }
     if (row.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 403, 'This account has been deactivated');
-    this.noteSeen(row.user_id, row.device_id, ip);
+    await this.noteSeen(row.user_id, row.device_id, ip);
     return { userId: row.user_id, deviceId: row.device_id, isAdmin: row.is_admin === 1, isGuest: row.is_guest === 1, accessTokenId: Number(row.id) };
   }
 
-  /** Records a device's last use, at most once a minute per device (in the background). */
-  private noteSeen(userId: string, deviceId: string, ip: string | null): void {
+  /**
+   * Records a device's last use, at most once a minute per device. Awaited (not fire-and-forget)
+   * so no write outlives its request, e.g. at shutdown.
+   */
+  private async noteSeen(userId: string, deviceId: string, ip: string | null): Promise<void> {
     const key = `${userId}|${deviceId}`;
     const now = this.now();
     const last = this.seen.get(key);
     if (last !== undefined && now - last < DEVICE_SEEN_INTERVAL_MS) return;
     if (this.seen.size >= 10_000) this.seen.clear();
     this.seen.set(key, now);
-    this.store.touchDevice(userId, deviceId, now, ip).catch((err: unknown) => this.log.warn({ err }, 'could not record device last-seen'));
+    await this.store.touchDevice(userId, deviceId, now, ip).catch((err: unknown) => this.log.warn({ err }, 'could not record device last-seen'));
   }
 
   /** Password login: the user (full ID or localpart) and password, or 403 M_FORBIDDEN. */
