@@ -68,6 +68,20 @@ registration: closed
 # Shared secret for /_synapse/admin/v1/register (register_new_matrix_user and similar tools).
 registration_shared_secret: ${JSON.stringify(sharedSecret)}
 
+# Password hashing cost (scrypt, N = 2^scrypt_log_n; 15 uses 32 MiB and ~0.1 s per hash).
+# Changing it is safe: old hashes keep working and are upgraded at the next login.
+# password_hashing:
+#   scrypt_log_n: 15
+
+# Token buckets per client address for login and registration (429 M_LIMIT_EXCEEDED above).
+# rate_limits:
+#   login: { per_second: 0.5, burst: 10 }
+#   registration: { per_second: 0.17, burst: 5 }
+
+# Lifetime of access tokens for clients that use refresh tokens, and of m.login.token tokens.
+# access_token_lifetime_ms: 300000
+# login_token_lifetime_ms: 120000
+
 # fatal, error, warn, info, debug, trace or silent.
 log_level: info
 
