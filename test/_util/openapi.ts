@@ -1,0 +1,224 @@
+/**
+ * Validates HTTP responses against the Matrix specification's OpenAPI definitions of the
+ * client-server API (vendored in test/fixtures/matrix-spec, so a clean clone can run it).
+ *
+ *   expectMatchesSpec('GET', '/_matrix/client/v3/rooms/{roomId}/messages', 200, body)
+ *   expectMatchesSpec('GET', '/_matrix/client/v3/rooms/!a%3Ab/messages', 200, body)  // concrete paths work too
+ *
+ * `$ref`s are resolved across files (definitions/, ../../event-schemas/…); the OpenAPI 3.1
+ * schemas are JSON Schema 2020-12 and are compiled with ajv. The spec's string formats
+ * (mx-user-id, mx-room-id, …) are checked loosely by their leading sigil.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import { parse } from 'yaml';
+
+export const SPEC_DATA_DIR = resolve(import.meta.dirname, '../fixtures/matrix-spec/data');
+const CLIENT_SERVER_DIR = join(SPEC_DATA_DIR, 'api/client-server');
+
+type Json = any;
+
+export interface SpecOperation {
+  method: string;
+  /** Full path template, e.g. /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey} */
+  template: string;
+  operationId: string;
+  file: string;
+  responses: Record<string, Json>;
+  regex: RegExp;
+  /** Literal (non-parameter) segments, for preferring the most specific template. */
+  literalSegments: number;
+}
+
+const fileCache = new Map<string, Json>();
+
+function loadYaml(file: string): Json {
+  let doc = fileCache.get(file);
+  if (doc === undefined) {
+    doc = parse(readFileSync(file, 'utf8'));
+    fileCache.set(file, doc);
+  }
+  return doc;
+}
+
+function pointer(doc: Json, ptr: string): Json {
+  if (!ptr || ptr === '/') return doc;
+  let cur = doc;
+  for (const raw of ptr.replace(/^\//, '').split('/')) {
+    const key = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    if (cur === undefined || cur === null) break;
+    cur = cur[key];
+  }
+  if (cur === undefined) throw new Error(`unresolvable JSON pointer ${ptr}`);
+  return cur;
+}
+
+/**
+ * Returns a copy of `node` with every `$ref` inlined. A reference already being expanded
+ * (a recursive schema) becomes `{}`, which accepts anything at that depth.
+ */
+export function resolveRefs(node: Json, file: string, stack: string[] = []): Json {
+  if (Array.isArray(node)) return node.map((n) => resolveRefs(n, file, stack));
+  if (node === null || typeof node !== 'object') return node;
+  if (typeof node.$ref === 'string') {
+    const [target, ptr = ''] = node.$ref.split('#');
+    const targetFile = target ? resolve(dirname(file), target) : file;
+    const key = `${targetFile}#${ptr}`;
+    if (stack.includes(key)) return {};
+    const resolved = resolveRefs(pointer(loadYaml(targetFile), ptr), targetFile, [...stack, key]);
+    // Sibling keywords next to $ref (allowed in 3.1) apply as well.
+    const { $ref: _r, ...siblings } = node;
+    if (Object.keys(siblings).length === 0) return resolved;
+    return { allOf: [resolved, resolveRefs(siblings, file, stack)] };
+  }
+  const out: Json = {};
+  // Spec erratum: `oneOf: [{type: object}, <state event>]` (GET /rooms/{roomId}/state/…)
+  // can never pass for an event, which is an object too; the intent is anyOf.
+  if (Array.isArray(node.oneOf) && node.oneOf.some((s: Json) => isBareObjectSchema(s))) {
+    const { oneOf, ...rest } = node;
+    return resolveRefs({ ...rest, anyOf: oneOf }, file, stack);
+  }
+  for (const [k, v] of Object.entries(node)) {
+    // Examples are documentation (and $ref example files we do not vendor).
+    if (k === 'example' || k === 'examples') continue;
+    out[k] = resolveRefs(v, file, stack);
+  }
+  return out;
+}
+
+function isBareObjectSchema(s: Json): boolean {
+  return s && typeof s === 'object' && s.type === 'object' && Object.keys(s).every((k) => k === 'type' || k === 'description');
+}
+
+function templateRegex(template: string): RegExp {
+  const src = template
+    .split(/(\{[^}]+\})/)
+    .map((part) => (part.startsWith('{') ? '[^/]*' : part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${src}$`);
+}
+
+let operations: SpecOperation[] | undefined;
+
+/** Every operation of the client-server API, from all YAML files. */
+export function specOperations(): SpecOperation[] {
+  if (operations) return operations;
+  operations = [];
+  for (const name of readdirSync(CLIENT_SERVER_DIR)) {
+    if (!name.endsWith('.yaml')) continue;
+    const file = join(CLIENT_SERVER_DIR, name);
+    const doc = loadYaml(file);
+    if (!doc?.paths) continue;
+    const basePath: string = doc.servers?.[0]?.variables?.basePath?.default ?? '';
+    for (const [path, item] of Object.entries<Json>(doc.paths)) {
+      for (const method of ['get', 'put', 'post', 'delete', 'patch']) {
+        const op = item[method];
+        if (!op) continue;
+        const template = basePath + path;
+        operations.push({
+          method: method.toUpperCase(),
+          template,
+          operationId: op.operationId,
+          file,
+          responses: op.responses ?? {},
+          regex: templateRegex(template),
+          literalSegments: template.split('/').filter((s) => s && !s.startsWith('{')).length,
+        });
+      }
+    }
+  }
+  return operations;
+}
+
+/** Maps r0 paths to their v3 equivalents (the spec only documents v3). */
+function normalisePath(path: string): string {
+  return path.split('?')[0]!.replace(/^\/_matrix\/client\/r0\//, '/_matrix/client/v3/');
+}
+
+/** The operation for a method and a path template or concrete path. */
+export function findOperation(method: string, path: string): SpecOperation {
+  const m = method.toUpperCase();
+  const p = normalisePath(path);
+  const ops = specOperations().filter((o) => o.method === m);
+  const exact = ops.find((o) => o.template === p);
+  if (exact) return exact;
+  let matches = ops.filter((o) => o.regex.test(p));
+  // "When an empty string, the trailing slash on this endpoint is optional" (state keys).
+  if (matches.length === 0) matches = ops.filter((o) => o.regex.test(`${p}/`));
+  if (matches.length === 0) throw new Error(`the spec has no operation ${m} ${p}`);
+  matches.sort((a, b) => b.literalSegments - a.literalSegments || b.template.split('/').length - a.template.split('/').length);
+  // With an empty trailing parameter (".../state/m.room.name/") the longer template wins.
+  return matches[0]!;
+}
+
+function createAjv() {
+  const ajv = new Ajv2020({ strict: false, allErrors: true, validateSchema: false, logger: false });
+  const sigil = (s: RegExp) => ({ type: 'string' as const, validate: (v: string) => s.test(v) });
+  ajv.addFormat('mx-user-id', sigil(/^@[^:]*:.+$/));
+  ajv.addFormat('mx-room-id', sigil(/^!.+$/));
+  ajv.addFormat('mx-event-id', sigil(/^\$.+$/));
+  ajv.addFormat('mx-room-alias', sigil(/^#[^:]*:.+$/));
+  ajv.addFormat('mx-mxc-uri', sigil(/^mxc:\/\/.+$/));
+  ajv.addFormat('mx-server-name', sigil(/^\S+$/));
+  ajv.addFormat('mx-unpadded-base64', sigil(/^[A-Za-z0-9+/]*$/));
+  ajv.addFormat('mx-urlsafe-unpadded-base64', sigil(/^[A-Za-z0-9_-]*$/));
+  ajv.addFormat('uri', sigil(/^[A-Za-z][A-Za-z0-9+.-]*:\S*$/));
+  ajv.addFormat('email', sigil(/^[^@\s]+@[^@\s]+$/));
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
+  ajv.addFormat('float', { type: 'number', validate: () => true });
+  return ajv;
+}
+
+let ajv: ReturnType<typeof createAjv> | undefined;
+const validators = new Map<string, ValidateFunction>();
+
+function compile(key: string, schema: Json): ValidateFunction {
+  const hit = validators.get(key);
+  if (hit) return hit;
+  ajv ??= createAjv();
+  const v = ajv.compile(schema);
+  validators.set(key, v);
+  return v;
+}
+
+/** The spec's standard error body ({ errcode, error }), for error statuses an operation does not list. */
+function standardErrorValidator(): ValidateFunction {
+  const file = join(CLIENT_SERVER_DIR, 'definitions/errors/error.yaml');
+  return compile('#standard-error', resolveRefs(loadYaml(file), file));
+}
+
+/**
+ * The validator of an operation's response body for a status; undefined when the spec gives
+ * that response no JSON body. Throws if the status is not a documented success status.
+ */
+export function responseValidator(method: string, path: string, status: number): ValidateFunction | undefined {
+  const op = findOperation(method, path);
+  const response = op.responses[String(status)] ?? op.responses[`${String(status)[0]}XX`];
+  if (!response) {
+    if (status >= 400) return standardErrorValidator();
+    throw new Error(`${op.method} ${op.template} does not document status ${status} (documented: ${Object.keys(op.responses).join(', ')})`);
+  }
+  const resolved = resolveRefs(response, op.file);
+  const schema = resolved.content?.['application/json']?.schema;
+  if (!schema) return undefined;
+  return compile(`${op.method} ${op.template} ${status}`, schema);
+}
+
+/** Every operation a test validated a response of (for coverage checks). */
+export const validatedOperations = new Set<string>();
+
+/** Throws with the ajv errors if `body` does not match the spec's response schema. */
+export function expectMatchesSpec(method: string, path: string, status: number, body: unknown): void {
+  const op = findOperation(method, path);
+  validatedOperations.add(`${op.method} ${op.template}`);
+  const validate = responseValidator(method, path, status);
+  if (!validate) return;
+  if (!validate(body)) {
+    const errs = (validate.errors ?? [])
+      .slice(0, 10)
+      .map((e) => `  ${e.instancePath || '/'} ${e.message}${e.params ? ` ${JSON.stringify(e.params)}` : ''}`)
+      .join('\n');
+    throw new Error(`${op.method} ${op.template} → ${status}: response does not match the spec (${op.operationId})\n${errs}\nbody: ${JSON.stringify(body).slice(0, 2000)}`);
+  }
+}
