@@ -14,6 +14,8 @@ import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
+import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
+import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 
 export interface CreateOptions {
   /** Data directory (default ./data, or MYELIN_DATA_DIR). */
@@ -30,7 +32,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext {
+export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -38,7 +40,7 @@ export interface AppContext extends AccountContext, RoomContext {
   readonly stores: { readonly serverMeta: ServerMetaStore };
 }
 
-export type ListenerName = 'client' | 'federation';
+export type ListenerName = 'client' | 'federation' | 'metrics';
 
 /** One Myelin server: create() loads config and storage, start() listens, stop() shuts down gracefully. */
 export class Myelin {
@@ -94,7 +96,9 @@ export class Myelin {
       const p = await accounts.accounts.getProfile(userId);
       return { displayname: p?.displayname ?? null, avatar_url: p?.avatar_url ?? null };
     });
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms };
+    const metrics = createMetricsServices(config, database, rooms.notifier);
+    const stats = createStatsServices(config, metrics.metrics);
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats };
     wireRoomHooks(ctx);
     return ctx;
   }
@@ -111,8 +115,15 @@ export class Myelin {
     const { config, log } = this.ctx;
     const app = createHttpApp({ log: log.child({ listener: name }), bodyLimit: config.max_request_body });
     registerHealth(app);
+    if (name === 'metrics') {
+      registerMetricsEndpoint(app, this.ctx.metrics, config.listeners.metrics.basic_auth);
+      this.extend?.(app, name);
+      return app;
+    }
+    instrumentHttp(app, this.ctx.metrics, name);
     registerWellKnown(app, config);
     if (name === 'client') registerClientApi(app, this.ctx);
+    if (name === 'client' && config.stats.enabled) registerStats(app, this.ctx);
     this.extend?.(app, name);
     return app;
   }
@@ -131,7 +142,7 @@ export class Myelin {
   /** Starts every enabled listener; resolves with their URLs. */
   async start(): Promise<Partial<Record<ListenerName, string>>> {
     const urls: Partial<Record<ListenerName, string>> = {};
-    for (const name of ['client', 'federation'] as const) {
+    for (const name of ['client', 'federation', 'metrics'] as const) {
       const l = this.ctx.config.listeners[name];
       if (!l.enabled) continue;
       const app = await this.app(name);
@@ -140,7 +151,7 @@ export class Myelin {
       this.addresses.set(name, addr);
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       urls[name] = `http://${host}:${addr.port}`;
-      this.log.info({ listener: name, url: urls[name] }, `${name} API listening on ${urls[name]}`);
+      this.log.info({ listener: name, url: urls[name] }, `${name} ${name === 'metrics' ? 'endpoint' : 'API'} listening on ${urls[name]}`);
     }
     return urls;
   }
@@ -178,6 +189,8 @@ export class Myelin {
       for (const app of this.apps.values()) app.server.closeAllConnections();
       await closing;
     }
+    this.ctx.stats.stop();
+    this.ctx.metrics.close();
     await this.ctx.database.close();
     this.log.info('stopped');
   }

@@ -26,6 +26,8 @@ export interface HttpAppOptions {
   bodyLimit: number;
   /** Graceful shutdown: how long in-flight requests may take once closing starts. */
   requestTimeoutMs?: number;
+  /** Serve HTTPS with this certificate chain and key (PEM). */
+  https?: { cert: Buffer | string; key: Buffer | string };
 }
 
 function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixError {
@@ -50,6 +52,7 @@ function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixEr
  */
 export function createHttpApp(opts: HttpAppOptions): HttpApp {
   const app = Fastify({
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     loggerInstance: opts.log,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'req_id' }),
     bodyLimit: opts.bodyLimit,
@@ -130,6 +133,8 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
   app.setErrorHandler(async (err: FastifyError, req, reply: FastifyReply) => {
     const merr = toMatrixError(err, req);
     if (merr.status >= 500) reply.header('cache-control', 'no-store');
+    const retryMs = merr.extra['retry_after_ms'];
+    if (merr.status === 429 && typeof retryMs === 'number') reply.header('retry-after', String(Math.max(1, Math.ceil(retryMs / 1000))));
     reply.headers(CORS_HEADERS).code(merr.status).send(merr.toJSON());
   });
 

@@ -48,7 +48,18 @@ export const ConfigSchema = Type.Object(
       {
         client: listener(8008, '0.0.0.0', 'client-server API'),
         federation: listener(8448, '0.0.0.0', 'server-server API'),
-        metrics: listener(9092, '127.0.0.1', 'Prometheus metrics'),
+        metrics: Type.Object(
+          {
+            ...listener(9092, '127.0.0.1', 'Prometheus metrics').properties,
+            basic_auth: Type.Optional(
+              Type.Object(
+                { username: Type.String({ minLength: 1 }), password: Type.String({ minLength: 8 }) },
+                { additionalProperties: false, description: 'credentials Prometheus must send (HTTP Basic)' },
+              ),
+            ),
+          },
+          { additionalProperties: false, default: {}, description: 'Prometheus metrics (GET /metrics)' },
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -91,6 +102,24 @@ export const ConfigSchema = Type.Object(
     ),
     max_request_body: Type.Union(ByteSize.anyOf, { default: '50M' }),
     shutdown_timeout_ms: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
+    metrics: Type.Object(
+      {
+        top_rooms: Type.Integer({ minimum: 0, maximum: 100, default: 10, description: 'rooms labelled in myelin_room_messages' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    stats: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: 'serve the live stats page at /_myelin/stats' }),
+        access: Type.Union([Type.Literal('public'), Type.Literal('login'), Type.Literal('admin')], {
+          default: 'public',
+          description: 'who may see it: anyone, any local user, or server administrators',
+        }),
+        interval_ms: Type.Integer({ minimum: 250, maximum: 60000, default: 2000, description: 'sampling period while someone watches' }),
+        history: Type.Integer({ minimum: 10, maximum: 10000, default: 300, description: 'samples kept for the charts' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     well_known: Type.Object(
       {
         server: Type.Optional(Type.String({ minLength: 1, description: 'm.server value, host[:port]' })),

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type LogEvent, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Dialect } from './dialect.js';
@@ -15,13 +15,42 @@ export interface Tx {
   onCommit(hook: () => void): void;
 }
 
+/** Called after every query with its kind (select, insert, update, delete, raw, other), duration and outcome. */
+export type QueryObserver = (kind: string, durationMs: number, ok: boolean) => void;
+
+interface QueryHooks {
+  observer?: QueryObserver;
+}
+
+const QUERY_KINDS: Record<string, string> = {
+  SelectQueryNode: 'select',
+  InsertQueryNode: 'insert',
+  UpdateQueryNode: 'update',
+  DeleteQueryNode: 'delete',
+  RawNode: 'raw',
+};
+
+function queryLogger(hooks: QueryHooks): (event: LogEvent) => void {
+  return (event) => {
+    const observer = hooks.observer;
+    if (!observer) return;
+    observer(QUERY_KINDS[event.query.query.kind] ?? 'other', event.queryDurationMillis, event.level === 'query');
+  };
+}
+
 /** The server's database: a Kysely instance over SQLite or PostgreSQL. */
 export class Database {
   constructor(
     readonly dialect: Dialect,
     readonly db: Kysely<Tables>,
     private readonly log: Logger,
+    private readonly hooks: QueryHooks = {},
   ) {}
+
+  /** Sets the one observer of query durations (metrics). */
+  observeQueries(observer: QueryObserver | undefined): void {
+    this.hooks.observer = observer;
+  }
 
   /**
    * Runs `fn` in one transaction. Hooks registered with `tx.onCommit` run after the commit
@@ -104,7 +133,11 @@ export function describeDatabase(cfg: DatabaseConfig): string {
 /** Opens the configured database and applies pending migrations. */
 export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Database> {
   const dialect: Dialect = cfg.engine;
-  const kysely = new Kysely<Tables>({ dialect: dialect === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg) });
+  const hooks: QueryHooks = {};
+  const kysely = new Kysely<Tables>({
+    dialect: dialect === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg),
+    log: queryLogger(hooks),
+  });
   try {
     await migrateToLatest(kysely as Kysely<unknown>, dialect, log);
   } catch (err) {
@@ -112,5 +145,5 @@ export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Da
     throw err;
   }
   log.info({ database: describeDatabase(cfg) }, 'database ready');
-  return new Database(dialect, kysely, log);
+  return new Database(dialect, kysely, log, hooks);
 }
