@@ -14,6 +14,7 @@ import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
+import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
 import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
 import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 
@@ -32,7 +33,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext {
+export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext, E2eeContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -98,7 +99,8 @@ export class Myelin {
     });
     const metrics = createMetricsServices(config, database, rooms.notifier);
     const stats = createStatsServices(config, metrics.metrics);
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats };
+    const e2ee = createE2eeServices(database, log, accounts, rooms);
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats, ...e2ee };
     wireRoomHooks(ctx);
     return ctx;
   }

@@ -18,6 +18,9 @@ import { registerMembership } from './membership.js';
 import { registerMessages } from './messages.js';
 import { registerRoomEvents } from './roomEvents.js';
 import { registerSync } from './sync.js';
+import { registerKeys } from './keys.js';
+import { registerRoomKeys } from './room-keys.js';
+import { registerToDevice } from './to-device.js';
 
 /**
  * The client-server API (/_matrix/client/...). One file per endpoint family, named after the
@@ -44,4 +47,8 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerMessages(app, ctx);
   registerDirectory(app, ctx);
   registerSync(app, ctx);
+  // End-to-end encryption.
+  registerKeys(app, ctx);
+  registerToDevice(app, ctx);
+  registerRoomKeys(app, ctx);
 }

@@ -199,6 +199,9 @@ export class SyncService {
     for (const ext of this.extensions) {
       if (await ext.collect(window)) changed = true;
     }
+    // An extension that returns only part of what is waiting (to-device batches) lowers its
+    // position in `to`, so the token is built after they ran.
+    response.next_batch = formatSyncToken(to);
     return { response, changed };
   }
 

@@ -1,0 +1,54 @@
+/** A Myelin server that a test can stop and start again on the same data directory and database. */
+import { rmSync } from 'node:fs';
+import { Myelin } from '../../src/app.js';
+import { databaseOverrides, memoryLog, tempDir, type Engine } from '../_util/server.js';
+import { TEST_OVERRIDES } from './_client.js';
+
+export interface RestartableServer {
+  readonly url: string;
+  readonly server: Myelin;
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startRestartable(engine: Engine): Promise<RestartableServer> {
+  const dataDir = tempDir();
+  const db = await databaseOverrides(engine);
+  const logs: string[] = [];
+  const boot = async (port: number) => {
+    const server = await Myelin.create({
+      dataDir,
+      env: {},
+      logDestination: memoryLog(logs),
+      overrides: {
+        ...TEST_OVERRIDES,
+        server_name: 'localhost',
+        log_level: 'info',
+        database: db.database,
+        listeners: { client: { bind: '127.0.0.1', port }, federation: { enabled: false }, metrics: { enabled: false } },
+      },
+    });
+    const urls = await server.start();
+    return { server, url: urls.client! };
+  };
+  let cur = await boot(0);
+  const port = Number(new URL(cur.url).port);
+  return {
+    get url() {
+      return cur.url;
+    },
+    get server() {
+      return cur.server;
+    },
+    async restart() {
+      await cur.server.stop();
+      // Same port, so clients keep their base URL.
+      cur = await boot(port);
+    },
+    async close() {
+      await cur.server.stop();
+      await db.pg?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
