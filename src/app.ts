@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import { registerClientApi } from './api/client/index.js';
+import { registerFederationApi } from './api/federation/index.js';
 import { registerHealth } from './api/health.js';
 import { createHttpApp, type HttpApp } from './api/http.js';
 import { registerWellKnown } from './api/well-known/index.js';
@@ -15,6 +17,7 @@ import { createAccountServices, type AccountContext } from './services/accounts/
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
+import { createFederationServices, type FederationContext, type FederationOptions } from './federation/index.js';
 import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
 import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 
@@ -30,10 +33,12 @@ export interface CreateOptions {
   logDestination?: DestinationStream;
   /** Registers additional routes on a listener's HTTP app (embedding the server in another program). */
   extend?: (app: HttpApp, listener: ListenerName) => void;
+  /** Federation plumbing to replace (tests: DNS resolver, clock, dialled ports). */
+  federation?: FederationOptions;
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext, E2eeContext {
+export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext, E2eeContext, FederationContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -80,7 +85,7 @@ export class Myelin {
       throw err;
     }
     return new Myelin(
-      Myelin.buildContext(config, log, database, signingKey, serverMeta),
+      Myelin.buildContext(config, log, database, signingKey, serverMeta, opts.federation),
       opts.extend,
     );
   }
@@ -91,6 +96,7 @@ export class Myelin {
     database: Database,
     signingKey: SigningKey,
     serverMeta: ServerMetaStore,
+    federationOptions?: FederationOptions,
   ): AppContext {
     const accounts = createAccountServices(config, database, log);
     const rooms = createRoomServices(config, database, log, signingKey, async (userId) => {
@@ -99,8 +105,9 @@ export class Myelin {
     });
     const metrics = createMetricsServices(config, database, rooms.notifier);
     const stats = createStatsServices(config, metrics.metrics);
+    const federation = createFederationServices(config, database, log, signingKey, federationOptions);
     const e2ee = createE2eeServices(database, log, accounts, rooms);
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats, ...e2ee };
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats, ...e2ee, ...federation };
     wireRoomHooks(ctx);
     return ctx;
   }
@@ -115,7 +122,12 @@ export class Myelin {
 
   private buildApp(name: ListenerName): HttpApp {
     const { config, log } = this.ctx;
-    const app = createHttpApp({ log: log.child({ listener: name }), bodyLimit: config.max_request_body });
+    const tls = config.listeners[name].tls;
+    const app = createHttpApp({
+      log: log.child({ listener: name }),
+      bodyLimit: config.max_request_body,
+      https: tls && { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) },
+    });
     registerHealth(app);
     if (name === 'metrics') {
       registerMetricsEndpoint(app, this.ctx.metrics, config.listeners.metrics.basic_auth);
@@ -125,6 +137,7 @@ export class Myelin {
     instrumentHttp(app, this.ctx.metrics, name);
     registerWellKnown(app, config);
     if (name === 'client') registerClientApi(app, this.ctx);
+    if (name === 'federation') registerFederationApi(app, this.ctx);
     if (name === 'client' && config.stats.enabled) registerStats(app, this.ctx);
     this.extend?.(app, name);
     return app;
@@ -152,7 +165,7 @@ export class Myelin {
       const addr = app.server.address() as AddressInfo;
       this.addresses.set(name, addr);
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      urls[name] = `http://${host}:${addr.port}`;
+      urls[name] = `${l.tls ? 'https' : 'http'}://${host}:${addr.port}`;
       this.log.info({ listener: name, url: urls[name] }, `${name} ${name === 'metrics' ? 'endpoint' : 'API'} listening on ${urls[name]}`);
     }
     return urls;
@@ -193,6 +206,7 @@ export class Myelin {
     }
     this.ctx.stats.stop();
     this.ctx.metrics.close();
+    this.ctx.federation.close();
     await this.ctx.database.close();
     this.log.info('stopped');
   }

@@ -181,12 +181,29 @@ export function validateConfig(raw: unknown, dataDir: string, source = 'the conf
     ...c,
     public_baseurl: public_baseurl.endsWith('/') ? public_baseurl : `${public_baseurl}/`,
     max_request_body: parseByteSize(c.max_request_body),
+    listeners: resolveListenerFiles(c.listeners, absDataDir),
+    federation: {
+      ...c.federation,
+      ca_files: c.federation.ca_files.map((f) => (isAbsolute(f) ? f : resolve(absDataDir, f))),
+      max_response_size: parseByteSize(c.federation.max_response_size),
+    },
     data_dir: absDataDir,
     database: {
       ...c.database,
       path: isAbsolute(c.database.path) ? c.database.path : resolve(absDataDir, c.database.path),
     },
   };
+}
+
+/** TLS certificate and key paths of listeners, made absolute against the data directory. */
+function resolveListenerFiles(listeners: RawConfig['listeners'], dataDir: string): RawConfig['listeners'] {
+  const abs = (f: string) => (isAbsolute(f) ? f : resolve(dataDir, f));
+  const out = { ...listeners };
+  for (const name of Object.keys(out) as (keyof typeof out)[]) {
+    const tls = out[name].tls;
+    if (tls) out[name] = { ...out[name], tls: { cert_file: abs(tls.cert_file), key_file: abs(tls.key_file) } };
+  }
+  return out;
 }
 
 /** Reads a YAML file into a plain object, with a clear error for syntax problems. */

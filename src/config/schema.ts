@@ -13,6 +13,15 @@ function listener(port: number, bind: string, what: string) {
       enabled: Type.Boolean({ default: true }),
       bind: Type.String({ ...Bind, default: bind }),
       port: Type.Integer({ ...Port, default: port }),
+      tls: Type.Optional(
+        Type.Object(
+          {
+            cert_file: Type.String({ minLength: 1, description: 'PEM certificate chain, relative to the data directory' }),
+            key_file: Type.String({ minLength: 1, description: 'PEM private key, relative to the data directory' }),
+          },
+          { additionalProperties: false, description: 'serve HTTPS on this listener' },
+        ),
+      ),
     },
     { additionalProperties: false, default: {}, description: what },
   );
@@ -127,6 +136,53 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    federation: Type.Object(
+      {
+        key_validity_period_ms: Type.Integer({
+          minimum: 3600000,
+          default: 7 * 24 * 3600 * 1000,
+          description: 'how long other servers may cache our signing key (valid_until_ts)',
+        }),
+        old_verify_keys: Type.Record(
+          Type.String({ pattern: '^ed25519:[A-Za-z0-9_]+$' }),
+          Type.Object(
+            {
+              key: Type.String({ minLength: 43, maxLength: 44, description: 'unpadded base64 public key' }),
+              expired_ts: Type.Integer({ minimum: 0, description: 'when the key stopped being used (ms)' }),
+            },
+            { additionalProperties: false },
+          ),
+          { default: {}, description: 'signing keys this server used to use, published as old_verify_keys' },
+        ),
+        trusted_key_servers: Type.Array(
+          Type.Object(
+            {
+              server_name: Type.String({ minLength: 1 }),
+              verify_keys: Type.Record(Type.String({ pattern: '^ed25519:[A-Za-z0-9_]+$' }), Type.String({ minLength: 43, maxLength: 44 }), {
+                description: 'key ID -> unpadded base64 public key of the notary',
+              }),
+            },
+            { additionalProperties: false },
+          ),
+          { default: [], description: 'notary servers asked for keys when a server cannot be reached directly' },
+        ),
+        ca_files: Type.Array(Type.String({ minLength: 1 }), {
+          default: [],
+          description: 'extra PEM CA certificates trusted for federation, relative to the data directory',
+        }),
+        use_system_ca: Type.Boolean({ default: true, description: "trust the system's certificate authorities" }),
+        insecure_skip_tls_verify: Type.Boolean({
+          default: false,
+          description: 'DEVELOPMENT ONLY: accept any TLS certificate from other servers',
+        }),
+        allowed_servers: Type.Optional(
+          Type.Array(Type.String({ minLength: 1 }), { description: 'if set, federate only with these server names' }),
+        ),
+        request_timeout_ms: Type.Integer({ minimum: 1000, maximum: 600000, default: 60000 }),
+        max_response_size: Type.Union(ByteSize.anyOf, { default: '100M' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 );
@@ -134,9 +190,10 @@ export const ConfigSchema = Type.Object(
 export type RawConfig = Static<typeof ConfigSchema>;
 
 /** The validated configuration, with derived values resolved. */
-export interface Config extends Omit<RawConfig, 'max_request_body' | 'public_baseurl'> {
+export interface Config extends Omit<RawConfig, 'max_request_body' | 'public_baseurl' | 'federation'> {
   public_baseurl: string;
   max_request_body: number;
+  federation: Omit<RawConfig['federation'], 'max_response_size'> & { max_response_size: number };
   /** Absolute data directory (not a config key: chosen by CLI flag or MYELIN_DATA_DIR). */
   data_dir: string;
 }

@@ -4,6 +4,7 @@
  */
 import type { Generated } from 'kysely';
 import type { AccountTables } from './schema-accounts.js';
+import type { FederationTables } from './schema-federation.js';
 import type { E2eeTables } from './schema-e2ee.js';
 
 export interface ServerMetaTable {
@@ -103,7 +104,7 @@ export interface RoomAliasesTable {
   created_ts: number;
 }
 
-export interface Tables extends AccountTables, E2eeTables {
+export interface Tables extends AccountTables, E2eeTables, FederationTables {
   server_meta: ServerMetaTable;
   rooms: RoomsTable;
   events: EventsTable;

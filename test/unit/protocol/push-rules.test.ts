@@ -1,0 +1,311 @@
+import { describe, expect, it } from 'vitest';
+import {
+  actionsHighlight,
+  actionsNotify,
+  cleanActions,
+  conditionMatches,
+  defaultPushRules,
+  evaluatePushRules,
+  globMatches,
+  mergeRuleset,
+  propertyAt,
+  rulesetToJson,
+  splitPropertyPath,
+  tweakValue,
+  validateNewRule,
+  type PushContext,
+  type PushEvent,
+} from '../../../src/protocol/push-rules.js';
+
+const ME = '@me:example.org';
+const ctx = (over: Partial<PushContext> = {}): PushContext => ({ userId: ME, roomMemberCount: 5, ...over });
+const msg = (content: Record<string, unknown>, over: Partial<PushEvent> = {}): PushEvent =>
+  ({ type: 'm.room.message', sender: '@other:example.org', room_id: '!r:example.org', content, ...over }) as PushEvent;
+
+describe('property paths (appendices)', () => {
+  it('splits on unescaped dots and unescapes \\. and \\\\ only', () => {
+    expect(splitPropertyPath('content.body')).toEqual(['content', 'body']);
+    expect(splitPropertyPath('content.m\\.relates_to')).toEqual(['content', 'm.relates_to']);
+    expect(splitPropertyPath('content.m\\\\foo')).toEqual(['content', 'm\\foo']);
+    expect(splitPropertyPath('content.a\\xb')).toEqual(['content', 'a\\xb']);
+  });
+
+  it('reads nested values and nothing through non-objects', () => {
+    const ev = { content: { 'm.relates_to': { rel_type: 'm.replace' }, body: 'x' } };
+    expect(propertyAt(ev, 'content.m\\.relates_to.rel_type')).toBe('m.replace');
+    expect(propertyAt(ev, 'content.body.length')).toBeUndefined();
+    expect(propertyAt(ev, 'content.missing')).toBeUndefined();
+  });
+});
+
+describe('event_match (spec examples)', () => {
+  const topic = (t: unknown) => ({ type: 'm.room.topic', sender: '@example:example.org', state_key: '', content: { topic: t } }) as PushEvent;
+  const cond = { kind: 'event_match', key: 'content.topic', pattern: 'lunc?*' };
+
+  it('matches "Lunch plans" and "LUNCH" with lunc?*', () => {
+    expect(conditionMatches(cond, topic('Lunch plans'), ctx())).toBe(true);
+    expect(conditionMatches(cond, topic('LUNCH'), ctx())).toBe(true);
+  });
+
+  it('does not match " lunch", "lunc" or null', () => {
+    expect(conditionMatches(cond, topic(' lunch'), ctx())).toBe(false);
+    expect(conditionMatches(cond, topic('lunc'), ctx())).toBe(false);
+    expect(conditionMatches(cond, topic(null), ctx())).toBe(false);
+  });
+
+  it('content.body matches at word boundaries: ex*ple', () => {
+    const c = { kind: 'event_match', key: 'content.body', pattern: 'ex*ple' };
+    expect(conditionMatches(c, msg({ body: 'An example event.' }), ctx())).toBe(true);
+    expect(conditionMatches(c, msg({ body: 'exple' }), ctx())).toBe(true);
+    expect(conditionMatches(c, msg({ body: 'An exciting triple-whammy' }), ctx())).toBe(true);
+    expect(conditionMatches(c, msg({ body: 'Anexample' }), ctx())).toBe(false);
+    expect(conditionMatches(c, msg({ body: 'examples' }), ctx())).toBe(false);
+  });
+
+  it('an absent or non-string property never matches, even with *', () => {
+    const c = { kind: 'event_match', key: 'content.nope', pattern: '*' };
+    expect(conditionMatches(c, msg({ body: 'x' }), ctx())).toBe(false);
+    expect(conditionMatches({ kind: 'event_match', key: 'content.n', pattern: '*' }, msg({ n: 1 }), ctx())).toBe(false);
+  });
+
+  it('treats regular-expression characters in patterns literally', () => {
+    expect(globMatches('a.b', 'a.b', false)).toBe(true);
+    expect(globMatches('a.b', 'axb', false)).toBe(false);
+    expect(globMatches('(x)', '(x)', false)).toBe(true);
+    expect(globMatches('[a]', 'a', false)).toBe(false);
+  });
+});
+
+describe('event_property_is / event_property_contains (spec examples)', () => {
+  const create = (federate: unknown) =>
+    ({ type: 'm.room.create', sender: '@example:example.org', state_key: '', content: { creator: '@example:example.org', 'm.federate': federate } }) as PushEvent;
+  const isCond = { kind: 'event_property_is', key: 'content.m\\.federate', value: true };
+
+  it('matches exact values only, without casting', () => {
+    expect(conditionMatches(isCond, create(true), ctx())).toBe(true);
+    expect(conditionMatches(isCond, create('true'), ctx())).toBe(false);
+    expect(conditionMatches(isCond, create(1), ctx())).toBe(false);
+    expect(conditionMatches({ kind: 'event_property_is', key: 'content.x', value: null }, msg({ x: null }), ctx())).toBe(true);
+    expect(conditionMatches({ kind: 'event_property_is', key: 'content.x', value: null }, msg({}), ctx())).toBe(false);
+  });
+
+  it('contains: exact array members only', () => {
+    const ev = { type: 'm.room.canonical_alias', sender: '@e:example.org', state_key: '', content: { alias: '#somewhere:localhost', alt_aliases: ['#somewhere:example.org', '#myroom:example.com'] } } as PushEvent;
+    expect(conditionMatches({ kind: 'event_property_contains', key: 'content.alt_aliases', value: '#myroom:example.com' }, ev, ctx())).toBe(true);
+    expect(conditionMatches({ kind: 'event_property_contains', key: 'content.alt_aliases', value: ':example.com' }, ev, ctx())).toBe(false);
+    expect(conditionMatches({ kind: 'event_property_contains', key: 'content.alias', value: '#somewhere:localhost' }, ev, ctx())).toBe(false);
+  });
+});
+
+describe('other conditions', () => {
+  it('room_member_count with every prefix', () => {
+    const m = (is: string, n: number) => conditionMatches({ kind: 'room_member_count', is }, msg({}), ctx({ roomMemberCount: n }));
+    expect(m('2', 2)).toBe(true);
+    expect(m('==2', 3)).toBe(false);
+    expect(m('<10', 9)).toBe(true);
+    expect(m('<10', 10)).toBe(false);
+    expect(m('<=10', 10)).toBe(true);
+    expect(m('>2', 3)).toBe(true);
+    expect(m('>=3', 2)).toBe(false);
+    expect(m('abc', 2)).toBe(false);
+  });
+
+  it('contains_display_name matches the name as a word, case-insensitively, literally', () => {
+    const c = { kind: 'contains_display_name' };
+    const withName = (n: string | undefined) => ctx({ displayName: () => n });
+    expect(conditionMatches(c, msg({ body: 'hi Alice!' }), withName('alice'))).toBe(true);
+    expect(conditionMatches(c, msg({ body: 'Malice' }), withName('alice'))).toBe(false);
+    expect(conditionMatches(c, msg({ body: 'a.b' }), withName('a*'))).toBe(false);
+    expect(conditionMatches(c, msg({ body: 'hi' }), withName(undefined))).toBe(false);
+  });
+
+  it('sender_notification_permission compares the sender level with notifications.<key>', () => {
+    const c = { kind: 'sender_notification_permission', key: 'room' };
+    const levels = (sender: number) => ctx({ senderPowerLevel: () => sender, notificationPowerLevel: () => 50 });
+    expect(conditionMatches(c, msg({}), levels(50))).toBe(true);
+    expect(conditionMatches(c, msg({}), levels(49))).toBe(false);
+    expect(conditionMatches(c, msg({}), ctx())).toBe(false);
+  });
+
+  it('unknown conditions never match', () => {
+    expect(conditionMatches({ kind: 'org.example.future' }, msg({}), ctx())).toBe(false);
+  });
+});
+
+describe('server-default rules', () => {
+  const rules = defaultPushRules(ME);
+
+  it('are in the spec order', () => {
+    expect(rules.override.map((r) => r.rule_id)).toEqual([
+      '.m.rule.master',
+      '.m.rule.suppress_notices',
+      '.m.rule.invite_for_me',
+      '.m.rule.member_event',
+      '.m.rule.is_user_mention',
+      '.m.rule.is_room_mention',
+      '.m.rule.tombstone',
+      '.m.rule.reaction',
+      '.m.rule.room.server_acl',
+      '.m.rule.suppress_edits',
+    ]);
+    expect(rules.underride.map((r) => r.rule_id)).toEqual([
+      '.m.rule.call',
+      '.m.rule.encrypted_room_one_to_one',
+      '.m.rule.room_one_to_one',
+      '.m.rule.message',
+      '.m.rule.encrypted',
+    ]);
+    expect(rules.override[0]!.enabled).toBe(false);
+    expect(rules.override.concat(rules.underride).every((r) => r.default)).toBe(true);
+  });
+
+  const evaluate = (ev: PushEvent, c = ctx()) => evaluatePushRules(rules, ev, c);
+
+  it('plain message in a group: notify without highlight (.m.rule.message)', () => {
+    const m = evaluate(msg({ msgtype: 'm.text', body: 'hi' }))!;
+    expect(m.ruleId).toBe('.m.rule.message');
+    expect(actionsNotify(m.actions)).toBe(true);
+    expect(actionsHighlight(m.actions)).toBe(false);
+  });
+
+  it('one-to-one rooms: .m.rule.room_one_to_one with a sound', () => {
+    const m = evaluate(msg({ msgtype: 'm.text', body: 'hi' }), ctx({ roomMemberCount: 2 }))!;
+    expect(m.ruleId).toBe('.m.rule.room_one_to_one');
+    expect(tweakValue(m.actions, 'sound')).toBe('default');
+  });
+
+  it('encrypted events: .m.rule.encrypted, or encrypted_room_one_to_one with two members', () => {
+    const enc = { type: 'm.room.encrypted', sender: '@o:example.org', content: { algorithm: 'm.megolm.v1.aes-sha2' } } as PushEvent;
+    expect(evaluate(enc)!.ruleId).toBe('.m.rule.encrypted');
+    expect(evaluate(enc, ctx({ roomMemberCount: 2 }))!.ruleId).toBe('.m.rule.encrypted_room_one_to_one');
+  });
+
+  it('mentions of the user highlight (.m.rule.is_user_mention)', () => {
+    const m = evaluate(msg({ body: 'hey', 'm.mentions': { user_ids: [ME] } }))!;
+    expect(m.ruleId).toBe('.m.rule.is_user_mention');
+    expect(actionsHighlight(m.actions)).toBe(true);
+    expect(evaluate(msg({ body: 'hey', 'm.mentions': { user_ids: ['@x:example.org'] } }))!.ruleId).toBe('.m.rule.message');
+  });
+
+  it('@room highlights only when the sender may notify the room', () => {
+    const ev = msg({ body: '@room', 'm.mentions': { room: true } });
+    const allowed = ctx({ senderPowerLevel: () => 50, notificationPowerLevel: () => 50 });
+    const denied = ctx({ senderPowerLevel: () => 0, notificationPowerLevel: () => 50 });
+    expect(evaluate(ev, allowed)!.ruleId).toBe('.m.rule.is_room_mention');
+    expect(evaluate(ev, denied)!.ruleId).toBe('.m.rule.message');
+  });
+
+  it('notices, edits, reactions, ACLs and member events do not notify', () => {
+    for (const ev of [
+      msg({ msgtype: 'm.notice', body: 'bot' }),
+      msg({ body: '* fixed', 'm.relates_to': { rel_type: 'm.replace', event_id: '$x' } }),
+      { type: 'm.reaction', sender: '@o:example.org', content: { 'm.relates_to': { rel_type: 'm.annotation', event_id: '$x', key: 'y' } } } as PushEvent,
+      { type: 'm.room.server_acl', sender: '@o:example.org', state_key: '', content: {} } as PushEvent,
+      { type: 'm.room.member', sender: '@o:example.org', state_key: '@o:example.org', content: { membership: 'join' } } as PushEvent,
+    ]) {
+      const m = evaluate(ev);
+      expect(m && actionsNotify(m.actions)).toBeFalsy();
+    }
+  });
+
+  it('invites for me notify, tombstones highlight, calls ring', () => {
+    const invite = { type: 'm.room.member', sender: '@o:example.org', state_key: ME, content: { membership: 'invite' } } as PushEvent;
+    expect(evaluate(invite)!.ruleId).toBe('.m.rule.invite_for_me');
+    const tomb = { type: 'm.room.tombstone', sender: '@o:example.org', state_key: '', content: {} } as PushEvent;
+    expect(actionsHighlight(evaluate(tomb)!.actions)).toBe(true);
+    const call = { type: 'm.call.invite', sender: '@o:example.org', content: {} } as PushEvent;
+    expect(tweakValue(evaluate(call)!.actions, 'sound')).toBe('ring');
+  });
+
+  it('state events of other types match nothing', () => {
+    expect(evaluate({ type: 'm.room.topic', sender: '@o:example.org', state_key: '', content: { topic: 't' } } as PushEvent)).toBeUndefined();
+  });
+});
+
+describe('merging stored rules with the defaults', () => {
+  it('keeps user rules in order, master first, defaults after user rules', () => {
+    const stored = {
+      global: {
+        override: [
+          { rule_id: '.m.rule.master', enabled: true, actions: [], default: true },
+          { rule_id: 'mine', enabled: true, actions: ['notify'], conditions: [{ kind: 'event_match', key: 'type', pattern: 'x' }] },
+        ],
+        content: [{ rule_id: 'cake', pattern: 'cake', actions: ['notify', 'dont_notify'] }],
+        room: [],
+        sender: [],
+        underride: [{ rule_id: '.m.rule.message', enabled: false, actions: ['notify'], default: true }],
+      },
+    };
+    const rs = mergeRuleset(stored, ME);
+    expect(rs.override.slice(0, 3).map((r) => r.rule_id)).toEqual(['.m.rule.master', 'mine', '.m.rule.suppress_notices']);
+    expect(rs.override[0]!.enabled).toBe(true);
+    expect(rs.content).toEqual([{ rule_id: 'cake', default: false, enabled: true, pattern: 'cake', actions: ['notify'] }]);
+    expect(rs.underride.find((r) => r.rule_id === '.m.rule.message')!.enabled).toBe(false);
+    // The master rule being enabled silences everything.
+    expect(evaluatePushRules(rs, msg({ body: 'cake' }), ctx())!.ruleId).toBe('.m.rule.master');
+    // Round trip through the account-data form.
+    expect(mergeRuleset(rulesetToJson(rs), ME)).toEqual(rs);
+  });
+
+  it('unknown stored defaults are dropped, new defaults appear, junk is ignored', () => {
+    const rs = mergeRuleset({ global: { override: [{ rule_id: '.m.rule.gone', actions: [] }, 'junk'], content: [{ rule_id: 'nopattern', actions: [] }] } }, ME);
+    expect(rs.override.some((r) => r.rule_id === '.m.rule.gone')).toBe(false);
+    expect(rs.override).toHaveLength(defaultPushRules(ME).override.length);
+    expect(rs.content).toEqual([]);
+    expect(mergeRuleset(undefined, ME)).toEqual(defaultPushRules(ME));
+  });
+});
+
+describe('priority between kinds (spec examples)', () => {
+  const base = defaultPushRules(ME);
+  it('room rule silences a room; sender rule silences a user; content rule sets a sound', () => {
+    const rs = mergeRuleset(
+      {
+        global: {
+          ...base,
+          room: [{ rule_id: '!dj234r78wl45Gh4D:matrix.org', actions: [] }],
+          sender: [{ rule_id: '@spambot:matrix.org', actions: [] }],
+          content: [
+            { rule_id: 'U3BvbmdlIGNha2UgaXMgYmVzdA', pattern: 'cake*lie', actions: ['notify'] },
+            { rule_id: 'SSByZWFsbHkgbGlrZSBjYWtl', pattern: 'cake', actions: ['notify', { set_tweak: 'sound', value: 'cakealarm.wav' }] },
+          ],
+          override: [
+            ...base.override,
+            {
+              rule_id: 'U2VlIHlvdSBpbiBUaGUgRHVrZQ',
+              conditions: [
+                { kind: 'event_match', key: 'content.body', pattern: 'beer' },
+                { kind: 'room_member_count', is: '<=10' },
+              ],
+              actions: ['notify', { set_tweak: 'sound', value: 'beeroclock.wav' }],
+            },
+          ],
+        },
+      },
+      ME,
+    );
+    expect(evaluatePushRules(rs, msg({ body: 'x' }, { room_id: '!dj234r78wl45Gh4D:matrix.org' }), ctx())!.ruleId).toBe('!dj234r78wl45Gh4D:matrix.org');
+    expect(evaluatePushRules(rs, msg({ body: 'x' }, { sender: '@spambot:matrix.org' }), ctx())!.actions).toEqual([]);
+    expect(tweakValue(evaluatePushRules(rs, msg({ body: 'I want cake' }), ctx())!.actions, 'sound')).toBe('cakealarm.wav');
+    expect(evaluatePushRules(rs, msg({ body: 'the cake is a lie' }), ctx())!.ruleId).toBe('U3BvbmdlIGNha2UgaXMgYmVzdA');
+    expect(tweakValue(evaluatePushRules(rs, msg({ body: 'beer time, cake' }), ctx({ roomMemberCount: 8 }))!.actions, 'sound')).toBe('beeroclock.wav');
+    expect(tweakValue(evaluatePushRules(rs, msg({ body: 'beer time, cake' }), ctx({ roomMemberCount: 11 }))!.actions, 'sound')).toBe('cakealarm.wav');
+  });
+});
+
+describe('actions and validation', () => {
+  it('strips historical actions; highlight without value is true', () => {
+    expect(cleanActions(['dont_notify'])).toEqual([]);
+    expect(cleanActions(['notify', 'coalesce'])).toEqual(['notify']);
+    expect(tweakValue([{ set_tweak: 'highlight' }], 'highlight')).toBe(true);
+    expect(tweakValue([{ set_tweak: 'highlight', value: false }], 'highlight')).toBe(false);
+  });
+
+  it('validates new rules per kind', () => {
+    expect(validateNewRule('content', 'x', { actions: ['notify'] })).toBe('Content rules need a pattern');
+    expect(validateNewRule('override', 'x', { actions: 'notify' })).toBe('actions must be an array');
+    expect(validateNewRule('override', 'x', { actions: ['fly'] })).toMatch(/Unknown action/);
+    expect(validateNewRule('override', 'x', { actions: [], conditions: [{}] })).toMatch(/conditions/);
+    expect(validateNewRule('room', '!r:x', { actions: ['notify'] })).toEqual({ rule_id: '!r:x', default: false, enabled: true, actions: ['notify'] });
+  });
+});
