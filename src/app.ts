@@ -16,6 +16,7 @@ import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
+import { createAppServiceServices, loadRegistrations, type AppServiceContext } from './appservice/index.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
 import { createFederationServices, type FederationContext, type FederationOptions } from './federation/index.js';
 import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
@@ -38,7 +39,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext, E2eeContext, FederationContext {
+export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -65,6 +66,8 @@ export class Myelin {
     const firstRunName = (opts.overrides?.server_name as string | undefined) ?? env.MYELIN_SERVER_NAME ?? 'localhost';
     const firstRun = ensureDataDir(paths, firstRunName);
     const config = loadConfig({ dataDir: paths.dataDir, configPath: paths.configPath, env, overrides: opts.overrides });
+    // Application-service registrations are checked before anything is opened.
+    loadRegistrations(config.app_services, config.data_dir, config.server_name);
     const log = createLogger(config.log_level, opts.logDestination);
     if (firstRun.createdConfig) log.info({ config: paths.configPath }, 'first run: wrote a new configuration file');
     if (firstRun.createdSigningKey) log.info({ key: paths.signingKeyPath }, 'first run: generated a new signing key');
@@ -107,7 +110,14 @@ export class Myelin {
     const stats = createStatsServices(config, metrics.metrics);
     const federation = createFederationServices(config, database, log, signingKey, federationOptions);
     const e2ee = createE2eeServices(database, log, accounts, rooms);
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats, ...e2ee, ...federation };
+    const appservices = createAppServiceServices(config, database, log, {
+      accounts: accounts.accounts,
+      events: rooms.eventStore,
+      aliases: rooms.aliasStore,
+      formatter: rooms.formatter,
+      notifier: rooms.notifier,
+    });
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
     wireRoomHooks(ctx);
     return ctx;
   }
@@ -156,6 +166,7 @@ export class Myelin {
 
   /** Starts every enabled listener; resolves with their URLs. */
   async start(): Promise<Partial<Record<ListenerName, string>>> {
+    await this.ctx.appservices.start();
     const urls: Partial<Record<ListenerName, string>> = {};
     for (const name of ['client', 'federation', 'metrics'] as const) {
       const l = this.ctx.config.listeners[name];
@@ -207,6 +218,7 @@ export class Myelin {
     this.ctx.stats.stop();
     this.ctx.metrics.close();
     this.ctx.federation.close();
+    await this.ctx.appservices.stop();
     await this.ctx.database.close();
     this.log.info('stopped');
   }

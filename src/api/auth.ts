@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { AppContext } from '../app.js';
 import { MatrixError } from '../errors.js';
-import type { Requester } from '../services/accounts/accounts.js';
+import type { IdentityAssertion, Requester } from '../services/accounts/accounts.js';
 
 export type { Requester } from '../services/accounts/accounts.js';
 
@@ -24,6 +24,19 @@ export function accessTokenOf(req: FastifyRequest): string | undefined {
 }
 
 /**
+ * The `user_id` and `device_id` query parameters an application service may add to act as one
+ * of its users (application-service-api "Identity assertion"; `org.matrix.msc3202.device_id`
+ * is the unstable name). Ignored for ordinary access tokens.
+ */
+export function identityAssertionOf(req: FastifyRequest): IdentityAssertion {
+  const q = (req.query as Record<string, unknown> | undefined) ?? {};
+  const one = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+  const userId = one(q.user_id);
+  const deviceId = one(q.device_id) ?? one(q['org.matrix.msc3202.device_id']);
+  return { ...(userId !== undefined ? { userId } : {}), ...(deviceId !== undefined ? { deviceId } : {}) };
+}
+
+/**
  * Authenticates a request. Throws M_MISSING_TOKEN (401) without a token, M_UNKNOWN_TOKEN (401,
  * with `soft_logout: true` when the token only expired) for an invalid one, and
  * M_USER_DEACTIVATED (403) for a deactivated account.
@@ -31,14 +44,14 @@ export function accessTokenOf(req: FastifyRequest): string | undefined {
 export async function requireUser(ctx: AppContext, req: FastifyRequest): Promise<Requester> {
   const token = accessTokenOf(req);
   if (token === undefined) throw new MatrixError('M_MISSING_TOKEN', 401, 'Missing access token');
-  return ctx.accounts.authenticate(token, req.ip ?? null);
+  return ctx.accounts.authenticate(token, req.ip ?? null, identityAssertionOf(req));
 }
 
 /** Like requireUser, but undefined when the request carries no token at all. */
 export async function optionalUser(ctx: AppContext, req: FastifyRequest): Promise<Requester | undefined> {
   const token = accessTokenOf(req);
   if (token === undefined) return undefined;
-  return ctx.accounts.authenticate(token, req.ip ?? null);
+  return ctx.accounts.authenticate(token, req.ip ?? null, identityAssertionOf(req));
 }
 
 /** Throws 403 M_FORBIDDEN unless the requester is a server administrator. */

@@ -88,6 +88,11 @@ log_level: info
 # Largest request body accepted, in bytes or with a unit (512k, 50M, 1G).
 max_request_body: 50M
 
+# Application services (bridges): their registration files, relative to the data directory.
+# See docs/bridges.md.
+# app_services:
+#   - slack-registration.yaml
+
 # What /.well-known/matrix/server and /.well-known/matrix/client announce.
 # well_known:
 #   server: "matrix.example.org:443"

@@ -129,6 +129,19 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    app_services: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'application-service registration files (YAML), relative to the data directory',
+    }),
+    app_service_delivery: Type.Object(
+      {
+        batch_size: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'most events in one transaction' }),
+        retry_initial_ms: Type.Integer({ minimum: 10, default: 1000, description: 'first retry delay of a failed transaction' }),
+        retry_max_ms: Type.Integer({ minimum: 10, default: 300000, description: 'longest retry delay (the delay doubles up to it)' }),
+        request_timeout_ms: Type.Integer({ minimum: 100, maximum: 600000, default: 30000, description: 'timeout of each request to a service' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     well_known: Type.Object(
       {
         server: Type.Optional(Type.String({ minLength: 1, description: 'm.server value, host[:port]' })),

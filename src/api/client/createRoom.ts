@@ -27,6 +27,8 @@ export function registerCreateRoom(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
     app.post(`${prefix}/createRoom`, { schema: { body: Body } }, async (req) => {
       const user = await requireUser(ctx, req);
+      const aliasName = (req.body as CreateRoomRequest).room_alias_name;
+      if (aliasName !== undefined) ctx.appservices.checkAlias(`#${aliasName}:${ctx.config.server_name}`, user);
       const { roomId } = await ctx.rooms.createRoom(user.userId, req.body as CreateRoomRequest);
       return { room_id: roomId };
     });

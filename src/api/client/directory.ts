@@ -35,10 +35,10 @@ async function publicRoomChunk(ctx: AppContext, roomId: string): Promise<JsonObj
   return chunk;
 }
 
-async function listPublicRooms(ctx: AppContext, limit: number | undefined, since: string | undefined, term: string | undefined) {
+async function listPublicRooms(ctx: AppContext, limit: number | undefined, since: string | undefined, term: string | undefined, roomIds?: string[]) {
   const offset = since ? Number(/^o(\d+)$/.exec(since)?.[1] ?? NaN) : 0;
   if (!Number.isInteger(offset)) throw errors.invalidParam('Invalid since token');
-  const ids = await ctx.eventStore.publicRooms();
+  const ids = roomIds ?? (await ctx.eventStore.publicRooms());
   let chunks = await Promise.all(ids.map((id) => publicRoomChunk(ctx, id)));
   if (term) {
     const t = term.toLowerCase();
@@ -65,7 +65,8 @@ export function registerDirectory(app: HttpApp, ctx: AppContext): void {
     app.get(`${prefix}/directory/room/:roomAlias`, async (req) => {
       const { roomAlias } = req.params as P;
       checkAlias(roomAlias!);
-      const roomId = await ctx.aliasStore.resolve(roomAlias!);
+      // Unknown aliases in an application service's namespace are asked for (it may create the room).
+      const roomId = await ctx.appservices.resolveAlias(roomAlias!);
       if (!roomId) throw errors.notFound(`Room alias ${roomAlias} not found`);
       return { room_id: roomId, servers: [serverName] };
     });
@@ -74,6 +75,7 @@ export function registerDirectory(app: HttpApp, ctx: AppContext): void {
       const { roomAlias } = req.params as P;
       checkAlias(roomAlias!);
       if (serverNameOf(roomAlias!) !== serverName) throw errors.invalidParam(`Aliases must end in :${serverName}`);
+      ctx.appservices.checkAlias(roomAlias!, user);
       const { room_id } = req.body as { room_id: string };
       if (!(await ctx.eventStore.getRoom(room_id))) throw errors.notFound(`Unknown room ${room_id}`);
       if (!(await ctx.aliasStore.create(roomAlias!, room_id, user.userId))) {
@@ -87,6 +89,7 @@ export function registerDirectory(app: HttpApp, ctx: AppContext): void {
       checkAlias(roomAlias!);
       const entry = await ctx.aliasStore.get(roomAlias!);
       if (!entry) throw errors.notFound(`Room alias ${roomAlias} not found`);
+      if (!user.isAdmin) ctx.appservices.checkAlias(roomAlias!, user);
       if (entry.creator !== user.userId && !user.isAdmin) {
         const state = await ctx.eventStore.getCurrentState(entry.roomId);
         if (!canSendEvent(state, user.userId, 'm.room.canonical_alias', true)) {
@@ -145,8 +148,13 @@ export function registerDirectory(app: HttpApp, ctx: AppContext): void {
       },
       async (req) => {
         await requireUser(ctx, req);
-        const b = req.body as { limit?: number; since?: string; filter?: { generic_search_term?: string } };
-        return listPublicRooms(ctx, b.limit, b.since, b.filter?.generic_search_term);
+        const b = req.body as { limit?: number; since?: string; filter?: { generic_search_term?: string }; include_all_networks?: boolean; third_party_instance_id?: string };
+        // Application services' per-network directories: one network, or all of them with the server's list.
+        const ids = await ctx.appservices.directoryRoomIds(() => ctx.eventStore.publicRooms(), {
+          includeAllNetworks: b.include_all_networks,
+          thirdPartyInstanceId: b.third_party_instance_id,
+        });
+        return listPublicRooms(ctx, b.limit, b.since, b.filter?.generic_search_term, ids);
       },
     );
   }

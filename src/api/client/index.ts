@@ -18,6 +18,7 @@ import { registerMembership } from './membership.js';
 import { registerMessages } from './messages.js';
 import { registerRoomEvents } from './roomEvents.js';
 import { registerSync } from './sync.js';
+import { registerAppServiceApi } from '../appservice.js';
 import { registerKeys } from './keys.js';
 import { registerRoomKeys } from './room-keys.js';
 import { registerToDevice } from './to-device.js';
@@ -47,6 +48,8 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerMessages(app, ctx);
   registerDirectory(app, ctx);
   registerSync(app, ctx);
+  // Application services (bridges).
+  registerAppServiceApi(app, ctx);
   // End-to-end encryption.
   registerKeys(app, ctx);
   registerToDevice(app, ctx);

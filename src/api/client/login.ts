@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { MatrixError, errors } from '../../errors.js';
-import { requireUser } from '../auth.js';
+import { accessTokenOf, requireUser } from '../auth.js';
+import { appServiceLoginUser } from '../appservice.js';
 import type { HttpApp } from '../http.js';
 import { isPlainObject, V1, V3 } from './paths.js';
 
@@ -24,14 +25,17 @@ export function registerLogin(app: HttpApp, ctx: AppContext): void {
 
   for (const prefix of V3) {
     app.get(`${prefix}/login`, async () => ({
-      flows: [{ type: 'm.login.password' }, { type: 'm.login.token', get_login_token: true }],
+      flows: [{ type: 'm.login.password' }, { type: 'm.login.token', get_login_token: true }, { type: 'm.login.application_service' }],
     }));
 
     app.post(`${prefix}/login`, { schema: { body: LoginBody } }, async (req) => {
-      accounts.loginLimiter.take(req.ip);
       const body = req.body;
+      const asLogin = body.type === 'm.login.application_service';
+      if (!asLogin || ctx.appservices.byToken(accessTokenOf(req) ?? '')?.reg.rateLimited !== false) accounts.loginLimiter.take(req.ip);
       let userId: string;
-      if (body.type === 'm.login.password') {
+      if (asLogin) {
+        userId = await appServiceLoginUser(ctx, req, body.identifier, body.user);
+      } else if (body.type === 'm.login.password') {
         let user: string | undefined;
         if (body.identifier !== undefined) {
           const id = body.identifier as Record<string, unknown>;

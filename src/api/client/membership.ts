@@ -23,7 +23,10 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/join/:roomIdOrAlias`, { schema: { body: JoinBody } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { reason } = req.body as { reason?: string };
-      const roomId = await ctx.rooms.join(user.userId, (req.params as { roomIdOrAlias: string }).roomIdOrAlias, reason ? { reason } : {});
+      const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
+      // An unknown alias in an application service's namespace is asked for first.
+      if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
+      const roomId = await ctx.rooms.join(user.userId, target, reason ? { reason } : {});
       return { room_id: roomId };
     });
     app.post(`${prefix}/knock/:roomIdOrAlias`, { schema: { body: Reason } }, async (req) => {
@@ -37,6 +40,8 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       const roomId = (req.params as RoomParams).roomId;
       const extra: JsonObject = {};
+      // An unknown user in an application service's namespace is asked for first.
+      await ctx.appservices.ensureUser(user_id);
       await ctx.rooms.setMembership(user.userId, roomId, user_id, 'invite', reason, extra);
       return {};
     });

@@ -26,6 +26,8 @@ function checkOwner(me: Requester, userId: string): void {
 export function registerProfile(app: HttpApp, ctx: AppContext): void {
   const accounts = ctx.accounts;
   const profileOf = async (userId: string) => {
+    // An unknown user in an application service's namespace is asked for first.
+    await ctx.appservices.ensureUser(userId);
     const p = await accounts.getProfile(userId);
     if (!p) throw errors.notFound('Profile not found');
     return p;

@@ -2,11 +2,13 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { MatrixError, errors } from '../../errors.js';
 import type { StageChecker } from '../../services/accounts/uia.js';
+import { registerAppServiceUser } from '../appservice.js';
 import type { HttpApp } from '../http.js';
 import { V1, V3 } from './paths.js';
 
 const RegisterBody = Type.Object({
   auth: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  type: Type.Optional(Type.String()),
   username: Type.Optional(Type.String()),
   password: Type.Optional(Type.String()),
   device_id: Type.Optional(Type.String()),
@@ -41,6 +43,8 @@ export function registerRegister(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/register`, { schema: { body: RegisterBody, querystring: KindQuery } }, async (req) => {
       const kind = req.query.kind ?? 'user';
       if (kind !== 'user' && kind !== 'guest') throw errors.invalidParam('kind must be "user" or "guest"');
+      // Application services register their users with their token, without user-interactive auth.
+      if (kind === 'user' && req.body.type === 'm.login.application_service') return registerAppServiceUser(ctx, req, req.body);
       accounts.registrationLimiter.take(req.ip);
       if (kind === 'guest') throw errors.forbidden('Guest access is not enabled on this server');
       const flows = registrationFlows(ctx);
@@ -49,6 +53,8 @@ export function registerRegister(app: HttpApp, ctx: AppContext): void {
       if (body.device_id !== undefined && (body.device_id === '' || body.device_id.length > 255)) {
         throw errors.invalidParam('device_id must be 1 to 255 characters');
       }
+      // Names in an application service's exclusive namespace are its own (M_EXCLUSIVE).
+      if (body.username !== undefined) ctx.appservices.checkUserId(`@${accounts.normaliseLocalpart(body.username, true)}:${ctx.config.server_name}`, undefined);
       // Check the name before user-interactive auth, so clients learn early that it is taken.
       let localpart = body.username !== undefined ? await accounts.checkAvailable(body.username) : undefined;
       const session = await accounts.uia.check(body.auth, {
@@ -74,6 +80,7 @@ export function registerRegister(app: HttpApp, ctx: AppContext): void {
     app.get(`${prefix}/register/available`, { schema: { querystring: Type.Object({ username: Type.Optional(Type.String()) }) } }, async (req) => {
       accounts.registrationLimiter.take(req.ip);
       if (req.query.username === undefined) throw errors.missingParam('username is required');
+      ctx.appservices.checkUserId(`@${accounts.normaliseLocalpart(req.query.username, true)}:${ctx.config.server_name}`, undefined);
       await accounts.checkAvailable(req.query.username);
       return { available: true };
     });

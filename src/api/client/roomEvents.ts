@@ -4,6 +4,7 @@ import { errors } from '../../errors.js';
 import { parseStateKey } from '../../protocol/event.js';
 import type { JsonObject } from '../../protocol/json.js';
 import { requireUser, type Requester } from '../auth.js';
+import { massagedTimestamp } from '../appservice.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
 
@@ -23,20 +24,22 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
       const stored = await ctx.rooms.sendMessage(user.userId, roomId!, eventType!, req.body as JsonObject, {
         deviceId: user.deviceId,
         txnId: txnId!,
-      });
+      }, massagedTimestamp(user, req));
       return { event_id: stored.event.event_id };
     });
 
-    const putState = async (user: Requester, params: P, body: JsonObject) => {
-      const stored = await ctx.rooms.sendState(user.userId, params.roomId!, params.eventType!, params.stateKey ?? '', body);
+    const putState = async (user: Requester, params: P, body: JsonObject, ts?: number) => {
+      const stored = await ctx.rooms.sendState(user.userId, params.roomId!, params.eventType!, params.stateKey ?? '', body, ts);
       return { event_id: stored.event.event_id };
     };
-    app.put(`${prefix}/rooms/:roomId/state/:eventType/:stateKey`, { schema: { body: Type.Object({}) } }, async (req) =>
-      putState(await requireUser(ctx, req), req.params as P, req.body as JsonObject),
-    );
-    app.put(`${prefix}/rooms/:roomId/state/:eventType`, { schema: { body: Type.Object({}) } }, async (req) =>
-      putState(await requireUser(ctx, req), req.params as P, req.body as JsonObject),
-    );
+    app.put(`${prefix}/rooms/:roomId/state/:eventType/:stateKey`, { schema: { body: Type.Object({}) } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      return putState(user, req.params as P, req.body as JsonObject, massagedTimestamp(user, req));
+    });
+    app.put(`${prefix}/rooms/:roomId/state/:eventType`, { schema: { body: Type.Object({}) } }, async (req) => {
+      const user = await requireUser(ctx, req);
+      return putState(user, req.params as P, req.body as JsonObject, massagedTimestamp(user, req));
+    });
 
     const getState = async (user: Requester, params: P, format: string | undefined) => {
       const roomId = params.roomId!;

@@ -17,6 +17,19 @@ export interface Requester {
   isGuest: boolean;
   /** Row ID of the access token used (absent for requests not made with an access token). */
   accessTokenId?: number;
+  /** Set when the request was made with an application service's as_token. */
+  appserviceId?: string;
+}
+
+/** Identity assertion of an application-service request (`user_id`, `device_id` query parameters). */
+export interface IdentityAssertion {
+  userId?: string;
+  deviceId?: string;
+}
+
+/** Resolves application-service tokens; undefined when the token is not an as_token. */
+export interface AppServiceAuthenticator {
+  authenticate(token: string, assertion: IdentityAssertion): Promise<Requester | undefined>;
 }
 
 export interface Profile {
@@ -59,6 +72,8 @@ export interface CreateAccount {
   localpart: string;
   password?: string | null;
   admin?: boolean;
+  /** Allow a localpart starting with "_" (reserved for application services). */
+  allowReserved?: boolean;
   userType?: string | null;
   displayname?: string | null;
 }
@@ -79,6 +94,8 @@ export class AccountService {
   readonly loginLimiter: RateLimiter;
   readonly registrationLimiter: RateLimiter;
   private readonly seen = new Map<string, number>();
+  /** Application-service tokens are tried first when set. */
+  appServiceAuth: AppServiceAuthenticator | undefined;
 
   constructor(
     private readonly config: Config,
@@ -117,13 +134,13 @@ export class AccountService {
   // ---- users
 
   /** The lower-cased localpart a registration asks for, or M_INVALID_USERNAME. */
-  normaliseLocalpart(username: string): string {
+  normaliseLocalpart(username: string, allowReserved = false): string {
     const lp = username.startsWith('@') && username.endsWith(`:${this.serverName}`) ? username.slice(1, -this.serverName.length - 1) : username;
     const lower = lp.toLowerCase();
     if (!localpartAllowed(lower, this.serverName)) {
       throw new MatrixError('M_INVALID_USERNAME', 400, 'User ID may only contain a-z, 0-9, ".", "_", "=", "-", "/" and "+", and be at most 255 bytes long');
     }
-    if (lower.startsWith('_')) throw new MatrixError('M_INVALID_USERNAME', 400, 'User IDs starting with "_" are reserved');
+    if (lower.startsWith('_') && !allowReserved) throw new MatrixError('M_INVALID_USERNAME', 400, 'User IDs starting with "_" are reserved');
     return lower;
   }
 
@@ -160,7 +177,7 @@ export class AccountService {
     a: CreateAccount,
     opts: { session?: UiaSessionRow; login?: Omit<NewSession, 'userId'> },
   ): Promise<{ userId: string; tokens?: SessionTokens }> {
-    const lp = this.normaliseLocalpart(a.localpart);
+    const lp = this.normaliseLocalpart(a.localpart, a.allowReserved);
     const userId = `@${lp}:${this.serverName}`;
     // Hash before the transaction: SQLite serialises transactions, so keep them short.
     const passwordHash = a.password ? await hashPassword(a.password, this.scrypt) : null;
@@ -230,7 +247,9 @@ export class AccountService {
    * Resolves an access token: M_UNKNOWN_TOKEN (401) when unknown, with `soft_logout: true`
    * when it merely expired (the client can refresh); M_USER_DEACTIVATED for deactivated users.
    */
-  async authenticate(token: string, ip: string | null): Promise<Requester> {
+  async authenticate(token: string, ip: string | null, assertion: IdentityAssertion = {}): Promise<Requester> {
+    const asRequester = await this.appServiceAuth?.authenticate(token, assertion);
+    if (asRequester) return asRequester;
     const row = await this.store.findAccessToken(hashToken(token));
     if (!row) throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Unknown access token', { soft_logout: false });
     if (row.expires_ts !== null && row.expires_ts <= this.now()) {

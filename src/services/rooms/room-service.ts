@@ -277,14 +277,14 @@ export class RoomService {
     await this.setMembership(sender, roomId, target, 'leave', reason);
   }
 
-  async sendState(sender: string, roomId: string, type: string, stateKey: string, content: JsonObject): Promise<StoredEvent> {
+  async sendState(sender: string, roomId: string, type: string, stateKey: string, content: JsonObject, ts?: number): Promise<StoredEvent> {
     await this.requireRoom(roomId);
     if (type === 'm.room.member') throw errors.forbidden('Use the membership endpoints to change membership');
     if (type === 'm.room.canonical_alias') await this.checkCanonicalAlias(roomId, content);
     // Setting the same content again is a no-op that returns the existing event.
     const existing = await this.events.getCurrentStateEvent(roomId, type, stateKey);
     if (existing && existing.event.sender === sender && JSON.stringify(existing.event.content) === JSON.stringify(content)) return existing;
-    return this.deps.roomEvents.send({ roomId, type, sender, stateKey, content });
+    return this.deps.roomEvents.send({ roomId, type, sender, stateKey, content, ts });
   }
 
   private async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
