@@ -408,7 +408,7 @@ export class Metrics {
     const read = this.opts.counts;
     if (!read) return Promise.resolve(undefined);
     const now = this.now();
-    if (!this.countsCache || now - this.countsCache.at >= (this.opts.countsCacheMs ?? 5000)) {
+    if (!this.countsCache || now - this.countsCache.at >= (this.opts.countsCacheMs ?? 1000)) {
       const value = read();
       this.countsCache = { at: now, value };
       value.catch(() => {
