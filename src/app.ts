@@ -16,6 +16,7 @@ import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
+import { createMessagingServices, type MessagingContext } from './services/messaging/index.js';
 import { createAppServiceServices, loadRegistrations, type AppServiceContext } from './appservice/index.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
 import { createFederationServices, type FederationContext, type FederationOptions } from './federation/index.js';
@@ -39,7 +40,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext {
+export interface AppContext extends AccountContext, RoomContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -102,10 +103,11 @@ export class Myelin {
     federationOptions?: FederationOptions,
   ): AppContext {
     const accounts = createAccountServices(config, database, log);
-    const rooms = createRoomServices(config, database, log, signingKey, async (userId) => {
+    const profileOf = async (userId: string) => {
       const p = await accounts.accounts.getProfile(userId);
       return { displayname: p?.displayname ?? null, avatar_url: p?.avatar_url ?? null };
-    });
+    };
+    const rooms = createRoomServices(config, database, log, signingKey, profileOf);
     const metrics = createMetricsServices(config, database, rooms.notifier);
     const stats = createStatsServices(config, metrics.metrics);
     const federation = createFederationServices(config, database, log, signingKey, federationOptions);
@@ -117,7 +119,8 @@ export class Myelin {
       formatter: rooms.formatter,
       notifier: rooms.notifier,
     });
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
+    const messaging = createMessagingServices(config, database, log, rooms, profileOf);
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
     wireRoomHooks(ctx);
     return ctx;
   }

@@ -77,6 +77,8 @@ registration_shared_secret: ${JSON.stringify(sharedSecret)}
 # rate_limits:
 #   login: { per_second: 0.5, burst: 10 }
 #   registration: { per_second: 0.17, burst: 5 }
+#   message: { per_second: 5, burst: 50 }      # per user: messages, state events, redactions
+#   report: { per_second: 0.1, burst: 10 }     # per user: content reports
 
 # Lifetime of access tokens for clients that use refresh tokens, and of m.login.token tokens.
 # access_token_lifetime_ms: 300000

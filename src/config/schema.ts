@@ -102,6 +102,10 @@ export const ConfigSchema = Type.Object(
       {
         login: rateLimit(0.5, 10),
         registration: rateLimit(0.17, 5),
+        /** Per sending user: room messages, state events and redactions. */
+        message: rateLimit(5, 50),
+        /** Per reporting user: content reports. */
+        report: rateLimit(0.1, 10),
       },
       { additionalProperties: false, default: {} },
     ),

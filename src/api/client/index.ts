@@ -18,6 +18,10 @@ import { registerMembership } from './membership.js';
 import { registerMessages } from './messages.js';
 import { registerRoomEvents } from './roomEvents.js';
 import { registerSync } from './sync.js';
+import { registerRelations } from './relations.js';
+import { registerReport } from './report.js';
+import { registerRoomUpgrades } from './roomUpgrades.js';
+import { registerSearch } from './search.js';
 import { registerAppServiceApi } from '../appservice.js';
 import { registerKeys } from './keys.js';
 import { registerRoomKeys } from './room-keys.js';
@@ -48,6 +52,10 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerMessages(app, ctx);
   registerDirectory(app, ctx);
   registerSync(app, ctx);
+  registerRelations(app, ctx);
+  registerSearch(app, ctx);
+  registerReport(app, ctx);
+  registerRoomUpgrades(app, ctx);
   // Application services (bridges).
   registerAppServiceApi(app, ctx);
   // End-to-end encryption.

@@ -12,19 +12,11 @@ type P = Record<string, string>;
 const MAX_LIMIT = 1000;
 
 /**
- * The stream range a user may read in a room: everything while joined; up to the moment of
- * leaving after a leave or ban. Throws M_FORBIDDEN for rooms the user was never in.
+ * The stream range a user may read in a room (see HistoryVisibility.readableUpTo). Throws
+ * M_FORBIDDEN for rooms the user may not read.
  */
 export async function readableUpTo(ctx: AppContext, user: Requester, roomId: string): Promise<number> {
-  if (!(await ctx.eventStore.getRoom(roomId))) throw errors.forbidden(`You are not in room ${roomId}`);
-  const current = await ctx.eventStore.getCurrentStateEvent(roomId, 'm.room.member', user.userId);
-  const membership = current?.event.content['membership'];
-  if (membership === 'join') return Number.MAX_SAFE_INTEGER;
-  if ((membership === 'leave' || membership === 'ban') && current) {
-    const was = await ctx.eventStore.membershipAt(roomId, user.userId, current.streamOrdering - 1);
-    if (was?.membership === 'join') return current.streamOrdering;
-  }
-  throw errors.forbidden(`You are not in room ${roomId}`);
+  return ctx.visibility.readableUpTo(user.userId, roomId);
 }
 
 function parseLimit(raw: string | undefined, dflt: number): number {
@@ -78,10 +70,11 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
             ? await ctx.eventStore.roomEventsBetween(roomId!, to ?? 0, cursor, want, 'backwards')
             : await ctx.eventStore.roomEventsBetween(roomId!, cursor, Math.min(to ?? max, max), want, 'forwards');
         let consumed = 0;
+        const visible = new Set(await ctx.visibility.filter(user.userId, page));
         for (const s of page) {
           consumed++;
           cursor = q.dir === 'b' ? s.streamOrdering - 1 : s.streamOrdering;
-          if (eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content })) {
+          if (visible.has(s) && eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content })) {
             chunk.push(s);
             if (chunk.length >= limit) break;
           }
@@ -107,11 +100,12 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
       const upTo = await readableUpTo(ctx, user, roomId!);
       const target = await ctx.eventStore.getEvent(eventId!);
       if (!target || target.roomId !== roomId || target.outlier || target.streamOrdering > upTo) throw errors.notFound('Event not found');
+      if (!(await ctx.visibility.filter(user.userId, [target])).length) throw errors.notFound('Event not found');
       const half = Math.floor(limit / 2);
       const match = (s: StoredEvent) => eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content });
-      const before = (await ctx.eventStore.roomEventsBetween(roomId!, 0, target.streamOrdering - 1, half, 'backwards')).filter(match);
+      const before = (await ctx.visibility.filter(user.userId, await ctx.eventStore.roomEventsBetween(roomId!, 0, target.streamOrdering - 1, half, 'backwards'))).filter(match);
       const max = Math.min(upTo, await ctx.eventStore.maxStreamOrdering());
-      const after = (await ctx.eventStore.roomEventsBetween(roomId!, target.streamOrdering, max, limit - half, 'forwards')).filter(match);
+      const after = (await ctx.visibility.filter(user.userId, await ctx.eventStore.roomEventsBetween(roomId!, target.streamOrdering, max, limit - half, 'forwards'))).filter(match);
       const last = after[after.length - 1] ?? target;
       const stateIds = (await ctx.eventStore.getStateIdsAfter(last.event.event_id)) ?? new Map();
       let stateStored = [...(await ctx.eventStore.getEvents(stateIds.values())).values()];

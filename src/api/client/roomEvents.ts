@@ -6,6 +6,7 @@ import type { JsonObject } from '../../protocol/json.js';
 import { requireUser, type Requester } from '../auth.js';
 import { massagedTimestamp } from '../appservice.js';
 import type { HttpApp } from '../http.js';
+import { takeSendToken } from './send-limit.js';
 import { V3 } from './paths.js';
 
 type P = Record<string, string>;
@@ -21,6 +22,7 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
     app.put(`${prefix}/rooms/:roomId/send/:eventType/:txnId`, { schema: { body: Type.Object({}) } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { roomId, eventType, txnId } = req.params as P;
+      takeSendToken(ctx, user);
       const stored = await ctx.rooms.sendMessage(user.userId, roomId!, eventType!, req.body as JsonObject, {
         deviceId: user.deviceId,
         txnId: txnId!,
@@ -29,6 +31,7 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
     });
 
     const putState = async (user: Requester, params: P, body: JsonObject, ts?: number) => {
+      takeSendToken(ctx, user);
       const stored = await ctx.rooms.sendState(user.userId, params.roomId!, params.eventType!, params.stateKey ?? '', body, ts);
       return { event_id: stored.event.event_id };
     };
@@ -70,6 +73,7 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
       async (req) => {
         const user = await requireUser(ctx, req);
         const { roomId, eventId, txnId } = req.params as P;
+        takeSendToken(ctx, user);
         const stored = await ctx.rooms.redact(user.userId, roomId!, eventId!, (req.body as { reason?: string }).reason, {
           deviceId: user.deviceId,
           txnId: txnId!,
@@ -81,9 +85,10 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
     app.get(`${prefix}/rooms/:roomId/event/:eventId`, async (req) => {
       const user = await requireUser(ctx, req);
       const { roomId, eventId } = req.params as P;
-      await requireReadable(ctx, user, roomId!);
+      const upTo = await ctx.visibility.readableUpTo(user.userId, roomId!);
       const stored = await ctx.eventStore.getEvent(eventId!);
-      if (!stored || stored.roomId !== roomId || stored.outlier) throw errors.notFound('Event not found');
+      if (!stored || stored.roomId !== roomId || stored.outlier || stored.streamOrdering > upTo) throw errors.notFound('Event not found');
+      if (!(await ctx.visibility.filter(user.userId, [stored])).length) throw errors.notFound('Event not found');
       return ctx.formatter.formatOne(stored, { viewer: user });
     });
 

@@ -4,11 +4,13 @@ import type { SigningKey } from '../../protocol/signing.js';
 import type { Database } from '../../storage/db.js';
 import { AliasStore } from '../../storage/stores/aliases.js';
 import { EventStore } from '../../storage/stores/events.js';
+import { RelationStore } from '../../storage/stores/relations.js';
 import { Notifier } from '../../streams/notifier.js';
 import { SyncService } from '../sync/sync-service.js';
 import { ClientEventFormatter } from './client-events.js';
 import { RoomEvents } from './room-events.js';
 import { RoomService, type Profile } from './room-service.js';
+import { HistoryVisibility } from './visibility.js';
 
 /** The parts of the AppContext for rooms, events and sync. */
 export interface RoomContext {
@@ -19,6 +21,10 @@ export interface RoomContext {
   readonly rooms: RoomService;
   readonly formatter: ClientEventFormatter;
   readonly sync: SyncService;
+  /** Relations, threads and timestamp lookups. */
+  readonly relations: RelationStore;
+  /** Which events of a room a user may read (history visibility). */
+  readonly visibility: HistoryVisibility;
 }
 
 export function createRoomServices(
@@ -40,7 +46,9 @@ export function createRoomServices(
     log: log.child({ subsystem: 'rooms' }),
   });
   const rooms = new RoomService({ serverName: config.server_name, events: eventStore, aliases: aliasStore, roomEvents, profile });
-  const formatter = new ClientEventFormatter(eventStore);
-  const sync = new SyncService({ events: eventStore, formatter, notifier, log: log.child({ subsystem: 'sync' }) });
-  return { notifier, eventStore, aliasStore, roomEvents, rooms, formatter, sync };
+  const relations = new RelationStore(database);
+  const visibility = new HistoryVisibility(eventStore, relations);
+  const formatter = new ClientEventFormatter(eventStore, Date.now, relations);
+  const sync = new SyncService({ events: eventStore, formatter, notifier, visibility, log: log.child({ subsystem: 'sync' }) });
+  return { notifier, eventStore, aliasStore, roomEvents, rooms, formatter, sync, relations, visibility };
 }

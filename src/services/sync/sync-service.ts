@@ -4,6 +4,7 @@ import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier } from '../../streams/notifier.js';
 import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
+import type { HistoryVisibility } from '../rooms/visibility.js';
 import { eventMatches, roomAllowed, type Filter } from './filter.js';
 import { formatPaginationToken, formatSyncToken, STREAMS, zeroPositions, type StreamName, type StreamPositions } from './token.js';
 
@@ -74,6 +75,8 @@ export interface SyncDeps {
   formatter: ClientEventFormatter;
   notifier: Notifier;
   log: Logger;
+  /** History visibility: timeline events the user may not see are left out. */
+  visibility?: HistoryVisibility;
 }
 
 function emptyResponse(token: string): SyncResponse {
@@ -213,7 +216,8 @@ export class SyncService {
     const fetched = await events.roomEventsBetween(roomId, from, to, limit + 1, 'backwards');
     const limited = fetched.length > limit;
     const page = fetched.slice(0, limit).reverse();
-    const timelineEvents = page.filter((s) => eventMatches(tf, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content }));
+    const matching = page.filter((s) => eventMatches(tf, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content }));
+    const timelineEvents = this.deps.visibility ? await this.deps.visibility.filter(req.userId, matching) : matching;
     const first = page[0];
     const startPos = first ? first.streamOrdering - 1 : to;
 
