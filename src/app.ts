@@ -16,6 +16,7 @@ import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
+import { createEphemeralServices, wireEphemeral, type EphemeralContext } from './services/ephemeral/index.js';
 import { createMessagingServices, type MessagingContext } from './services/messaging/index.js';
 import { createAppServiceServices, loadRegistrations, type AppServiceContext } from './appservice/index.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
@@ -40,7 +41,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext {
+export interface AppContext extends AccountContext, RoomContext, EphemeralContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -120,8 +121,10 @@ export class Myelin {
       notifier: rooms.notifier,
     });
     const messaging = createMessagingServices(config, database, log, rooms, profileOf);
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
+    const ephemeral = createEphemeralServices(config, database, log, { ...accounts, ...rooms });
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...ephemeral, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
     wireRoomHooks(ctx);
+    wireEphemeral(ctx);
     return ctx;
   }
 

@@ -4,6 +4,7 @@
  */
 import type { Generated } from 'kysely';
 import type { AccountTables } from './schema-accounts.js';
+import type { ReceiptPushTables } from './schema-receipts-push.js';
 import type { MessagingTables } from './schema-messaging.js';
 import type { AppserviceTables } from './schema-appservice.js';
 import type { FederationTables } from './schema-federation.js';
@@ -106,7 +107,7 @@ export interface RoomAliasesTable {
   created_ts: number;
 }
 
-export interface Tables extends AccountTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables {
+export interface Tables extends AccountTables, ReceiptPushTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables {
   server_meta: ServerMetaTable;
   rooms: RoomsTable;
   events: EventsTable;

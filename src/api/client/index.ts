@@ -18,6 +18,10 @@ import { registerMembership } from './membership.js';
 import { registerMessages } from './messages.js';
 import { registerRoomEvents } from './roomEvents.js';
 import { registerSync } from './sync.js';
+import { registerTyping } from './typing.js';
+import { registerReceipts } from './receipts.js';
+import { registerPushRules } from './pushrules.js';
+import { registerPushers } from './pushers.js';
 import { registerRelations } from './relations.js';
 import { registerReport } from './report.js';
 import { registerRoomUpgrades } from './roomUpgrades.js';
@@ -52,6 +56,11 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerMessages(app, ctx);
   registerDirectory(app, ctx);
   registerSync(app, ctx);
+  // Typing, receipts, read markers, push rules, pushers and notifications.
+  registerTyping(app, ctx);
+  registerReceipts(app, ctx);
+  registerPushRules(app, ctx);
+  registerPushers(app, ctx);
   registerRelations(app, ctx);
   registerSearch(app, ctx);
   registerReport(app, ctx);

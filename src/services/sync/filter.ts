@@ -12,6 +12,8 @@ export interface EventFilter {
   lazy_load_members?: boolean;
   include_redundant_members?: boolean;
   contains_url?: boolean;
+  /** Room timeline filters: count notifications per thread. */
+  unread_thread_notifications?: boolean;
 }
 
 export interface Filter {

@@ -20,6 +20,7 @@ export interface JoinedRoomSync {
   ephemeral: { events: JsonObject[] };
   summary?: JsonObject;
   unread_notifications?: JsonObject;
+  unread_thread_notifications?: Record<string, JsonObject>;
 }
 
 export interface SyncResponse {

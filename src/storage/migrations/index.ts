@@ -1,6 +1,7 @@
 import { serverMeta } from './0001-server-meta.js';
 import { accounts } from './0002-accounts.js';
 import { events } from './0003-events.js';
+import { receiptsPush } from './0004-receipts-push.js';
 import { messaging } from './0005-messaging.js';
 import { federation } from './0008-federation.js';
 import { e2ee } from './0006-e2ee.js';
@@ -8,4 +9,4 @@ import { appservice } from './0009-appservice.js';
 import type { MigrationStep } from './types.js';
 
 /** Every migration, in order. Append only: never edit or remove a released step. */
-export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, messaging, e2ee, federation, appservice];
+export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, receiptsPush, messaging, e2ee, federation, appservice];

@@ -1,0 +1,194 @@
+import type { Database, Tx } from '../db.js';
+
+export interface PushActionRow {
+  userId: string;
+  eventId: string;
+  roomId: string;
+  streamOrdering: number;
+  threadId: string;
+  notif: boolean;
+  highlight: boolean;
+  own: boolean;
+  actions: unknown[];
+  ts: number;
+}
+
+export interface ThreadCounts {
+  threadId: string;
+  notifications: number;
+  highlights: number;
+}
+
+export interface PusherRow {
+  userId: string;
+  deviceId: string | null;
+  appId: string;
+  pushkey: string;
+  kind: string;
+  appDisplayName: string;
+  deviceDisplayName: string;
+  profileTag: string | null;
+  lang: string;
+  data: Record<string, unknown>;
+  createdTs: number;
+}
+
+/** Evaluated push actions (the source of notification counts) and pushers. */
+export class PushStore {
+  constructor(private readonly database: Database) {}
+
+  // ---- evaluation progress
+
+  async progress(): Promise<number> {
+    const row = await this.database.db.selectFrom('push_actions_progress').select('position').where('name', '=', 'events').executeTakeFirst();
+    return Number(row?.position ?? 0);
+  }
+
+  async setProgress(tx: Tx, position: number): Promise<void> {
+    await tx.db.updateTable('push_actions_progress').set({ position }).where('name', '=', 'events').execute();
+  }
+
+  /** Event IDs of non-outlier events in (from, to] in stream order. */
+  async eventsBetween(from: number, to: number, limit: number): Promise<Array<{ eventId: string; streamOrdering: number }>> {
+    const rows = await this.database.db
+      .selectFrom('events')
+      .select(['event_id', 'stream_ordering'])
+      .where('stream_ordering', '>', from)
+      .where('stream_ordering', '<=', to)
+      .where('outlier', '=', 0)
+      .where('rejected', 'is', null)
+      .orderBy('stream_ordering')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ eventId: r.event_id, streamOrdering: Number(r.stream_ordering) }));
+  }
+
+  async insertActions(tx: Tx, rows: PushActionRow[]): Promise<void> {
+    for (let i = 0; i < rows.length; i += 200) {
+      await tx.db
+        .insertInto('event_push_actions')
+        .values(
+          rows.slice(i, i + 200).map((r) => ({
+            user_id: r.userId,
+            event_id: r.eventId,
+            room_id: r.roomId,
+            stream_ordering: r.streamOrdering,
+            thread_id: r.threadId,
+            notif: r.notif ? 1 : 0,
+            highlight: r.highlight ? 1 : 0,
+            own: r.own ? 1 : 0,
+            actions: JSON.stringify(r.actions),
+            ts: r.ts,
+          })),
+        )
+        .onConflict((oc) => oc.columns(['user_id', 'event_id']).doNothing())
+        .execute();
+    }
+  }
+
+  // ---- counts
+
+  /** The stream position of the user's latest own event per thread in a room. */
+  async ownMarks(userId: string, roomId: string): Promise<Map<string, number>> {
+    const rows = await this.database.db
+      .selectFrom('event_push_actions')
+      .select(['thread_id', (eb) => eb.fn.max('stream_ordering').as('m')])
+      .where('user_id', '=', userId)
+      .where('room_id', '=', roomId)
+      .where('own', '=', 1)
+      .groupBy('thread_id')
+      .execute();
+    return new Map(rows.map((r) => [r.thread_id, Number(r.m)]));
+  }
+
+  /**
+   * Notifying events per thread in (after, to]; `threadId` limits it to one thread.
+   */
+  async countsAfter(userId: string, roomId: string, after: number, to: number, threadId?: string): Promise<ThreadCounts[]> {
+    let q = this.database.db
+      .selectFrom('event_push_actions')
+      .select(['thread_id', (eb) => eb.fn.countAll().as('n'), (eb) => eb.fn.sum('highlight').as('h')])
+      .where('user_id', '=', userId)
+      .where('room_id', '=', roomId)
+      .where('own', '=', 0)
+      .where('notif', '=', 1)
+      .where('stream_ordering', '>', after)
+      .where('stream_ordering', '<=', to);
+    if (threadId !== undefined) q = q.where('thread_id', '=', threadId);
+    const rows = await q.groupBy('thread_id').execute();
+    return rows.map((r) => ({ threadId: r.thread_id, notifications: Number(r.n), highlights: Number(r.h ?? 0) }));
+  }
+
+  /** The user's notifications, newest first, before stream position `before`. */
+  async notifications(userId: string, before: number | undefined, limit: number, onlyHighlight: boolean): Promise<PushActionRow[]> {
+    let q = this.database.db
+      .selectFrom('event_push_actions')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('notif', '=', 1)
+      .where('own', '=', 0);
+    if (before !== undefined) q = q.where('stream_ordering', '<', before);
+    if (onlyHighlight) q = q.where('highlight', '=', 1);
+    const rows = await q.orderBy('stream_ordering', 'desc').limit(limit).execute();
+    return rows.map((r) => ({
+      userId: r.user_id,
+      eventId: r.event_id,
+      roomId: r.room_id,
+      streamOrdering: Number(r.stream_ordering),
+      threadId: r.thread_id,
+      notif: !!r.notif,
+      highlight: !!r.highlight,
+      own: !!r.own,
+      actions: JSON.parse(r.actions) as unknown[],
+      ts: Number(r.ts),
+    }));
+  }
+
+  // ---- pushers
+
+  async pushers(userId: string): Promise<PusherRow[]> {
+    const rows = await this.database.db.selectFrom('pushers').selectAll().where('user_id', '=', userId).orderBy('id').execute();
+    return rows.map((r) => ({
+      userId: r.user_id,
+      deviceId: r.device_id,
+      appId: r.app_id,
+      pushkey: r.pushkey,
+      kind: r.kind,
+      appDisplayName: r.app_display_name,
+      deviceDisplayName: r.device_display_name,
+      profileTag: r.profile_tag,
+      lang: r.lang,
+      data: JSON.parse(r.data) as Record<string, unknown>,
+      createdTs: Number(r.created_ts),
+    }));
+  }
+
+  /** Adds or replaces the user's pusher for (app_id, pushkey); unless `append`, removes other users' pushers for it. */
+  async setPusher(p: PusherRow, append: boolean): Promise<void> {
+    await this.database.transaction(async (tx) => {
+      let del = tx.db.deleteFrom('pushers').where('app_id', '=', p.appId).where('pushkey', '=', p.pushkey);
+      if (append) del = del.where('user_id', '=', p.userId);
+      await del.execute();
+      await tx.db
+        .insertInto('pushers')
+        .values({
+          user_id: p.userId,
+          device_id: p.deviceId,
+          app_id: p.appId,
+          pushkey: p.pushkey,
+          kind: p.kind,
+          app_display_name: p.appDisplayName,
+          device_display_name: p.deviceDisplayName,
+          profile_tag: p.profileTag,
+          lang: p.lang,
+          data: JSON.stringify(p.data),
+          created_ts: p.createdTs,
+        })
+        .execute();
+    });
+  }
+
+  async deletePusher(userId: string, appId: string, pushkey: string): Promise<void> {
+    await this.database.db.deleteFrom('pushers').where('user_id', '=', userId).where('app_id', '=', appId).where('pushkey', '=', pushkey).execute();
+  }
+}
