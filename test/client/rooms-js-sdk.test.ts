@@ -14,6 +14,7 @@ import {
   Preset,
   RelationType,
   RoomEvent,
+  RoomMemberEvent,
   SyncState,
   type MatrixClient,
   type MatrixEvent,
@@ -259,6 +260,14 @@ describe.each<Engine>(['sqlite', 'postgres'])('matrix-js-sdk rooms and sync on %
     expect(threadEv.getRelation()?.event_id).toBe(origId);
     expect(threadEv.threadRootId).toBe(origId);
 
+    // The server aggregates them: /relations lists the reaction, the thread and the edit.
+    const annotations = await alice.client.relations(roomId, origId, RelationType.Annotation, EventType.Reaction);
+    expect(annotations.events.map((e) => e.getId())).toEqual([reactionEv.getId()]);
+    const thread = await alice.client.relations(roomId, origId, RelationType.Thread);
+    expect(thread.events.map((e) => e.getId())).toEqual([threadEv.getId()]);
+    const edits = await alice.client.relations(roomId, origId, RelationType.Replace);
+    expect(edits.events.map((e) => e.getId())).toEqual([editEv.getId()]);
+
     const target = bob.client.getRoom(roomId)!.findEventById(origId)!;
     const redacted = waitFor<MatrixEvent>(
       (cb) => {
@@ -278,6 +287,45 @@ describe.each<Engine>(['sqlite', 'postgres'])('matrix-js-sdk rooms and sync on %
     const fetched = await bob.client.fetchRoomEvent(roomId, origId);
     expect(fetched.content).toEqual({});
     expect(fetched.unsigned?.redacted_because?.content).toMatchObject({ reason: 'enough' });
+  });
+
+  it('typing notifications and read receipts', async () => {
+    const { room_id: roomId } = await alice.client.createRoom({ preset: Preset.PublicChat });
+    await bob.client.joinRoom(roomId);
+    await untilSynced(alice.client, () => alice.client.getRoom(roomId)?.getMember(bob.userId)?.membership === 'join', 'bob in the room');
+
+    const typing = (on: boolean) =>
+      untilSynced(alice.client, () => alice.client.getRoom(roomId)?.getMember(bob.userId)?.typing === on, `bob typing=${on}`);
+    const memberTyping = waitFor<boolean>(
+      (cb) => {
+        const h = (_e: MatrixEvent, m: { userId: string; typing: boolean }) => m.userId === bob.userId && cb(m.typing);
+        alice.client.on(RoomMemberEvent.Typing, h);
+        return () => alice.client.off(RoomMemberEvent.Typing, h);
+      },
+      (v) => v,
+      'RoomMemberEvent.Typing',
+    );
+    await bob.client.sendTyping(roomId, true, 20_000);
+    await memberTyping;
+    await typing(true);
+    await bob.client.sendTyping(roomId, false, 0);
+    await typing(false);
+
+    const seen = timelineEvent(bob.client, (ev, room) => room?.roomId === roomId && ev.getContent().body === 'read me', 'the message to read');
+    await alice.client.sendTextMessage(roomId, 'read me');
+    const ev = await seen;
+    const receipt = waitFor<unknown>(
+      (cb) => {
+        const h = () => cb(undefined);
+        alice.client.on(RoomEvent.Receipt, h);
+        return () => alice.client.off(RoomEvent.Receipt, h);
+      },
+      () => alice.client.getRoom(roomId)!.getUsersReadUpTo(alice.client.getRoom(roomId)!.findEventById(ev.getId()!)!).includes(bob.userId),
+      'bob\'s read receipt',
+    );
+    await bob.client.sendReadReceipt(ev);
+    await receipt;
+    expect(alice.client.getRoom(roomId)!.getEventReadUpTo(bob.userId)).toBe(ev.getId());
   });
 
   it('a long-polling sync wakes promptly when the other user sends', async () => {
