@@ -99,6 +99,19 @@ max_request_body: 50M
 # well_known:
 #   server: "matrix.example.org:443"
 #   client: "https://matrix.example.org"
+
+# Federation with other homeservers (see docs/federation.md). Other servers connect over
+# HTTPS: give the federation listener a certificate, or put a TLS reverse proxy in front:
+# listeners:
+#   federation:
+#     tls: { cert_file: "tls/fullchain.pem", key_file: "tls/privkey.pem" }
+# federation:
+#   # Extra CAs trusted for other servers' certificates (e.g. a private CA on a LAN).
+#   ca_files: []
+#   # Notaries asked for keys of servers that cannot be reached directly.
+#   trusted_key_servers: []
+#   # DEVELOPMENT ONLY: do not check other servers' certificates.
+#   insecure_skip_tls_verify: false
 `;
 }
 
