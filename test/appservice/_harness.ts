@@ -131,13 +131,13 @@ export class FakeAppService {
 }
 
 /** Polls `check` until it returns true (or a value), failing after `ms`. */
-export async function eventually<T>(check: () => T | Promise<T>, ms = 15000, what = 'condition'): Promise<T> {
+export async function eventually<T>(check: () => T | Promise<T>, ms = 15000, what = 'condition'): Promise<Exclude<T, false | null | undefined | 0 | ''>> {
   const end = Date.now() + ms;
   let last: unknown;
   for (;;) {
     try {
       const v = await check();
-      if (v) return v;
+      if (v) return v as Exclude<T, false | null | undefined | 0 | ''>;
     } catch (err) {
       last = err;
     }
