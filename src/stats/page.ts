@@ -31,7 +31,8 @@ main { flex: 1; display: grid; grid-template-columns: repeat(3, 1fr); grid-templ
 .value { font-size: 9vh; font-weight: 800; line-height: 1.05; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .value small { font-size: 4vh; font-weight: 700; color: var(--dim); margin-left: .4vw; }
 .sub { font-size: 2.6vh; color: var(--dim); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-variant-numeric: tabular-nums; }
-.chart { flex: 1; min-height: 0; margin-top: .6vh; }
+.chart { flex: 1; min-height: 0; margin-top: .6vh; overflow: hidden; position: relative; }
+.chart > .uplot, #spark > .uplot { position: absolute; left: 0; top: 0; }
 #t-messages .value { color: var(--msg); } #t-users .value { color: var(--users); } #t-rooms .value { color: var(--rooms); } #t-system .value { color: var(--mem); }
 .fed { display: flex; gap: 2vw; } .fed .in { color: var(--fedin); } .fed .out { color: var(--fedout); }
 #tunnel-state { font-size: 12vh; font-weight: 900; }
@@ -43,13 +44,16 @@ body.small header .meta { font-size: 5vh; }
 body.small #live { width: 4vh; height: 4vh; }
 body.small main { gap: 4px; }
 body.small .tile { border-width: 1px; border-radius: 4px; padding: 2px 4px; justify-content: center; }
-body.small .label { font-size: 5vh; letter-spacing: 0; }
-body.small .value { font-size: 13vh; }
+body.small .label { font-size: 5.5vh; letter-spacing: 0; text-transform: none; }
+.label .short, body.small .label .long, body.small .value small { display: none; }
+body.small .label .short { display: inline; }
+body.small .fed { font-size: 8vh; gap: 3vw; }
+body.small .value { font-size: 11vh; }
 body.small .value small { font-size: 6vh; }
 body.small .sub { font-size: 4.6vh; }
-body.small #tunnel-state { font-size: 13vh; }
+body.small #tunnel-state { font-size: 11vh; }
 body.small .chart { display: none; }
-body.small #spark { display: block; height: 22vh; }
+body.small #spark { display: block; height: 22vh; position: relative; overflow: hidden; }
 #spark { display: none; }
 `;
 
@@ -65,6 +69,7 @@ const SCRIPT = `
   function set(id, text) { var e = $(id); if (e && e.textContent !== text) e.textContent = text; }
   function n(x) { return fmt.format(Math.round(x)); }
   function rate(x) { return x >= 10 || x === 0 ? n(x) : x.toFixed(1); }
+  function plural(x, w) { return n(x) + ' ' + w + (Math.round(x) === 1 ? '' : 's'); }
   function mb(x) { return n(x / 1048576); }
   function dur(s) {
     var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
@@ -75,17 +80,21 @@ const SCRIPT = `
     var opts = {
       width: Math.max(10, el.clientWidth), height: Math.max(10, el.clientHeight),
       legend: { show: false }, cursor: { show: false }, select: { show: false },
-      scales: Object.assign({ x: { time: true } }, scales || {}),
+      padding: [12, 12, 12, 0],
+      scales: Object.assign({ x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } } }, scales || {}),
       axes: [
-        { stroke: '#b8b8b8', grid: { stroke: '#222' }, ticks: { stroke: '#333' }, font: '14px sans-serif', size: 28 },
-        { stroke: '#b8b8b8', grid: { stroke: '#222' }, ticks: { stroke: '#333' }, font: '14px sans-serif', size: 50 }
+        { show: false, space: 110, incrs: [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600] },
+        { stroke: '#b8b8b8', grid: { stroke: '#222' }, ticks: { stroke: '#333' }, font: '15px sans-serif', size: 64 }
       ],
       series: [{}].concat(series.map(function (s) { return { stroke: s.color, width: 3, fill: s.fill, scale: s.scale || 'y', points: { show: false } }; }))
     };
+    opts.axes[1].scale = series[0].scale || 'y';
     if (small) { opts.axes = [{ show: false }, { show: false }]; }
     var u = new uPlot(opts, [[]].concat(series.map(function () { return []; })), el);
     var c = { u: u, el: el, pick: series.map(function (s) { return s.pick; }) };
     charts.push(c);
+    // The tile's text fills in after the chart is made: follow the container's size.
+    if (window.ResizeObserver) new ResizeObserver(function () { c.u.setSize({ width: Math.max(10, el.clientWidth), height: Math.max(10, el.clientHeight) }); }).observe(el);
     return c;
   }
   function redraw() {
@@ -99,10 +108,10 @@ const SCRIPT = `
     charts.forEach(function (c) { c.u.setSize({ width: Math.max(10, c.el.clientWidth), height: Math.max(10, c.el.clientHeight) }); });
   }
   function show(s) {
-    set('v-messagesPerMin', rate(s.messagesPerMin));
+    set('v-messagesPerMin', n(s.messagesPerMin));
     set('v-messagesTotal', n(s.messagesTotal) + ' since start');
     set('v-usersOnline', n(s.usersOnline));
-    set('v-users', n(s.users) + ' users · ' + n(s.devices) + ' devices');
+    set('v-users', plural(s.users, 'user') + ' · ' + plural(s.devices, 'device'));
     set('v-fedIn', rate(s.fedTxnInPerMin));
     set('v-fedOut', rate(s.fedTxnOutPerMin));
     set('v-fedSub', 'queue ' + n(s.fedQueue) + ' · back-off ' + n(s.fedBackoff));
@@ -134,9 +143,9 @@ const SCRIPT = `
     ]);
     chart($('c-rooms'), [{ color: '#c77dff', pick: function (s) { return s.rooms; } }]);
     chart($('c-system'), [
-      { color: '#f4a261', fill: 'rgba(244,162,97,.15)', pick: function (s) { return s.rssBytes / 1048576; } },
+      { color: '#f4a261', fill: 'rgba(244,162,97,.15)', scale: 'mb', pick: function (s) { return s.rssBytes / 1048576; } },
       { color: '#ffffff', scale: 'cpu', pick: function (s) { return s.cpuPercent; } }
-    ], { cpu: { range: [0, 100] } });
+    ], { mb: { auto: true }, cpu: { range: [0, 100] } });
   } else {
     chart($('spark'), [{ color: '#ffd60a', fill: 'rgba(255,214,10,.2)', pick: msg }]);
   }
@@ -168,12 +177,12 @@ export function statsPage(o: StatsPageOptions): string {
 <body class="${o.small ? 'small' : 'large'}">
 <header><h1><span id="live"></span>${name}</h1><div class="meta"><span id="v-uptime">…</span> · Myelin ${escapeHtml(o.version)}</div></header>
 <main>
-  <section class="tile" id="t-messages"><div class="label">Messages / min</div><div class="value" id="v-messagesPerMin">–</div><div class="sub" id="v-messagesTotal"></div><div class="chart" id="c-messages"></div></section>
-  <section class="tile" id="t-users"><div class="label">Users online</div><div class="value" id="v-usersOnline">–</div><div class="sub" id="v-users"></div><div class="chart" id="c-users"></div></section>
-  <section class="tile" id="t-fed"><div class="label">Federation txn / min</div><div class="value fed"><span class="in">↓<span id="v-fedIn">–</span></span><span class="out">↑<span id="v-fedOut">–</span></span></div><div class="sub" id="v-fedSub"></div><div class="chart" id="c-fed"></div></section>
-  <section class="tile" id="t-rooms"><div class="label">Rooms</div><div class="value" id="v-rooms">–</div><div class="sub" id="v-syncWaiting"></div><div class="chart" id="c-rooms"></div></section>
-  <section class="tile" id="t-system"><div class="label">Memory</div><div class="value"><span id="v-rss">–</span><small>MB</small></div><div class="sub" id="v-cpu"></div><div class="chart" id="c-system"></div></section>
-  <section class="tile" id="t-tunnel"><div class="label">Tunnel</div><div id="tunnel-state" class="off">–</div><div class="sub" id="v-tunnelSub"></div></section>
+  <section class="tile" id="t-messages"><div class="label"><span class="long">Messages / min</span><span class="short">Msgs/min</span></div><div class="value" id="v-messagesPerMin">–</div><div class="sub" id="v-messagesTotal"></div><div class="chart" id="c-messages"></div></section>
+  <section class="tile" id="t-users"><div class="label"><span class="long">Users online</span><span class="short">Online</span></div><div class="value" id="v-usersOnline">–</div><div class="sub" id="v-users"></div><div class="chart" id="c-users"></div></section>
+  <section class="tile" id="t-fed"><div class="label"><span class="long">Federation txn / min</span><span class="short">Fed/min</span></div><div class="value fed"><span class="in">↓<span id="v-fedIn">–</span></span><span class="out">↑<span id="v-fedOut">–</span></span></div><div class="sub" id="v-fedSub"></div><div class="chart" id="c-fed"></div></section>
+  <section class="tile" id="t-rooms"><div class="label"><span class="long">Rooms</span><span class="short">Rooms</span></div><div class="value" id="v-rooms">–</div><div class="sub" id="v-syncWaiting"></div><div class="chart" id="c-rooms"></div></section>
+  <section class="tile" id="t-system"><div class="label"><span class="long">Memory</span><span class="short">RAM MB</span></div><div class="value"><span id="v-rss">–</span><small>MB</small></div><div class="sub" id="v-cpu"></div><div class="chart" id="c-system"></div></section>
+  <section class="tile" id="t-tunnel"><div class="label"><span class="long">Tunnel</span><span class="short">Tunnel</span></div><div id="tunnel-state" class="off">–</div><div class="sub" id="v-tunnelSub"></div></section>
 </main>
 <div id="spark"></div>
 <script type="application/json" id="cfg">${cfg}</script>

@@ -121,6 +121,8 @@ export class StatsSampler {
     const m = this.metrics;
     const v = async (name: string, labels?: Record<string, string>) => (await m.value(name, labels)) ?? 0;
     const t = this.now();
+    // prom-client sets a group's values in one member's collect: read those members first.
+    await Promise.all([v('process_cpu_user_seconds_total'), v('nodejs_heap_size_total_bytes')]);
     const [
       messagesPerMin, message, encrypted, eventsTotal, usersOnline, users, devices, rooms, syncWaiting,
       fedTxnIn, fedTxnOut, fedPdusIn, fedPdusOut, fedQueue, fedBackoff, rssBytes, heapBytes, cpu,

@@ -155,6 +155,7 @@ describe('StatsSampler', () => {
     expect(sample.messagesPerMin).toBe(4);
     expect(sample.messagesTotal).toBe(4);
     expect(sample.rssBytes).toBeGreaterThan(1e6);
+    expect(sample.heapBytes).toBeGreaterThan(1e5);
     expect(sample.tunnelEnabled).toBe(false);
     m.close();
   });
