@@ -46,10 +46,14 @@ listeners:
   federation:
     bind: "0.0.0.0"
     port: 8448
-  # Prometheus metrics; keep it on loopback unless a scraper elsewhere needs it.
+  # Prometheus metrics (GET /metrics); keep it on loopback unless a scraper elsewhere
+  # needs it, and then require credentials.
   metrics:
     bind: "127.0.0.1"
     port: 9092
+    # basic_auth:
+    #   username: prometheus
+    #   password: "a long random password"
 
 # Storage.
 database:
@@ -94,6 +98,12 @@ max_request_body: 50M
 # See docs/bridges.md.
 # app_services:
 #   - slack-registration.yaml
+
+# The live stats page at /_myelin/stats (?layout=small for a 480x320 or 320x240 screen).
+# access: public (anyone), login (any local user) or admin (server administrators).
+stats:
+  enabled: true
+  access: public
 
 # What /.well-known/matrix/server and /.well-known/matrix/client announce.
 # well_known:
