@@ -19,6 +19,7 @@ import { wireRoomHooks } from './services/rooms/hooks.js';
 import { createEphemeralServices, wireEphemeral, type EphemeralContext } from './services/ephemeral/index.js';
 import { createMessagingServices, type MessagingContext } from './services/messaging/index.js';
 import { createAppServiceServices, loadRegistrations, type AppServiceContext } from './appservice/index.js';
+import { wireAppServiceEphemeral } from './appservice/ephemeral.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
 import { createFederationServices, type FederationContext, type FederationOptions } from './federation/index.js';
 import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
@@ -125,6 +126,7 @@ export class Myelin {
     const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...ephemeral, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
     wireRoomHooks(ctx);
     wireEphemeral(ctx);
+    wireAppServiceEphemeral(ctx);
     return ctx;
   }
 

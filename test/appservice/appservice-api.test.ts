@@ -23,6 +23,7 @@ function registration(url: string | null, extra: Partial<Registration> = {}): Re
     },
     rate_limited: false,
     protocols: ['fakenet'],
+    receive_ephemeral: true,
     ...extra,
   };
 }
@@ -258,6 +259,24 @@ describe.each(['sqlite', 'postgres'] as const)('application service API (%s)', (
     });
     expect([...got]).toEqual(sent);
     expect(hs.server!.ctx.appservices.status('fakenet')!.failures).toBe(0);
+  });
+
+  it('pushes typing notifications and read receipts of rooms it is interested in as ephemeral data', async () => {
+    fake.handler = () => ({ status: 200, body: {} });
+    const room = (await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' })).body.room_id as string;
+    expect((await as.post(`/_matrix/client/v3/join/${encodeURIComponent(room)}?user_id=${encodeURIComponent('@_fake_bob:localhost')}`, {})).status).toBe(200);
+    const typing = await alice.put(`/_matrix/client/v3/rooms/${encodeURIComponent(room)}/typing/${encodeURIComponent('@alice:localhost')}`, { typing: true, timeout: 10000 });
+    expect(typing.status).toBe(200);
+    const edu = await eventually(() =>
+      fake.transactions().flatMap((r) => r.body.ephemeral ?? []).find((e: any) => e.type === 'm.typing' && e.room_id === room && e.content.user_ids.includes('@alice:localhost')),
+    );
+    expect(edu.content.user_ids).toEqual(['@alice:localhost']);
+    const withEdu = fake.transactions().find((r) => (r.body.ephemeral ?? []).includes(edu))!;
+    expect(withEdu.body['de.sorunome.msc2409.ephemeral']).toEqual(withEdu.body.ephemeral);
+    const msg = (await alice.put(`/_matrix/client/v3/rooms/${encodeURIComponent(room)}/send/m.room.message/e1`, { msgtype: 'm.text', body: 'read me' })).body.event_id;
+    expect((await as.post(`/_matrix/client/v3/rooms/${encodeURIComponent(room)}/receipt/m.read/${encodeURIComponent(msg)}?user_id=${encodeURIComponent('@_fake_bob:localhost')}`, {})).status).toBe(200);
+    const receipt = await eventually(() => fake.transactions().flatMap((r) => r.body.ephemeral ?? []).find((e: any) => e.type === 'm.receipt' && e.room_id === room));
+    expect(Object.keys(receipt.content[msg]['m.read'])).toEqual(['@_fake_bob:localhost']);
   });
 
   it('asks the service about unknown users and aliases in its namespaces', async () => {
