@@ -111,7 +111,9 @@ export class PushActions {
     const redacted = !!s.redactedBy;
     for (const userId of recipients) {
       const rs = await rules.get(userId);
-      const displayName = await this.displayNameGetter(s.roomId, userId);
+      // Only rules with contains_display_name need the member event (one read per recipient).
+      const usesName = [...rs.override, ...rs.underride].some((r) => r.enabled && r.conditions?.some((c) => c.kind === 'contains_display_name'));
+      const displayName = usesName ? await this.displayNameGetter(s.roomId, userId) : undefined;
       const match = evaluatePushRules(rs, redacted ? { ...pushEvent, content: {} } : pushEvent, {
         userId,
         roomMemberCount: joined.length,
