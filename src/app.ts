@@ -22,6 +22,7 @@ import { createAppServiceServices, loadRegistrations, type AppServiceContext } f
 import { wireAppServiceEphemeral } from './appservice/ephemeral.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
 import { createFederationServices, type FederationContext, type FederationOptions } from './federation/index.js';
+import { createBoxServices, type BoxContext } from './box/index.js';
 import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
 import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 
@@ -42,7 +43,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, EphemeralContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext {
+export interface AppContext extends AccountContext, RoomContext, EphemeralContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext, BoxContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -91,7 +92,7 @@ export class Myelin {
       throw err;
     }
     return new Myelin(
-      Myelin.buildContext(config, log, database, signingKey, serverMeta, opts.federation),
+      Myelin.buildContext(config, log, database, signingKey, serverMeta, opts.federation, env),
       opts.extend,
     );
   }
@@ -103,6 +104,7 @@ export class Myelin {
     signingKey: SigningKey,
     serverMeta: ServerMetaStore,
     federationOptions?: FederationOptions,
+    env: NodeJS.ProcessEnv = process.env,
   ): AppContext {
     const accounts = createAccountServices(config, database, log);
     const profileOf = async (userId: string) => {
@@ -123,7 +125,8 @@ export class Myelin {
     });
     const messaging = createMessagingServices(config, database, log, rooms, profileOf);
     const ephemeral = createEphemeralServices(config, database, log, { ...accounts, ...rooms });
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...accounts, ...rooms, ...ephemeral, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
+    const box = createBoxServices(config, log, metrics.metrics, env);
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...ephemeral, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
     wireRoomHooks(ctx);
     wireEphemeral(ctx);
     wireAppServiceEphemeral(ctx);
@@ -144,7 +147,7 @@ export class Myelin {
     const app = createHttpApp({
       log: log.child({ listener: name }),
       bodyLimit: config.max_request_body,
-      https: tls && { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) },
+      https: tls ? { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) } : this.ctx.box.httpsOptions(name),
     });
     registerHealth(app);
     if (name === 'metrics') {
@@ -154,6 +157,7 @@ export class Myelin {
     }
     instrumentHttp(app, this.ctx.metrics, name);
     registerWellKnown(app, config);
+    this.ctx.box.registerRoutes(app, name);
     if (name === 'client') registerClientApi(app, this.ctx);
     if (name === 'federation') registerFederationApi(app, this.ctx);
     if (name === 'client' && config.stats.enabled) registerStats(app, this.ctx);
@@ -184,9 +188,12 @@ export class Myelin {
       const addr = app.server.address() as AddressInfo;
       this.addresses.set(name, addr);
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      urls[name] = `${l.tls ? 'https' : 'http'}://${host}:${addr.port}`;
+      urls[name] = `${l.tls || this.ctx.box.httpsOptions(name) ? 'https' : 'http'}://${host}:${addr.port}`;
       this.log.info({ listener: name, url: urls[name] }, `${name} ${name === 'metrics' ? 'endpoint' : 'API'} listening on ${urls[name]}`);
     }
+    // Tunnel, certificates, watchdog and mDNS once the listeners are up; then READY=1 to systemd.
+    const servers = new Map([...this.apps].map(([n, app]) => [n, app.server] as const));
+    await this.ctx.box.start(this.addresses, servers);
     return urls;
   }
 
@@ -206,6 +213,8 @@ export class Myelin {
   private async doStop(): Promise<void> {
     const timeoutMs = this.ctx.config.shutdown_timeout_ms;
     this.log.info({ timeout_ms: timeoutMs }, 'shutting down');
+    // STOPPING=1 to systemd; tunnel, certificates, watchdog and mDNS stop before the listeners.
+    await this.ctx.box.stop();
     // Long-polling /sync requests answer now instead of holding the shutdown.
     this.ctx.notifier.close();
     const closing = Promise.all([...this.apps.values()].map((app) => app.close()));

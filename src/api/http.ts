@@ -26,8 +26,8 @@ export interface HttpAppOptions {
   bodyLimit: number;
   /** Graceful shutdown: how long in-flight requests may take once closing starts. */
   requestTimeoutMs?: number;
-  /** Serve HTTPS with this certificate chain and key (PEM). */
-  https?: { cert: Buffer | string; key: Buffer | string };
+  /** Serve HTTPS with this certificate chain and key (PEM), or per connection from SNICallback. */
+  https?: { cert?: Buffer | string; key?: Buffer | string; SNICallback?: import('node:tls').TlsOptions['SNICallback'] };
 }
 
 function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixError {
@@ -52,7 +52,7 @@ function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixEr
  */
 export function createHttpApp(opts: HttpAppOptions): HttpApp {
   const app = Fastify({
-    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
+    ...(opts.https ? { https: { ...opts.https } } : {}),
     loggerInstance: opts.log,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'req_id' }),
     bodyLimit: opts.bodyLimit,

@@ -200,6 +200,93 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    turn_uris: Type.Array(Type.String({ pattern: '^turns?:' }), {
+      default: [],
+      description: 'TURN server URIs handed to clients for calls, e.g. turn:turn.example.org:3478?transport=udp',
+    }),
+    turn_shared_secret: Type.Optional(
+      Type.String({ minLength: 8, description: "coturn's static-auth-secret: time-limited TURN credentials are derived from it" }),
+    ),
+    turn_user_lifetime: Type.Union([Type.Integer({ minimum: 60000 }), Type.String({ pattern: '^[0-9]+\\s*(ms|s|m|h|d)$' })], {
+      default: '1d',
+      description: 'how long TURN credentials stay valid: milliseconds or a duration such as 1h, 1d',
+    }),
+    turn_allow_guests: Type.Boolean({ default: true, description: 'give TURN credentials to guest accounts too' }),
+    tunnel: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: 'keep a reverse SSH tunnel to a relay open' }),
+        host: Type.String({ default: '', description: 'relay host name or address' }),
+        port: Type.Integer({ ...Port, minimum: 1, default: 22 }),
+        user: Type.String({ default: 'myelin', minLength: 1 }),
+        private_key_file: Type.String({ minLength: 1, default: 'tunnel_key', description: 'OpenSSH private key, relative to the data directory' }),
+        passphrase: Type.Optional(Type.String({ description: "the private key's passphrase, if it has one" })),
+        host_key: Type.Optional(
+          Type.String({ minLength: 1, description: 'pinned relay host key: SHA256:… fingerprint or an "ssh-ed25519 AAAA…" line' }),
+        ),
+        accept_unknown_host_key: Type.Boolean({
+          default: false,
+          description: 'FIRST SETUP ONLY: accept any relay host key (logged loudly) when host_key is not set',
+        }),
+        remote_bind: Type.String({ default: '0.0.0.0', description: 'address the relay listens on (needs GatewayPorts clientspecified)' }),
+        forward: Type.Object(
+          {
+            client: Type.Union([Type.Integer({ ...Port }), Type.Literal(false)], { default: 8008 }),
+            federation: Type.Union([Type.Integer({ ...Port }), Type.Literal(false)], { default: 8448 }),
+            metrics: Type.Union([Type.Integer({ ...Port }), Type.Literal(false)], { default: 9092 }),
+          },
+          { additionalProperties: false, default: {}, description: 'relay port forwarded to each local listener (false: none)' },
+        ),
+        keepalive_interval_ms: Type.Integer({ minimum: 500, maximum: 600000, default: 5000 }),
+        keepalive_count_max: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
+        ready_timeout_ms: Type.Integer({ minimum: 1000, maximum: 600000, default: 20000 }),
+        backoff_initial_ms: Type.Integer({ minimum: 10, default: 1000 }),
+        backoff_max_ms: Type.Integer({ minimum: 10, default: 60000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    acme: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: 'obtain and renew certificates with ACME (HTTP-01)' }),
+        directory_url: Type.String({ pattern: '^https?://', default: 'https://acme-v02.api.letsencrypt.org/directory' }),
+        terms_of_service_agreed: Type.Boolean({ default: false, description: "you agree to the CA's terms of service" }),
+        email: Type.Optional(Type.String({ minLength: 3, description: 'contact address given to the CA' })),
+        domains: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.-]+$' }), {
+          default: [],
+          description: 'names on the certificate (default: the host of server_name)',
+        }),
+        listeners: Type.Array(Type.Union([Type.Literal('client'), Type.Literal('federation')]), {
+          default: ['federation'],
+          description: 'listeners that serve HTTPS with the certificate',
+        }),
+        challenge_port: Type.Optional(
+          Type.Integer({ ...Port, description: 'extra plain-HTTP port answering only ACME challenges (when the client listener is HTTPS)' }),
+        ),
+        renew_before_days: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
+        retry_ms: Type.Integer({ minimum: 1000, default: 3600000, description: 'wait after a failed issuance before trying again' }),
+        ca_file: Type.Optional(Type.String({ minLength: 1, description: "extra PEM CA trusted for the ACME directory's HTTPS" })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    watchdog: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: 'check connectivity and run recovery_command after an outage' }),
+        target: Type.Optional(Type.String({ pattern: '^.+:[0-9]{1,5}$', description: 'host:port probed by TCP (default: the tunnel relay)' })),
+        check_interval_ms: Type.Integer({ minimum: 100, default: 15000 }),
+        outage_ms: Type.Integer({ minimum: 100, default: 180000, description: 'time without connectivity before recovery' }),
+        recovery_command: Type.String({ default: '', description: 'run with /bin/sh -c, e.g. "nmcli radio wifi off; nmcli radio wifi on"' }),
+        recovery_period_ms: Type.Integer({ minimum: 100, default: 600000, description: 'at most one recovery per period' }),
+        recovery_timeout_ms: Type.Integer({ minimum: 100, default: 120000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    mdns: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: 'announce the server on the local network (mDNS, _matrix._tcp)' }),
+        instance_name: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
+        interface: Type.Optional(Type.String({ minLength: 1, description: 'IPv4 address of the interface to announce on' })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 );

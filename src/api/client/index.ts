@@ -30,6 +30,7 @@ import { registerAppServiceApi } from '../appservice.js';
 import { registerKeys } from './keys.js';
 import { registerRoomKeys } from './room-keys.js';
 import { registerToDevice } from './to-device.js';
+import { registerVoip } from './voip.js';
 
 /**
  * The client-server API (/_matrix/client/...). One file per endpoint family, named after the
@@ -71,4 +72,6 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerKeys(app, ctx);
   registerToDevice(app, ctx);
   registerRoomKeys(app, ctx);
+  // Calls: TURN credentials.
+  registerVoip(app, ctx);
 }
