@@ -67,6 +67,7 @@ describe('graceful shutdown', () => {
             MYELIN_LISTENERS__CLIENT__PORT: '0',
             MYELIN_LISTENERS__FEDERATION__BIND: '127.0.0.1',
             MYELIN_LISTENERS__FEDERATION__PORT: '0',
+            MYELIN_LISTENERS__METRICS__PORT: '0',
           },
           stdio: ['ignore', 'pipe', 'pipe'],
         },

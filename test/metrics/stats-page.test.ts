@@ -10,6 +10,11 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { sendText, startMetricsServer, userWithRoom, type MetricsServer } from './_metrics.js';
 import type { TestClient } from '../client/_client.js';
 
+// Browser globals, for the functions evaluated in the page (the project compiles without the DOM lib).
+declare const document: any;
+declare const window: any;
+declare function getComputedStyle(el: unknown): any;
+
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = process.env.MYELIN_ARTIFACTS ?? join(import.meta.dirname, '../../test-artifacts');
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
