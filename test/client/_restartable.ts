@@ -1,17 +1,19 @@
 /** A Myelin server that a test can stop and start again on the same data directory and database. */
 import { rmSync } from 'node:fs';
-import { Myelin } from '../../src/app.js';
+import { Myelin, type CreateOptions } from '../../src/app.js';
 import { databaseOverrides, memoryLog, tempDir, type Engine } from '../_util/server.js';
 import { TEST_OVERRIDES } from './_client.js';
 
 export interface RestartableServer {
   readonly url: string;
   readonly server: Myelin;
+  /** Log lines of every run so far. */
+  readonly logs: string[];
   restart(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startRestartable(engine: Engine): Promise<RestartableServer> {
+export async function startRestartable(engine: Engine, extend?: CreateOptions['extend']): Promise<RestartableServer> {
   const dataDir = tempDir();
   const db = await databaseOverrides(engine);
   const logs: string[] = [];
@@ -20,6 +22,7 @@ export async function startRestartable(engine: Engine): Promise<RestartableServe
       dataDir,
       env: {},
       logDestination: memoryLog(logs),
+      extend,
       overrides: {
         ...TEST_OVERRIDES,
         server_name: 'localhost',
@@ -40,6 +43,7 @@ export async function startRestartable(engine: Engine): Promise<RestartableServe
     get server() {
       return cur.server;
     },
+    logs,
     async restart() {
       await cur.server.stop();
       // Same port, so clients keep their base URL.
