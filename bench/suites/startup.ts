@@ -40,6 +40,7 @@ async function startOnce(dataDir: string): Promise<{ ms: number; child: ChildPro
       MYELIN_LISTENERS__CLIENT__PORT: String(port),
       MYELIN_LISTENERS__FEDERATION__BIND: '127.0.0.1',
       MYELIN_LISTENERS__FEDERATION__PORT: String(fedPort),
+      MYELIN_LISTENERS__METRICS__PORT: '0',
     },
     stdio: 'ignore',
   });
