@@ -123,14 +123,21 @@ export class ConnectivityWatchdog {
 
   private run(): Promise<void> {
     return new Promise((resolve) => {
-      const child = spawn('/bin/sh', ['-c', this.opts.command], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // Its own process group, so that a timeout kills what the command started too.
+      const child = spawn('/bin/sh', ['-c', this.opts.command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let output = '';
       const keep = (d: Buffer) => {
         if (output.length < 4000) output += d.toString();
       };
       child.stdout.on('data', keep);
       child.stderr.on('data', keep);
-      const t = setTimeout(() => child.kill('SIGKILL'), this.opts.timeoutMs);
+      const t = setTimeout(() => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+      }, this.opts.timeoutMs);
       child.on('error', (err) => {
         clearTimeout(t);
         this.st.lastRecoveryResult = `failed to start: ${err.message}`;
