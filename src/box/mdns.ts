@@ -61,7 +61,8 @@ export class MdnsAnnouncer {
 
   start(): void {
     if (this.mdns) return;
-    const m = makeMdns(this.opts.interface ? { interface: this.opts.interface } : {});
+    // Bound to 0.0.0.0 (bound to the interface address it would not receive the multicast group's packets).
+    const m = makeMdns(this.opts.interface ? { interface: this.opts.interface, bind: '0.0.0.0' } : {});
     this.mdns = m;
     m.on('error', (err: Error) => this.opts.log.warn({ err: err.message }, 'mdns error'));
     m.on('query', (query) => {
