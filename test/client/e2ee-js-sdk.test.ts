@@ -11,7 +11,8 @@ import type { Engine } from '../_util/server.js';
 import { TestClient } from './_client.js';
 import { startRestartable, type RestartableServer } from './_restartable.js';
 
-logger.setLevel('silent');
+// At run time the SDK's logger is a loglevel logger; its type leaves setLevel out.
+(logger as unknown as { setLevel(level: string): void }).setLevel('silent');
 // The crypto library traces at debug level to the console; keep warnings and errors only.
 for (const level of ['log', 'info', 'debug'] as const) {
   const orig = console[level].bind(console);
