@@ -25,7 +25,7 @@ export function registerLogin(app: HttpApp, ctx: AppContext): void {
 
   for (const prefix of V3) {
     app.get(`${prefix}/login`, async () => ({
-      flows: [{ type: 'm.login.password' }, { type: 'm.login.token', get_login_token: true }, { type: 'm.login.application_service' }],
+      flows: [{ type: 'm.login.password' }, { type: 'm.login.token', get_login_token: true }, ...(ctx.appservices.services.length > 0 ? [{ type: 'm.login.application_service' }] : [])],
     }));
 
     app.post(`${prefix}/login`, { schema: { body: LoginBody } }, async (req) => {
