@@ -122,6 +122,44 @@ stats:
 #   trusted_key_servers: []
 #   # DEVELOPMENT ONLY: do not check other servers' certificates.
 #   insecure_skip_tls_verify: false
+
+# Reverse SSH tunnel to a relay with a public address (the box sits behind NAT). Myelin keeps
+# it up by itself: keepalives, reconnection with back-off, forever. See docs/tunnel.md.
+# tunnel:
+#   enabled: true
+#   host: "relay.example.org"
+#   port: 22
+#   user: "myelin"
+#   private_key_file: "tunnel_key"        # ssh-keygen -t ed25519 -N "" -f <data dir>/tunnel_key
+#   host_key: "SHA256:…"                  # the relay's key: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub
+#   # accept_unknown_host_key: true       # FIRST SETUP ONLY, instead of host_key (logged loudly)
+#   forward: { client: 8008, federation: 8448, metrics: 9092 }   # relay port per listener, or false
+
+# Certificates from Let's Encrypt (ACME, HTTP-01 answered by the client listener, directly or
+# through the tunnel). Stored in <data dir>/acme, renewed 30 days before they expire.
+# acme:
+#   enabled: true
+#   terms_of_service_agreed: true
+#   email: "admin@example.org"
+#   domains: ["matrix.example.org"]        # default: the host of server_name
+#   listeners: ["federation"]              # listeners that serve HTTPS with it
+
+# Connectivity watchdog: after outage_ms without reaching the relay (or target), run a
+# recovery command instead of needing a reboot; at most once per recovery_period_ms.
+# watchdog:
+#   enabled: true
+#   outage_ms: 180000
+#   recovery_command: "nmcli radio wifi off; sleep 2; nmcli radio wifi on"
+#   recovery_period_ms: 600000
+
+# Calls: TURN credentials for your coturn (its static-auth-secret). See docs/calls.md.
+# turn_uris: ["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"]
+# turn_shared_secret: "the same value as static-auth-secret in turnserver.conf"
+# turn_user_lifetime: 1d
+
+# Announce the server on the local network (mDNS, _matrix._tcp.local). Off by default.
+# mdns:
+#   enabled: true
 `;
 }
 

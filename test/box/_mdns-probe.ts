@@ -26,7 +26,9 @@ const clientPort = server.address('client')!.port;
 const q = makeMdns({ interface: '127.0.0.1', bind: '0.0.0.0' });
 const seen: { name: string; type: string; ttl?: number; data: unknown }[] = [];
 q.on('response', (res) => {
-  for (const r of [...res.answers, ...(res.additionals ?? [])]) seen.push({ name: r.name, type: r.type, ttl: r.ttl, data: r.data });
+  for (const r of [...res.answers, ...(res.additionals ?? [])] as { name: string; type: string; ttl?: number; data: unknown }[]) {
+    seen.push({ name: r.name, type: r.type, ttl: r.ttl, data: r.data });
+  }
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 await sleep(300);

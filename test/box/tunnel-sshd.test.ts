@@ -75,7 +75,7 @@ describe.skipIf(!SSHD)('reverse tunnel through a real sshd', () => {
     const viaRelay = `http://127.0.0.1:${remotePort}`;
     const versions = await fetch(`${viaRelay}/_matrix/client/versions`);
     expect(versions.status).toBe(200);
-    expect((await versions.json()).versions).toContain('v1.11');
+    expect(((await versions.json()) as { versions: string[] }).versions).toContain('v1.11');
     expect(status().bytesIn).toBeGreaterThan(0);
     expect(status().bytesOut).toBeGreaterThan(0);
 
