@@ -66,7 +66,9 @@ export class TestSshd {
   ) {
     keygen(this.hostKey);
     keygen(this.clientKey);
-    writeFileSync(join(this.dir, 'authorized_keys'), readFileSync(`${this.clientKey}.pub`), { mode: 0o600 });
+    // As docs/tunnel.md sets it up: the key may only open the agreed remote ports.
+    const restrictions = ['restrict', 'port-forwarding', ...allowedRemotePorts.map((p) => `permitlisten="${p}"`)].join(',');
+    writeFileSync(join(this.dir, 'authorized_keys'), `${restrictions} ${readFileSync(`${this.clientKey}.pub`, 'utf8')}`, { mode: 0o600 });
     writeFileSync(
       join(this.dir, 'sshd_config'),
       [

@@ -156,6 +156,14 @@ describe.skipIf(!SSHD)('reverse tunnel through a real sshd', () => {
     await expect(fetch(`http://127.0.0.1:${remotePort}/_matrix/client/versions`)).rejects.toThrow();
   }, 60_000);
 
+  it('reports a port the relay does not permit, and keeps retrying', async () => {
+    const forbidden = await freePort();
+    t = await startServer({ overrides: tunnelOverrides(sshd, forbidden) });
+    await waitFor('two refused attempts', () => status().failedAttempts >= 2, 15_000);
+    expect(status().state).toBe('reconnecting');
+    expect(status().lastError).toMatch(new RegExp(`relay refused to listen on port ${forbidden} for client`));
+  }, 60_000);
+
   it('refuses an unknown host key unless accept_unknown_host_key is set, and then warns', async () => {
     t = await startServer({ overrides: tunnelOverrides(sshd, remotePort, { host_key: undefined }) });
     await waitFor('a refused attempt', () => status().failedAttempts >= 1, 15_000);
