@@ -12,6 +12,7 @@ import { turnCredentials } from '../../src/box/turn.js';
 import { TestClient, TEST_OVERRIDES } from '../client/_client.js';
 import { startServer, tempDir, type TestServer } from '../_util/server.js';
 import { freePort } from './_sshd.js';
+import { expectMatchesSpec } from '../_util/openapi.js';
 
 const SECRET = 'a-long-coturn-static-auth-secret';
 const URIS = ['turn:127.0.0.1:3478?transport=udp', 'turns:turn.example.org:443?transport=tcp'];
@@ -44,6 +45,7 @@ describe('TURN credentials', () => {
       for (const prefix of ['/_matrix/client/v3', '/_matrix/client/r0']) {
         const r = await c.get(`${prefix}/voip/turnServer`);
         expect(r.status).toBe(200);
+        expectMatchesSpec('GET', `${prefix}/voip/turnServer`, 200, r.body);
         expect(Object.keys(r.body).sort()).toEqual(['password', 'ttl', 'uris', 'username']);
         const [expiry, ...rest] = (r.body.username as string).split(':');
         expect(rest.join(':')).toBe(reg.user_id);
