@@ -133,11 +133,9 @@ export class SyncService {
         const since = req.since && (Object.fromEntries(STREAMS.map((s) => [s, Math.min(req.since![s], to[s])])) as StreamPositions);
         const { response, changed } = await this.build(req, since, to);
         if (!woken || changed || Date.now() >= deadline || req.signal?.aborted) return response;
-        await woken;
-        if (Date.now() >= deadline || req.signal?.aborted) {
-          // Timed out with nothing new: answer with the same positions.
-          return response;
-        }
+        const notified = await woken;
+        // Timed out, aborted or shutting down with nothing new: answer with the same positions.
+        if (!notified || Date.now() >= deadline || req.signal?.aborted) return response;
       } finally {
         ac.abort();
         req.signal?.removeEventListener('abort', onAbort);
