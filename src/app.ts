@@ -23,6 +23,9 @@ import { wireAppServiceEphemeral } from './appservice/ephemeral.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
 import { createFederationServices, type FederationContext, type FederationOptions } from './federation/index.js';
 import { createBoxServices, type BoxContext } from './box/index.js';
+import { createMediaServices, type MediaContext } from './media/index.js';
+import { registerMediaApi } from './api/media/index.js';
+import { registerFederationMediaApi } from './api/media/federation.js';
 import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
 import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 
@@ -43,7 +46,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, EphemeralContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext, BoxContext {
+export interface AppContext extends AccountContext, RoomContext, EphemeralContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext, BoxContext, MediaContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -115,6 +118,7 @@ export class Myelin {
     const metrics = createMetricsServices(config, database, rooms.notifier);
     const stats = createStatsServices(config, metrics.metrics);
     const federation = createFederationServices(config, database, log, signingKey, federationOptions);
+    const media = createMediaServices(config, database, log, federation.federation);
     const e2ee = createE2eeServices(database, log, accounts, rooms);
     const appservices = createAppServiceServices(config, database, log, {
       accounts: accounts.accounts,
@@ -126,7 +130,7 @@ export class Myelin {
     const messaging = createMessagingServices(config, database, log, rooms, profileOf);
     const ephemeral = createEphemeralServices(config, database, log, { ...accounts, ...rooms });
     const box = createBoxServices(config, log, metrics.metrics, env);
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...ephemeral, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices };
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...ephemeral, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices, ...media };
     wireRoomHooks(ctx);
     wireEphemeral(ctx);
     wireAppServiceEphemeral(ctx);
@@ -159,6 +163,8 @@ export class Myelin {
     registerWellKnown(app, config);
     this.ctx.box.registerRoutes(app, name);
     if (name === 'client') registerClientApi(app, this.ctx);
+    if (name === 'client') registerMediaApi(app, this.ctx);
+    if (name === 'federation') registerFederationMediaApi(app, this.ctx);
     if (name === 'federation') registerFederationApi(app, this.ctx);
     if (name === 'client' && config.stats.enabled) registerStats(app, this.ctx);
     this.extend?.(app, name);

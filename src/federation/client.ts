@@ -7,7 +7,7 @@ import type { JsonObject, JsonValue } from '../protocol/json.js';
 import type { SigningKey } from '../protocol/signing.js';
 import type { ServerDiscovery } from './discovery.js';
 import { FederationBadResponseError, FederationHttpError, FederationNotAllowedError } from './errors.js';
-import type { FederationTransport } from './transport.js';
+import type { FederationTransport, StreamResponse } from './transport.js';
 import { signRequest } from './x-matrix.js';
 
 export type HttpMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
@@ -124,6 +124,55 @@ export class FederationClient {
       throw new FederationBadResponseError(destination, `response from ${destination} is not a JSON object`, res.status);
     }
     return parsed as T;
+  }
+
+  /**
+   * A signed GET whose successful body is handed over as a stream (media downloads). Non-2xx
+   * answers are read (up to 64 KiB) and thrown as FederationHttpError.
+   */
+  async getStream(destination: string, path: string, options: Omit<RequestOptions, 'maxBytes'> = {}): Promise<StreamResponse> {
+    if (this.opts.isAllowed && !this.opts.isAllowed(destination)) throw new FederationNotAllowedError(destination);
+    const uri = withQuery(path, options.query);
+    const headers: Record<string, string> = { accept: '*/*', 'user-agent': 'Myelin' };
+    if (options.signed !== false) {
+      headers['authorization'] = signRequest({ method: 'GET', uri, origin: this.opts.serverName, destination, key: this.opts.signingKey });
+    }
+    const target = await this.opts.discovery.resolve(destination);
+    const res = await this.opts.transport.open(target, {
+      destination,
+      method: 'GET',
+      path: uri,
+      headers,
+      timeoutMs: options.timeoutMs ?? this.opts.defaultTimeoutMs,
+    });
+    this.opts.log?.debug({ destination, method: 'GET', path: path.split('?')[0], status: res.status }, 'federation stream request');
+    if (res.status >= 200 && res.status < 300) return res;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > 64 * 1024) break;
+        chunks.push(chunk);
+      }
+    } catch {
+      /* the error status is what matters */
+    }
+    res.abort();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      parsed = undefined;
+    }
+    const obj = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+    throw new FederationHttpError(
+      destination,
+      res.status,
+      typeof obj['errcode'] === 'string' ? obj['errcode'] : undefined,
+      typeof obj['error'] === 'string' ? obj['error'] : undefined,
+      parsed,
+    );
   }
 
   get<T = JsonObject>(destination: string, path: string, options?: RequestOptions): Promise<T> {

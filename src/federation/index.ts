@@ -21,6 +21,8 @@ export interface FederationOptions {
   /** Maps host:port to the port actually dialled (tests: 443/8448 → local ports). */
   connectPort?: (host: string, port: number) => number;
   now?: () => number;
+  /** Retry delays of the federation sender (tests shorten them). */
+  senderBackoff?: { baseMs?: number; maxMs?: number };
 }
 
 export interface FederationContext {

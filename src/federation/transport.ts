@@ -4,6 +4,7 @@
  * resolver, bounded time and response size.
  */
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import * as tls from 'node:tls';
@@ -84,6 +85,15 @@ export interface SendOptions {
   body?: Buffer | string;
   timeoutMs: number;
   maxBytes: number;
+}
+
+/** A response whose body is read by the caller (large downloads such as media). */
+export interface StreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: IncomingMessage;
+  /** Stops the transfer (when the body is not read to its end). */
+  abort(): void;
 }
 
 /** The HTTPS client of federation (requests to other servers and their well-known files). */
@@ -173,6 +183,40 @@ export class FederationTransport {
       });
       if (req.body !== undefined) r.end(req.body);
       else r.end();
+    });
+  }
+
+  /**
+   * Like send, but resolves as soon as the response headers arrive and leaves the body to the
+   * caller as a stream. `timeoutMs` bounds the wait for the headers and, after that, every pause
+   * in the data.
+   */
+  open(target: ConnectTarget, req: Omit<SendOptions, 'maxBytes' | 'body'>): Promise<StreamResponse> {
+    const { destination, timeoutMs } = req;
+    const port = this.opts.connectPort ? this.opts.connectPort(target.host, target.port) : target.port;
+    const tlsName = target.tlsName;
+    return new Promise<StreamResponse>((resolve, reject) => {
+      const r = httpsRequest({
+        agent: this.agent,
+        host: target.host,
+        port,
+        method: req.method,
+        path: req.path,
+        headers: { host: target.hostHeader, ...req.headers },
+        servername: isIP(tlsName) ? '' : tlsName,
+        lookup: this.lookup as never,
+        ...({ autoSelectFamily: true } as object),
+        ca: this.opts.tls.ca,
+        rejectUnauthorized: this.opts.tls.verify,
+        checkServerIdentity: (_host, cert) => (this.opts.tls.verify ? tls.checkServerIdentity(tlsName, cert) : undefined),
+      });
+      r.setTimeout(timeoutMs, () => r.destroy(new FederationTimeoutError(destination, timeoutMs)));
+      r.on('error', (err) => reject(err instanceof FederationTimeoutError ? err : connectionError(destination, err)));
+      r.on('response', (res) => {
+        res.on('error', () => {});
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, abort: () => r.destroy() });
+      });
+      r.end();
     });
   }
 

@@ -9,6 +9,8 @@ import type { MessagingTables } from './schema-messaging.js';
 import type { AppserviceTables } from './schema-appservice.js';
 import type { FederationTables } from './schema-federation.js';
 import type { E2eeTables } from './schema-e2ee.js';
+import type { MediaTables } from './schema-media.js';
+import type { FederationQueueTables } from './schema-federation-queue.js';
 
 export interface ServerMetaTable {
   key: string;
@@ -107,7 +109,7 @@ export interface RoomAliasesTable {
   created_ts: number;
 }
 
-export interface Tables extends AccountTables, ReceiptPushTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables {
+export interface Tables extends AccountTables, ReceiptPushTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables, FederationQueueTables, MediaTables {
   server_meta: ServerMetaTable;
   rooms: RoomsTable;
   events: EventsTable;

@@ -6,7 +6,9 @@ import { messaging } from './0005-messaging.js';
 import { federation } from './0008-federation.js';
 import { e2ee } from './0006-e2ee.js';
 import { appservice } from './0009-appservice.js';
+import { federationQueue } from './0010-federation-queue.js';
+import { media } from './0011-media.js';
 import type { MigrationStep } from './types.js';
 
 /** Every migration, in order. Append only: never edit or remove a released step. */
-export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, receiptsPush, messaging, e2ee, federation, appservice];
+export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, receiptsPush, messaging, e2ee, federation, appservice, federationQueue, media];

@@ -38,6 +38,24 @@ export interface PersistInput {
   txn?: { userId: string; deviceId: string; txnId: string };
   /** Whether to update the room's current state and forward extremities (false for outliers). */
   updateCurrentState: boolean;
+  /**
+   * Whether the event is an outlier (default: `!updateCurrentState`). Outliers get no state
+   * group. A timeline event with `updateCurrentState: false` (received over federation) has its
+   * state group written but leaves extremities and current state to the caller.
+   */
+  outlier?: boolean;
+  /** Why the event was rejected by the auth rules (stored, never served to clients). */
+  rejected?: string | null;
+  /**
+   * Write the state group even for an outlier (soft-failed and rejected events: later events
+   * may name them as prev_events). A rejected event's state is the state before it.
+   */
+  keepState?: boolean;
+  /**
+   * The full state before the event when `stateGroupBefore` may not hold it (several prev
+   * events whose states were resolved): a group for it is written first when they differ.
+   */
+  stateBefore?: StateIds;
 }
 
 /** How many deltas a state group may sit on before a full snapshot is written. */
@@ -267,6 +285,67 @@ export class EventStore {
     return Number(row?.m ?? 0);
   }
 
+  /** Writes a state group: `changes` over `before` (null: `changes` is the full state). */
+  createStateGroup(tx: Tx, roomId: string, before: number | null, changes: Array<[string, string]>): Promise<number> {
+    return this.writeStateGroup(tx, roomId, before, changes);
+  }
+
+  async setForwardExtremities(tx: Tx, roomId: string, eventIds: string[]): Promise<void> {
+    await tx.db.deleteFrom('forward_extremities').where('room_id', '=', roomId).execute();
+    if (eventIds.length) {
+      await tx.db
+        .insertInto('forward_extremities')
+        .values([...new Set(eventIds)].map((id) => ({ room_id: roomId, event_id: id })))
+        .execute();
+    }
+  }
+
+  /**
+   * Makes `state` the room's current state (rows changed, added and removed). Member events'
+   * memberships are read from `events` (or the store). Returns the keys that changed.
+   */
+  async replaceCurrentState(tx: Tx, roomId: string, state: StateIds): Promise<string[]> {
+    const current = await this.getCurrentStateIds(roomId, tx.db);
+    const changed: string[] = [];
+    for (const [key, id] of state) if (current.get(key) !== id) changed.push(key);
+    const removed = [...current.keys()].filter((k) => !state.has(k));
+    const evs = await this.getEvents(changed.map((k) => state.get(k)!), tx.db);
+    for (const key of changed) {
+      const [type, stateKey] = parseStateKey(key);
+      const id = state.get(key)!;
+      const ev = evs.get(id)?.event;
+      const membership = type === 'm.room.member' ? String(ev?.content['membership'] ?? '') : null;
+      await tx.db
+        .insertInto('current_state')
+        .values({ room_id: roomId, type, state_key: stateKey, event_id: id, membership })
+        .onConflict((oc) => oc.columns(['room_id', 'type', 'state_key']).doUpdateSet({ event_id: id, membership }))
+        .execute();
+    }
+    for (const key of removed) {
+      const [type, stateKey] = parseStateKey(key);
+      await tx.db.deleteFrom('current_state').where('room_id', '=', roomId).where('type', '=', type).where('state_key', '=', stateKey).execute();
+    }
+    return [...changed, ...removed];
+  }
+
+  /** Which of these event IDs are stored (outliers included). */
+  async haveEvents(ids: string[], q: Q = this.db): Promise<Set<string>> {
+    return new Set((await this.getEvents(ids, q)).keys());
+  }
+
+  /** Whether an event is stored as an outlier (no known state), or undefined if unknown. */
+  async isOutlier(id: string, q: Q = this.db): Promise<boolean | undefined> {
+    const ev = await this.getEvent(id, q);
+    return ev?.outlier;
+  }
+
+  /** Turns a stored outlier into a timeline event with a state group (after fetching its state). */
+  async deOutlier(tx: Tx, eventId: string, stateGroup: number): Promise<void> {
+    await tx.db.updateTable('events').set({ outlier: 0 }).where('event_id', '=', eventId).execute();
+    await tx.db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }).execute();
+    tx.onCommit(() => this.eventCache.delete(eventId));
+  }
+
   private async writeStateGroup(tx: Tx, roomId: string, before: number | null, changes: Array<[string, string]>): Promise<number> {
     let prevGroup = before;
     let depth = 0;
@@ -308,6 +387,7 @@ export class EventStore {
   async persist(tx: Tx, input: PersistInput): Promise<{ streamOrdering: number; stateGroup: number }> {
     const { event, roomId } = input;
     const isState = typeof event.state_key === 'string';
+    const outlier = input.outlier ?? !input.updateCurrentState;
     const relates = event.content['m.relates_to'] as { event_id?: unknown; rel_type?: unknown } | undefined;
     const { stream_ordering: streamOrdering } = await tx.db
       .insertInto('events')
@@ -320,8 +400,8 @@ export class EventStore {
         origin_server_ts: event.origin_server_ts,
         depth: event.depth,
         json: JSON.stringify(storedForm(event)),
-        outlier: input.updateCurrentState ? 0 : 1,
-        rejected: null,
+        outlier: outlier ? 1 : 0,
+        rejected: input.rejected ?? null,
         prev_state_event_id: input.prevStateEventId,
         redacted_by: null,
         txn_id: input.txn?.txnId ?? null,
@@ -343,7 +423,19 @@ export class EventStore {
     }
 
     let stateGroup: number;
-    if (isState || input.stateGroupBefore === null) {
+    const withState = !outlier || !!input.keepState;
+    if (withState && input.stateBefore && input.stateGroupBefore !== null) {
+      const base = await this.getStateIdsAtGroup(input.stateGroupBefore, tx.db);
+      const removed = [...base.keys()].some((k) => !input.stateBefore!.has(k));
+      const delta = [...input.stateBefore].filter(([k, v]) => base.get(k) !== v);
+      if (removed) input = { ...input, stateGroupBefore: await this.writeStateGroup(tx, roomId, null, [...input.stateBefore]) };
+      else if (delta.length) input = { ...input, stateGroupBefore: await this.writeStateGroup(tx, roomId, input.stateGroupBefore, delta) };
+    }
+    if (!withState) {
+      stateGroup = -1;
+    } else if (input.rejected && input.stateGroupBefore !== null) {
+      stateGroup = input.stateGroupBefore;
+    } else if (isState || input.stateGroupBefore === null) {
       stateGroup = await this.writeStateGroup(
         tx,
         roomId,
@@ -353,7 +445,7 @@ export class EventStore {
     } else {
       stateGroup = input.stateGroupBefore;
     }
-    await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
+    if (withState) await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
 
     if (input.updateCurrentState) {
       if (prevIds.length) {
@@ -372,7 +464,8 @@ export class EventStore {
       }
     }
 
-    if (event.type === 'm.room.member' && isState) {
+    // Rejected and soft-failed events never count as membership changes.
+    if (event.type === 'm.room.member' && isState && !input.rejected && !(outlier && input.keepState)) {
       await tx.db
         .insertInto('room_memberships')
         .values({

@@ -1,0 +1,265 @@
+/**
+ * Federation endpoints for rooms: transactions (/send), events, state, auth chains, backfill,
+ * missing events, membership handshakes (make/send join, leave, knock; invites), directory and
+ * profile queries, public rooms, user devices and keys.
+ */
+import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
+import type { AppContext } from '../../app.js';
+import { errors, MatrixError } from '../../errors.js';
+import { originOf } from '../../federation/request-auth.js';
+import { isValidRoomAlias, serverNameOf } from '../../protocol/identifiers.js';
+import { isJsonObject, type JsonObject } from '../../protocol/json.js';
+import { listPublicRooms } from '../client/directory.js';
+import type { HttpApp } from '../http.js';
+import { federationAuth } from './index.js';
+
+const MAX_TXN_PDUS = 50;
+const MAX_TXN_EDUS = 100;
+const MAX_BACKFILL = 100;
+
+type P = Record<string, string>;
+
+function list(v: unknown): string[] {
+  return Array.isArray(v) ? v.map(String) : typeof v === 'string' ? [v] : [];
+}
+
+export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
+  const auth = federationAuth(ctx);
+  const { rooms, handler, sender } = ctx.federationRooms;
+  const f = ctx.federationRooms;
+  const local = (userId: string) => serverNameOf(userId) === ctx.config.server_name;
+  /** Per-origin transaction IDs already processed (a retried transaction gets the same answer). */
+  const seenTxns = new Map<string, JsonObject>();
+
+  app.put('/_matrix/federation/v1/send/:txnId', { ...auth, schema: { body: Type.Object({ origin: Type.String(), origin_server_ts: Type.Integer(), pdus: Type.Array(Type.Unknown()), edus: Type.Optional(Type.Array(Type.Unknown())) }) } }, async (req) => {
+    const origin = originOf(req);
+    const body = req.body as { origin: string; pdus: unknown[]; edus?: unknown[] };
+    if (body.origin !== origin) throw errors.forbidden('origin does not match the request signature');
+    if (body.pdus.length > MAX_TXN_PDUS || (body.edus?.length ?? 0) > MAX_TXN_EDUS) throw errors.badJson(`At most ${MAX_TXN_PDUS} PDUs and ${MAX_TXN_EDUS} EDUs per transaction`);
+    void sender.destinationIsUp(origin).catch(() => undefined);
+    const key = `${origin}\u0000${(req.params as P).txnId}`;
+    const seen = seenTxns.get(key);
+    if (seen) return seen;
+    const pdus: Record<string, JsonObject> = {};
+    for (const raw of body.pdus) {
+      const r = await handler.receivePdu(origin, raw);
+      const id = r.ok ? r.eventId : eventIdGuess(raw);
+      if (id) pdus[id] = r.ok ? (r.status === 'rejected' ? { error: 'Event was rejected by the auth rules' } : {}) : { error: r.error };
+    }
+    for (const edu of body.edus ?? []) {
+      try {
+        await f.edus.receive(origin, edu);
+      } catch (err) {
+        req.log.info({ err: (err as Error).message, origin }, 'dropped an EDU');
+      }
+    }
+    const res = { pdus };
+    seenTxns.set(key, res);
+    if (seenTxns.size > 1000) seenTxns.delete(seenTxns.keys().next().value!);
+    return res;
+  });
+
+  app.get('/_matrix/federation/v1/event/:eventId', auth, async (req) => {
+    const origin = originOf(req);
+    const ev = await ctx.eventStore.getEvent((req.params as P).eventId);
+    if (!ev || ev.rejected) throw errors.notFound('Unknown event');
+    await rooms.requireAclAllows(ev.roomId, origin);
+    if (!(await rooms.serverMaySee(ev, origin))) throw errors.forbidden('Server may not see this event');
+    return { origin: ctx.config.server_name, origin_server_ts: Date.now(), pdus: [await rooms.pduOf(ev)] };
+  });
+
+  const eventIdQuery = { querystring: Type.Object({ event_id: Type.Optional(Type.String()) }) };
+  app.get('/_matrix/federation/v1/state/:roomId', { ...auth, schema: eventIdQuery }, async (req) => {
+    const origin = originOf(req);
+    const roomId = (req.params as P).roomId;
+    await rooms.requireServerInRoom(roomId, origin);
+    const eventId = (req.query as { event_id?: string }).event_id;
+    if (!eventId) throw new MatrixError('M_MISSING_PARAM', 400, 'event_id is required');
+    const { state, authChain } = await rooms.stateAt(roomId, eventId);
+    return { pdus: await Promise.all(state.map((s) => rooms.pduOf(s))), auth_chain: await Promise.all(authChain.map((s) => rooms.pduOf(s))) };
+  });
+
+  app.get('/_matrix/federation/v1/state_ids/:roomId', { ...auth, schema: eventIdQuery }, async (req) => {
+    const origin = originOf(req);
+    const roomId = (req.params as P).roomId;
+    await rooms.requireServerInRoom(roomId, origin);
+    const eventId = (req.query as { event_id?: string }).event_id;
+    if (!eventId) throw new MatrixError('M_MISSING_PARAM', 400, 'event_id is required');
+    return rooms.stateIdsAt(roomId, eventId);
+  });
+
+  app.get('/_matrix/federation/v1/event_auth/:roomId/:eventId', auth, async (req) => {
+    const origin = originOf(req);
+    const { roomId, eventId } = req.params as P;
+    await rooms.requireServerInRoom(roomId, origin);
+    const ev = await ctx.eventStore.getEvent(eventId!);
+    if (!ev || ev.roomId !== roomId) throw errors.notFound('Unknown event');
+    const chain = await rooms.authChain([eventId!]);
+    return { auth_chain: await Promise.all(chain.map((s) => rooms.pduOf(s))) };
+  });
+
+  app.get('/_matrix/federation/v1/backfill/:roomId', { ...auth, schema: { querystring: Type.Object({ v: Type.Union([Type.String(), Type.Array(Type.String())]), limit: Type.Integer({ minimum: 0 }) }) } }, async (req) => {
+    const origin = originOf(req);
+    const roomId = (req.params as P).roomId;
+    await rooms.requireServerInRoom(roomId, origin);
+    const q = req.query as { v: string | string[]; limit: number };
+    const evs = await rooms.backfill(roomId, list(q.v), Math.min(q.limit, MAX_BACKFILL), origin);
+    return { origin: ctx.config.server_name, origin_server_ts: Date.now(), pdus: await Promise.all(evs.map((s) => rooms.pduOf(s))) };
+  });
+
+  app.post(
+    '/_matrix/federation/v1/get_missing_events/:roomId',
+    { ...auth, schema: { body: Type.Object({ earliest_events: Type.Array(Type.String()), latest_events: Type.Array(Type.String()), limit: Type.Optional(Type.Integer()), min_depth: Type.Optional(Type.Integer()) }) } },
+    async (req) => {
+      const origin = originOf(req);
+      const roomId = (req.params as P).roomId;
+      await rooms.requireServerInRoom(roomId, origin);
+      const b = req.body as { earliest_events: string[]; latest_events: string[]; limit?: number; min_depth?: number };
+      const evs = await rooms.missingEvents(roomId, b.earliest_events, b.latest_events, Math.min(Math.max(b.limit ?? 10, 0), MAX_BACKFILL), b.min_depth ?? 0, origin);
+      return { events: await Promise.all(evs.map((s) => rooms.pduOf(s))) };
+    },
+  );
+
+  // Membership handshakes.
+  const verQuery = { querystring: Type.Object({ ver: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])) }) };
+  app.get('/_matrix/federation/v1/make_join/:roomId/:userId', { ...auth, schema: verQuery }, async (req) => {
+    const { roomId, userId } = req.params as P;
+    const ver = (req.query as { ver?: string | string[] }).ver;
+    return rooms.makeMembershipTemplate(roomId!, userId!, 'join', originOf(req), ver === undefined ? ['1'] : list(ver));
+  });
+  app.get('/_matrix/federation/v1/make_leave/:roomId/:userId', auth, async (req) => {
+    const { roomId, userId } = req.params as P;
+    return rooms.makeMembershipTemplate(roomId!, userId!, 'leave', originOf(req));
+  });
+  app.get('/_matrix/federation/v1/make_knock/:roomId/:userId', { ...auth, schema: verQuery }, async (req) => {
+    const { roomId, userId } = req.params as P;
+    return rooms.makeMembershipTemplate(roomId!, userId!, 'knock', originOf(req), list((req.query as { ver?: string | string[] }).ver));
+  });
+
+  const joinResponse = async (req: FastifyRequest, v2: boolean) => {
+    const origin = originOf(req);
+    const { roomId, eventId } = req.params as P;
+    const { event, signedByUs, stateBefore } = await rooms.acceptMembership(origin, roomId!, eventId!, req.body, 'join');
+    const stateEvents = [...(await ctx.eventStore.getEvents(stateBefore.values())).values()];
+    const chain = await rooms.authChain([...stateEvents.map((s) => s.event.event_id), event.event_id]);
+    const res: JsonObject = {
+      origin: ctx.config.server_name,
+      state: await Promise.all(stateEvents.map((s) => rooms.pduOf(s))),
+      auth_chain: await Promise.all(chain.map((s) => rooms.pduOf(s))),
+      members_omitted: false,
+    };
+    if (signedByUs) res['event'] = await rooms.pduOf((await ctx.eventStore.getEvent(event.event_id))!);
+    return v2 ? res : [200, res];
+  };
+  app.put('/_matrix/federation/v2/send_join/:roomId/:eventId', auth, (req) => joinResponse(req, true));
+  app.put('/_matrix/federation/v1/send_join/:roomId/:eventId', auth, (req) => joinResponse(req, false));
+
+  app.put('/_matrix/federation/v2/send_leave/:roomId/:eventId', auth, async (req) => {
+    const { roomId, eventId } = req.params as P;
+    await rooms.acceptMembership(originOf(req), roomId!, eventId!, req.body, 'leave');
+    return {};
+  });
+  app.put('/_matrix/federation/v1/send_leave/:roomId/:eventId', auth, async (req) => {
+    const { roomId, eventId } = req.params as P;
+    await rooms.acceptMembership(originOf(req), roomId!, eventId!, req.body, 'leave');
+    return [200, {}];
+  });
+  app.put('/_matrix/federation/v1/send_knock/:roomId/:eventId', auth, async (req) => {
+    const { roomId, eventId } = req.params as P;
+    await rooms.acceptMembership(originOf(req), roomId!, eventId!, req.body, 'knock');
+    const state = await ctx.eventStore.getCurrentState(roomId!);
+    const stripped: JsonObject[] = [];
+    for (const ev of state.values()) {
+      if (['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'].includes(ev.type)) {
+        stripped.push({ type: ev.type, state_key: ev.state_key ?? '', sender: ev.sender, content: ev.content });
+      }
+    }
+    return { knock_room_state: stripped };
+  });
+
+  const userExists = async (userId: string) => !!(await ctx.accounts.getUser(userId));
+  app.put(
+    '/_matrix/federation/v2/invite/:roomId/:eventId',
+    { ...auth, schema: { body: Type.Object({ event: Type.Unknown(), room_version: Type.String(), invite_room_state: Type.Optional(Type.Array(Type.Unknown())) }) } },
+    async (req) => {
+      const { roomId, eventId } = req.params as P;
+      const event = await rooms.receiveInvite(originOf(req), roomId!, eventId!, req.body as { event: unknown; room_version: string; invite_room_state?: unknown[] }, userExists);
+      return { event };
+    },
+  );
+
+  // Queries.
+  app.get('/_matrix/federation/v1/query/directory', { ...auth, schema: { querystring: Type.Object({ room_alias: Type.String() }) } }, async (req) => {
+    const alias = (req.query as { room_alias: string }).room_alias;
+    if (!isValidRoomAlias(alias) || serverNameOf(alias) !== ctx.config.server_name) throw errors.notFound('Room alias not found');
+    const roomId = await ctx.aliasStore.resolve(alias);
+    if (!roomId) throw errors.notFound('Room alias not found');
+    const servers = new Set([ctx.config.server_name, ...(await sender.destinationsForRoom(roomId))]);
+    return { room_id: roomId, servers: [...servers] };
+  });
+
+  app.get('/_matrix/federation/v1/query/profile', { ...auth, schema: { querystring: Type.Object({ user_id: Type.String(), field: Type.Optional(Type.String()) }) } }, async (req) => {
+    const { user_id: userId, field } = req.query as { user_id: string; field?: string };
+    if (!local(userId) || !(await ctx.accounts.getUser(userId))) throw errors.notFound('Unknown user');
+    const p = await ctx.accounts.getProfile(userId);
+    const out: JsonObject = {};
+    if (p?.displayname && (!field || field === 'displayname')) out['displayname'] = p.displayname;
+    if (p?.avatar_url && (!field || field === 'avatar_url')) out['avatar_url'] = p.avatar_url;
+    return out;
+  });
+
+  app.get('/_matrix/federation/v1/publicRooms', { ...auth, schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 0 })), since: Type.Optional(Type.String()) }) } }, async (req) => {
+    const q = req.query as { limit?: number; since?: string };
+    return listPublicRooms(ctx, q.limit, q.since, undefined);
+  });
+  app.post(
+    '/_matrix/federation/v1/publicRooms',
+    { ...auth, schema: { body: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 0 })), since: Type.Optional(Type.String()), filter: Type.Optional(Type.Object({ generic_search_term: Type.Optional(Type.String()) })) }) } },
+    async (req) => {
+      const b = req.body as { limit?: number; since?: string; filter?: { generic_search_term?: string } };
+      return listPublicRooms(ctx, b.limit, b.since, b.filter?.generic_search_term);
+    },
+  );
+
+  // Devices and keys of local users.
+  app.get('/_matrix/federation/v1/user/devices/:userId', auth, async (req) => {
+    const userId = (req.params as P).userId!;
+    if (!local(userId)) throw errors.notFound('Unknown user');
+    const devices = await ctx.accounts.listDevices(userId);
+    const keys = await ctx.e2ee.keys.query(userId, { [userId]: [] });
+    const dk = (isJsonObject(keys['device_keys']) ? keys['device_keys'][userId] : undefined) as JsonObject | undefined;
+    const out: JsonObject = {
+      user_id: userId,
+      stream_id: await f.edus.deviceStreamId(userId),
+      devices: devices.map((d) => {
+        const entry: JsonObject = { device_id: d.device_id };
+        if (dk && isJsonObject(dk[d.device_id])) entry['keys'] = dk[d.device_id]!;
+        if (d.display_name) entry['device_display_name'] = d.display_name;
+        return entry;
+      }),
+    };
+    const master = isJsonObject(keys['master_keys']) ? keys['master_keys'][userId] : undefined;
+    const ss = isJsonObject(keys['self_signing_keys']) ? keys['self_signing_keys'][userId] : undefined;
+    if (master) out['master_key'] = master;
+    if (ss) out['self_signing_key'] = ss;
+    return out;
+  });
+
+  app.post('/_matrix/federation/v1/user/keys/query', { ...auth, schema: { body: Type.Object({ device_keys: Type.Record(Type.String(), Type.Array(Type.String())) }) } }, async (req) => {
+    const wanted = Object.fromEntries(Object.entries((req.body as { device_keys: Record<string, string[]> }).device_keys).filter(([u]) => local(u)));
+    const res = await ctx.e2ee.keys.query(`@_federation:${originOf(req)}`, wanted);
+    const { user_signing_keys: _u, failures: _f, ...rest } = res;
+    return rest;
+  });
+
+  app.post('/_matrix/federation/v1/user/keys/claim', { ...auth, schema: { body: Type.Object({ one_time_keys: Type.Record(Type.String(), Type.Record(Type.String(), Type.String())) }) } }, async (req) => {
+    const wanted = Object.fromEntries(Object.entries((req.body as { one_time_keys: Record<string, Record<string, string>> }).one_time_keys).filter(([u]) => local(u)));
+    const res = await ctx.e2ee.keys.claim(wanted);
+    return { one_time_keys: res['one_time_keys'] ?? {} };
+  });
+}
+
+function eventIdGuess(raw: unknown): string | undefined {
+  return isJsonObject(raw) && typeof raw['event_id'] === 'string' ? raw['event_id'] : undefined;
+}
