@@ -16,18 +16,21 @@ import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
-import { createEphemeralServices, wireEphemeral, type EphemeralContext } from './services/ephemeral/index.js';
 import { createMessagingServices, type MessagingContext } from './services/messaging/index.js';
+import { createEphemeralServices, wireEphemeral, type EphemeralContext } from './services/ephemeral/index.js';
+import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
+import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 import { createAppServiceServices, loadRegistrations, type AppServiceContext } from './appservice/index.js';
 import { wireAppServiceEphemeral } from './appservice/ephemeral.js';
 import { createE2eeServices, type E2eeContext } from './services/e2ee/index.js';
 import { createFederationServices, type FederationContext, type FederationOptions } from './federation/index.js';
+import { createFederationRoomServices, type FederationRoomContext } from './federation/services.js';
+import { startFederation, stopFederation, wireFederation } from './federation/wire.js';
+import { registerFederationRooms } from './api/federation/rooms.js';
 import { createBoxServices, type BoxContext } from './box/index.js';
 import { createMediaServices, type MediaContext } from './media/index.js';
 import { registerMediaApi } from './api/media/index.js';
 import { registerFederationMediaApi } from './api/media/federation.js';
-import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
-import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 
 export interface CreateOptions {
   /** Data directory (default ./data, or MYELIN_DATA_DIR). */
@@ -46,7 +49,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, EphemeralContext, MessagingContext, MetricsContext, StatsContext, E2eeContext, FederationContext, AppServiceContext, BoxContext, MediaContext {
+export interface AppContext extends AccountContext, RoomContext, MessagingContext, EphemeralContext, E2eeContext, AppServiceContext, MetricsContext, StatsContext, FederationContext, BoxContext, FederationRoomContext, MediaContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -115,10 +118,6 @@ export class Myelin {
       return { displayname: p?.displayname ?? null, avatar_url: p?.avatar_url ?? null };
     };
     const rooms = createRoomServices(config, database, log, signingKey, profileOf);
-    const metrics = createMetricsServices(config, database, rooms.notifier);
-    const stats = createStatsServices(config, metrics.metrics);
-    const federation = createFederationServices(config, database, log, signingKey, federationOptions);
-    const media = createMediaServices(config, database, log, federation.federation);
     const e2ee = createE2eeServices(database, log, accounts, rooms);
     const appservices = createAppServiceServices(config, database, log, {
       accounts: accounts.accounts,
@@ -127,13 +126,19 @@ export class Myelin {
       formatter: rooms.formatter,
       notifier: rooms.notifier,
     });
-    const messaging = createMessagingServices(config, database, log, rooms, profileOf);
+    const metrics = createMetricsServices(config, database, rooms.notifier);
+    const stats = createStatsServices(config, metrics.metrics);
+    const federation = createFederationServices(config, database, log, signingKey, federationOptions);
+    const media = createMediaServices(config, database, log, federation.federation);
+    const federationRooms = createFederationRoomServices(config, database, log, signingKey, { ...rooms, ...federation }, profileOf, federationOptions);
     const ephemeral = createEphemeralServices(config, database, log, { ...accounts, ...rooms });
+    const messaging = createMessagingServices(config, database, log, rooms, profileOf);
     const box = createBoxServices(config, log, metrics.metrics, env);
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...ephemeral, ...messaging, ...metrics, ...stats, ...e2ee, ...federation, ...appservices, ...media };
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media };
     wireRoomHooks(ctx);
     wireEphemeral(ctx);
     wireAppServiceEphemeral(ctx);
+    wireFederation(ctx);
     return ctx;
   }
 
@@ -165,7 +170,10 @@ export class Myelin {
     if (name === 'client') registerClientApi(app, this.ctx);
     if (name === 'client') registerMediaApi(app, this.ctx);
     if (name === 'federation') registerFederationMediaApi(app, this.ctx);
-    if (name === 'federation') registerFederationApi(app, this.ctx);
+    if (name === 'federation') {
+      registerFederationApi(app, this.ctx);
+      registerFederationRooms(app, this.ctx);
+    }
     if (name === 'client' && config.stats.enabled) registerStats(app, this.ctx);
     this.extend?.(app, name);
     return app;
@@ -185,6 +193,7 @@ export class Myelin {
   /** Starts every enabled listener; resolves with their URLs. */
   async start(): Promise<Partial<Record<ListenerName, string>>> {
     await this.ctx.appservices.start();
+    await startFederation(this.ctx);
     const urls: Partial<Record<ListenerName, string>> = {};
     for (const name of ['client', 'federation', 'metrics'] as const) {
       const l = this.ctx.config.listeners[name];
@@ -238,10 +247,11 @@ export class Myelin {
       for (const app of this.apps.values()) app.server.closeAllConnections();
       await closing;
     }
+    await this.ctx.appservices.stop();
+    await stopFederation(this.ctx);
+    this.ctx.federation.close();
     this.ctx.stats.stop();
     this.ctx.metrics.close();
-    this.ctx.federation.close();
-    await this.ctx.appservices.stop();
     await this.ctx.database.close();
     this.log.info('stopped');
   }

@@ -187,11 +187,24 @@ export function validateConfig(raw: unknown, dataDir: string, source = 'the conf
       ca_files: c.federation.ca_files.map((f) => (isAbsolute(f) ? f : resolve(absDataDir, f))),
       max_response_size: parseByteSize(c.federation.max_response_size),
     },
+    media: resolveMedia(c.media, absDataDir),
     data_dir: absDataDir,
     database: {
       ...c.database,
       path: isAbsolute(c.database.path) ? c.database.path : resolve(absDataDir, c.database.path),
     },
+  };
+}
+
+/** Media settings: sizes in bytes, the store path absolute. */
+function resolveMedia(m: RawConfig['media'], dataDir: string): Config['media'] {
+  return {
+    ...m,
+    store_path: isAbsolute(m.store_path) ? m.store_path : resolve(dataDir, m.store_path),
+    max_upload_size: parseByteSize(m.max_upload_size),
+    max_user_storage: m.max_user_storage === undefined ? undefined : parseByteSize(m.max_user_storage),
+    max_thumbnail_source_size: parseByteSize(m.max_thumbnail_source_size),
+    url_preview: { ...m.url_preview, max_size: parseByteSize(m.url_preview.max_size) },
   };
 }
 

@@ -200,6 +200,42 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    media: Type.Object(
+      {
+        store_path: Type.String({ minLength: 1, default: 'media', description: 'media files, relative to the data directory' }),
+        max_upload_size: Type.Union(ByteSize.anyOf, { default: '50M', description: 'largest upload (and largest remote file fetched)' }),
+        max_user_storage: Type.Optional(
+          Type.Union(ByteSize.anyOf, { description: "total size of one user's uploads (unset: no quota)" }),
+        ),
+        freeze_unauthenticated: Type.Boolean({
+          default: true,
+          description: 'media uploaded (or remote media cached) while this is on is served only by the authenticated endpoints',
+        }),
+        max_pending_uploads: Type.Integer({ minimum: 1, default: 10, description: 'media IDs from /create a user may hold unused' }),
+        pending_upload_lifetime_ms: Type.Integer({ minimum: 1000, default: 86_400_000, description: 'how long a /create media ID waits for its upload' }),
+        max_thumbnail_source_size: Type.Union(ByteSize.anyOf, { default: '20M', description: 'larger images are not thumbnailed' }),
+        max_thumbnail_pixels: Type.Integer({ minimum: 1, default: 40_000_000, description: 'images with more pixels are not thumbnailed' }),
+        remote_fetch_timeout_ms: Type.Integer({ minimum: 1000, maximum: 600000, default: 60000, description: 'wait for a remote server to start (or continue) sending media' }),
+        url_preview: Type.Object(
+          {
+            enabled: Type.Boolean({ default: false, description: 'serve URL previews (the server fetches pages for clients)' }),
+            ip_blacklist: Type.Array(Type.String({ minLength: 1 }), {
+              default: [],
+              description: 'extra address ranges (CIDR) never fetched; private, loopback and link-local ranges are always refused',
+            }),
+            ip_whitelist: Type.Array(Type.String({ minLength: 1 }), {
+              default: [],
+              description: 'address ranges (CIDR) fetched even though a refused range contains them',
+            }),
+            max_size: Type.Union(ByteSize.anyOf, { default: '10M', description: 'largest page or image fetched for a preview' }),
+            timeout_ms: Type.Integer({ minimum: 100, maximum: 120000, default: 10000, description: 'time limit of one preview fetch' }),
+            max_redirects: Type.Integer({ minimum: 0, maximum: 20, default: 5 }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'the media repository (uploads, downloads, thumbnails)' },
+    ),
     turn_uris: Type.Array(Type.String({ pattern: '^turns?:' }), {
       default: [],
       description: 'TURN server URIs handed to clients for calls, e.g. turn:turn.example.org:3478?transport=udp',
@@ -294,10 +330,21 @@ export const ConfigSchema = Type.Object(
 export type RawConfig = Static<typeof ConfigSchema>;
 
 /** The validated configuration, with derived values resolved. */
-export interface Config extends Omit<RawConfig, 'max_request_body' | 'public_baseurl' | 'federation'> {
+export type RawMediaConfig = RawConfig['media'];
+
+/** Media settings with byte sizes resolved to numbers and the store path made absolute. */
+export interface MediaConfig extends Omit<RawMediaConfig, 'max_upload_size' | 'max_user_storage' | 'max_thumbnail_source_size' | 'url_preview'> {
+  max_upload_size: number;
+  max_user_storage: number | undefined;
+  max_thumbnail_source_size: number;
+  url_preview: Omit<RawMediaConfig['url_preview'], 'max_size'> & { max_size: number };
+}
+
+export interface Config extends Omit<RawConfig, 'max_request_body' | 'public_baseurl' | 'federation' | 'media'> {
   public_baseurl: string;
   max_request_body: number;
   federation: Omit<RawConfig['federation'], 'max_response_size'> & { max_response_size: number };
+  media: MediaConfig;
   /** Absolute data directory (not a config key: chosen by CLI flag or MYELIN_DATA_DIR). */
   data_dir: string;
 }
