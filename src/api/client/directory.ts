@@ -35,7 +35,7 @@ async function publicRoomChunk(ctx: AppContext, roomId: string): Promise<JsonObj
   return chunk;
 }
 
-async function listPublicRooms(ctx: AppContext, limit: number | undefined, since: string | undefined, term: string | undefined, roomIds?: string[]) {
+export async function listPublicRooms(ctx: AppContext, limit: number | undefined, since: string | undefined, term: string | undefined, roomIds?: string[]) {
   const offset = since ? Number(/^o(\d+)$/.exec(since)?.[1] ?? NaN) : 0;
   if (!Number.isInteger(offset)) throw errors.invalidParam('Invalid since token');
   const ids = roomIds ?? (await ctx.eventStore.publicRooms());

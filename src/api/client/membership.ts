@@ -11,13 +11,20 @@ const Target = Type.Object({ user_id: Type.String(), reason: Type.Optional(Type.
 const JoinBody = Type.Object({ reason: Type.Optional(Type.String()), third_party_signed: Type.Optional(Type.Object({})) });
 type RoomParams = { roomId: string };
 
+/** Servers named by `via` and `server_name` query parameters (each may repeat). */
+function viaServers(query: unknown): string[] {
+  const q = (query ?? {}) as Record<string, unknown>;
+  const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' ? [v] : []);
+  return [...new Set([...list(q['via']), ...list(q['server_name'])])];
+}
+
 /** Room membership: join, invite, leave, forget, kick, ban, unban, knock, joined_rooms. */
 export function registerMembership(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
     app.post(`${prefix}/rooms/:roomId/join`, { schema: { body: JoinBody } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { reason } = req.body as { reason?: string };
-      const roomId = await ctx.rooms.join(user.userId, (req.params as RoomParams).roomId, reason ? { reason } : {});
+      const roomId = await ctx.rooms.join(user.userId, (req.params as RoomParams).roomId, reason ? { reason } : {}, viaServers(req.query));
       return { room_id: roomId };
     });
     app.post(`${prefix}/join/:roomIdOrAlias`, { schema: { body: JoinBody } }, async (req) => {
@@ -26,13 +33,22 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
       const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
       // An unknown alias in an application service's namespace is asked for first.
       if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
-      const roomId = await ctx.rooms.join(user.userId, target, reason ? { reason } : {});
+      const roomId = await ctx.rooms.join(user.userId, target, reason ? { reason } : {}, viaServers(req.query));
       return { room_id: roomId };
     });
     app.post(`${prefix}/knock/:roomIdOrAlias`, { schema: { body: Reason } }, async (req) => {
       const user = await requireUser(ctx, req);
-      const roomId = await ctx.rooms.resolveRoom((req.params as { roomIdOrAlias: string }).roomIdOrAlias);
-      await ctx.rooms.setMembership(user.userId, roomId, user.userId, 'knock', (req.body as { reason?: string }).reason);
+      const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
+      const via = viaServers(req.query);
+      let roomId: string;
+      if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
+        const found = await ctx.rooms.remote.queryAlias(target);
+        roomId = found.roomId;
+        via.push(...found.servers);
+      } else {
+        roomId = await ctx.rooms.resolveRoom(target);
+      }
+      await ctx.rooms.setMembership(user.userId, roomId, user.userId, 'knock', (req.body as { reason?: string }).reason, via.length ? { via } : {});
       return { room_id: roomId };
     });
     app.post(`${prefix}/rooms/:roomId/invite`, { schema: { body: Target } }, async (req) => {

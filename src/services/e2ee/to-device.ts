@@ -46,11 +46,16 @@ export class ToDeviceService {
   }
 
   /** Stores the messages (once per transaction ID of the sending device) and wakes the recipients. */
+  /** Forwards messages for users of other servers (set by federation). */
+  remoteSender: ((s: ToDeviceSend, messages: Record<string, Record<string, JsonObject>>) => Promise<void>) | undefined;
+
   async send(s: ToDeviceSend): Promise<void> {
     const rows: Array<{ userId: string; deviceId: string; sender: string; type: string; content: string }> = [];
+    const remote: Record<string, Record<string, JsonObject>> = {};
     for (const [userId, byDevice] of Object.entries(s.messages)) {
       if (!this.isLocalUser(userId)) {
-        this.log.debug({ userId, type: s.type }, 'dropping a to-device message for a remote user (no federation sender)');
+        if (this.remoteSender) remote[userId] = byDevice;
+        else this.log.debug({ userId, type: s.type }, 'dropping a to-device message for a remote user (no federation sender)');
         continue;
       }
       const devices = new Set((await this.accounts.listDevices(userId)).map((d) => d.device_id));
@@ -59,6 +64,7 @@ export class ToDeviceService {
         for (const d of targets) rows.push({ userId, deviceId: d, sender: s.sender, type: s.type, content: JSON.stringify(content) });
       }
     }
+    if (this.remoteSender && Object.keys(remote).length) await this.remoteSender(s, remote);
     await this.currentPosition();
     await this.mutex.run('to_device', async () => {
       const max = await this.database.transaction(async (tx) => {

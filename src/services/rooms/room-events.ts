@@ -32,6 +32,11 @@ export interface NewEvent {
   txn?: { deviceId: string; txnId: string };
   /** origin_server_ts override (appservice timestamp massaging); defaults to now. */
   ts?: number;
+  /**
+   * Runs after authorisation, before persisting; may return the event with more signatures
+   * (an invite countersigned by the invitee's server). Throwing aborts the send.
+   */
+  beforePersist?: (event: RoomEvent, version: RoomVersion) => Promise<RoomEvent>;
 }
 
 export interface RoomEventsDeps {
@@ -61,6 +66,14 @@ export class RoomEvents {
   /** Runs `fn` holding the room's creation lock (for multi-event operations like createRoom). */
   withRoomLock<T>(roomId: string, fn: () => Promise<T>): Promise<T> {
     return this.roomLocks.run(roomId, fn);
+  }
+
+  /**
+   * Runs `fn` holding the event-stream write lock, so events persisted elsewhere (received over
+   * federation) get stream positions in commit order like local ones.
+   */
+  withStreamLock<T>(fn: () => Promise<T>): Promise<T> {
+    return this.streamLock.run('events', fn);
   }
 
   async roomVersionOf(roomId: string): Promise<RoomVersion> {
@@ -130,7 +143,10 @@ export class RoomEvents {
 
     const prevStateEventId = ev.stateKey !== undefined ? stateIds.get(stateKeyOf(ev.type, ev.stateKey)) ?? null : null;
     const stateGroupBefore = prevIds.length ? (await events.getStateGroupOf(prevIds[prevIds.length - 1]!)) ?? null : null;
-    return this.persist(ev.roomId, event, { stateGroupBefore, prevStateEventId, txn: ev.txn && { userId: ev.sender, ...ev.txn }, redactTarget });
+    const final = ev.beforePersist ? await ev.beforePersist(event, version) : event;
+    if (final.event_id !== event.event_id) throw new Error('beforePersist changed the event');
+    return this.persist(ev.roomId, final, {
+      stateBefore: prevIds.length > 1 ? stateIds : undefined, stateGroupBefore, prevStateEventId, txn: ev.txn && { userId: ev.sender, ...ev.txn }, redactTarget });
   }
 
   /**
@@ -191,6 +207,7 @@ export class RoomEvents {
       txn?: { userId: string; deviceId: string; txnId: string };
       redactTarget?: StoredEvent;
       room?: { version: RoomVersion; creator: string };
+      stateBefore?: Map<string, string>;
     },
   ): Promise<StoredEvent> {
     const { database, events, notifier } = this.deps;
@@ -214,6 +231,7 @@ export class RoomEvents {
           prevStateEventId: opts.prevStateEventId,
           txn: opts.txn,
           updateCurrentState: true,
+          stateBefore: opts.stateBefore,
         });
         if (opts.redactTarget) await events.markRedacted(tx, opts.redactTarget.event.event_id, event.event_id);
         tx.onCommit(() =>

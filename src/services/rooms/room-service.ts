@@ -47,8 +47,24 @@ function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Membership through other servers (federation), plugged in when federation is set up. */
+export interface RemoteMembership {
+  /** Resolves an alias of another server. */
+  queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  /** Whether a membership change of a local user must go through another server. */
+  needsRemote(roomId: string): Promise<boolean>;
+  join(userId: string, roomId: string, servers: string[], content: JsonObject): Promise<string>;
+  leave(userId: string, roomId: string, servers: string[], reason?: string): Promise<void>;
+  knock(userId: string, roomId: string, servers: string[], reason?: string): Promise<void>;
+  /** Has the invitee's server countersign an invite (v2 invite). */
+  invite(event: RoomEvent, version: RoomVersion): Promise<RoomEvent>;
+}
+
 /** Room use cases: create, membership changes, state, aliases. */
 export class RoomService {
+  /** Set when federation is available. */
+  remote: RemoteMembership | undefined;
+
   constructor(private readonly deps: RoomServiceDeps) {}
 
   private get events(): EventStore {
@@ -198,8 +214,20 @@ export class RoomService {
     if (!(await this.events.getRoom(roomId))) throw errors.notFound(`Unknown room ${roomId}`);
   }
 
-  async join(userId: string, roomIdOrAlias: string, extra: JsonObject = {}): Promise<string> {
-    const roomId = await this.resolveRoom(roomIdOrAlias);
+  async join(userId: string, roomIdOrAlias: string, extra: JsonObject = {}, servers: string[] = []): Promise<string> {
+    let roomId: string;
+    const via = [...servers];
+    if (this.remote && roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== this.deps.serverName && !(await this.deps.aliases.resolve(roomIdOrAlias))) {
+      const found = await this.remote.queryAlias(roomIdOrAlias);
+      roomId = found.roomId;
+      via.push(...found.servers);
+    } else {
+      roomId = await this.resolveRoom(roomIdOrAlias);
+    }
+    if (this.remote && (await this.remote.needsRemote(roomId))) {
+      if ((await this.events.getMembership(roomId, userId)) === 'ban') throw errors.forbidden('You are banned from this room');
+      return this.remote.join(userId, roomId, via, extra);
+    }
     await this.requireRoom(roomId);
     const current = await this.events.getMembership(roomId, userId);
     if (current === 'ban') throw errors.forbidden('You are banned from this room');
@@ -247,14 +275,27 @@ export class RoomService {
     extra: JsonObject = {},
   ): Promise<StoredEvent> {
     if (!isValidUserId(target, { historical: true })) throw errors.invalidParam(`Invalid user ID ${target}`);
+    if (this.remote && sender === target && (membership === 'leave' || membership === 'knock') && (await this.remote.needsRemote(roomId))) {
+      if (membership === 'leave' && (await this.events.getMembership(roomId, target)) === undefined) throw errors.forbidden('You are not in this room');
+      const servers = typeof extra['via'] === 'object' && Array.isArray(extra['via']) ? (extra['via'] as string[]) : [];
+      if (membership === 'leave') await this.remote.leave(sender, roomId, servers, reason);
+      else await this.remote.knock(sender, roomId, servers, reason);
+      const ev = await this.events.getCurrentStateEvent(roomId, 'm.room.member', target);
+      if (!ev) throw errors.unknown('The membership change was not recorded');
+      return ev;
+    }
     await this.requireRoom(roomId);
     const current = await this.events.getMembership(roomId, target);
     if (membership === 'invite' && current === 'join') throw errors.forbidden(`${target} is already in the room`);
     if (membership === 'invite' && current === 'ban') throw errors.forbidden(`${target} is banned from the room`);
     if (membership === 'leave' && sender === target && current === undefined) throw errors.forbidden('You are not in this room');
-    const content = await this.memberContent(target, membership, extra);
+    const { via: _via, ...rest } = extra;
+    const content = await this.memberContent(target, membership, rest);
     if (reason !== undefined) content['reason'] = reason;
-    return this.deps.roomEvents.send({ roomId, type: 'm.room.member', sender, stateKey: target, content });
+    const remote = this.remote;
+    const beforePersist =
+      membership === 'invite' && remote && !this.isLocalUser(target) ? (ev: RoomEvent, v: RoomVersion) => remote.invite(ev, v) : undefined;
+    return this.deps.roomEvents.send({ roomId, type: 'm.room.member', sender, stateKey: target, content, beforePersist });
   }
 
   async kick(sender: string, roomId: string, target: string, reason?: string): Promise<void> {

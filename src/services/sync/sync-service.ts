@@ -263,8 +263,19 @@ export class SyncService {
     return { 'm.heroes': heroes, 'm.joined_member_count': joined.length, 'm.invited_member_count': invited.length };
   }
 
+  /** Stripped state sent along with invites from other servers (set by federation). */
+  remoteInviteState: ((roomId: string, userId: string) => Promise<JsonObject[] | undefined>) | undefined;
+
   private async strippedRoomState(roomId: string, membershipEventId: string): Promise<JsonObject[]> {
     const { events } = this.deps;
+    const remote = this.remoteInviteState && (await events.getEvent(membershipEventId));
+    if (remote && remote.outlier && remote.event.state_key) {
+      const stripped = await this.remoteInviteState!(roomId, remote.event.state_key);
+      if (stripped) {
+        const member = { ...strippedState(remote.event), event_id: remote.event.event_id, origin_server_ts: remote.event.origin_server_ts };
+        return [...stripped.filter((s) => !(s['type'] === 'm.room.member' && s['state_key'] === remote.event.state_key)), member];
+      }
+    }
     const state = await events.getCurrentState(roomId);
     const out: JsonObject[] = [];
     for (const [key, ev] of state) {
