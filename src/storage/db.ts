@@ -88,9 +88,19 @@ class MyelinSqliteDialect extends SqliteDialect {
   }
 }
 
+/**
+ * The SQLite driver for this Node.js: better-sqlite3 12 on Node 20 (13 crashes there), and the
+ * N-API build of better-sqlite3 13 on Node 22 and later (12's object wrappers crash on Node 24).
+ */
+async function loadBetterSqlite3(): Promise<{ default: typeof import('better-sqlite3') }> {
+  const major = Number(process.versions.node.split('.')[0]);
+  const name = major >= 22 ? 'better-sqlite3-napi' : 'better-sqlite3';
+  return (await import(name)) as { default: typeof import('better-sqlite3') };
+}
+
 // Each engine's driver is loaded only when it is used, to keep the resident size small.
 async function sqliteDialect(cfg: DatabaseConfig): Promise<SqliteDialect> {
-  const { default: BetterSqlite3 } = await import('better-sqlite3');
+  const { default: BetterSqlite3 } = await loadBetterSqlite3();
   mkdirSync(dirname(cfg.path), { recursive: true });
   return new MyelinSqliteDialect({
     database: async () => {
