@@ -110,7 +110,37 @@ async function sqliteDialect(cfg: DatabaseConfig): Promise<SqliteDialect> {
       conn.pragma(`busy_timeout = ${cfg.busy_timeout_ms}`);
       conn.pragma('foreign_keys = ON');
       conn.pragma(`cache_size = -${cfg.cache_size_kib}`);
-      return conn;
+      return withStatementCache(conn);
+    },
+  });
+}
+
+/** Prepared statements kept per connection (by SQL text); the least recently used are dropped. */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Reuses prepared statements: Kysely prepares every query it runs, and compiling the SQL
+ * costs as much as running a typical indexed lookup. Statements are only ever used one at
+ * a time (the driver holds the connection for the whole query), so sharing them is safe.
+ */
+export function withStatementCache<S, D extends { prepare(sql: string): S; close(): unknown }>(conn: D, size = STATEMENT_CACHE_SIZE): D {
+  const cache = new Map<string, S>();
+  const prepare = (sql: string): S => {
+    let stmt = cache.get(sql);
+    if (stmt !== undefined) {
+      cache.delete(sql);
+    } else {
+      stmt = conn.prepare(sql);
+      if (cache.size >= size) cache.delete(cache.keys().next().value!);
+    }
+    cache.set(sql, stmt);
+    return stmt;
+  };
+  return new Proxy(conn, {
+    get(target, prop, receiver) {
+      if (prop === 'prepare') return prepare;
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
 }

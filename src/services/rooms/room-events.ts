@@ -14,6 +14,7 @@ import type { Database } from '../../storage/db.js';
 import type { EventStore, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier } from '../../streams/notifier.js';
 import { KeyedMutex } from '../../util/mutex.js';
+import { GroupCommitter } from './group-commit.js';
 
 /** At most this many forward extremities are referenced as prev_events. */
 const MAX_PREV_EVENTS = 10;
@@ -56,11 +57,12 @@ export interface RoomEventsDeps {
  */
 export class RoomEvents {
   private readonly roomLocks = new KeyedMutex();
-  private readonly streamLock = new KeyedMutex();
+  private readonly committer: GroupCommitter;
   private readonly now: () => number;
 
   constructor(private readonly deps: RoomEventsDeps) {
     this.now = deps.now ?? Date.now;
+    this.committer = new GroupCommitter(deps.database);
   }
 
   /** Runs `fn` holding the room's creation lock (for multi-event operations like createRoom). */
@@ -73,7 +75,7 @@ export class RoomEvents {
    * federation) get stream positions in commit order like local ones.
    */
   withStreamLock<T>(fn: () => Promise<T>): Promise<T> {
-    return this.streamLock.run('events', fn);
+    return this.committer.exclusive(fn);
   }
 
   async roomVersionOf(roomId: string): Promise<RoomVersion> {
@@ -210,56 +212,55 @@ export class RoomEvents {
       stateBefore?: Map<string, string>;
     },
   ): Promise<StoredEvent> {
-    const { database, events, notifier } = this.deps;
+    const { events, notifier } = this.deps;
     const wake = new Set(await events.members(roomId, ['join', 'invite', 'knock']));
     if (event.type === 'm.room.member' && event.state_key) wake.add(event.state_key);
-    return this.streamLock.run('events', () =>
-      database.transaction(async (tx) => {
-        if (opts.room) {
-          await events.insertRoom(tx, {
-            roomId,
-            roomVersion: opts.room.version.id,
-            creator: opts.room.creator,
-            isPublic: false,
-            createdTs: event.origin_server_ts,
-          });
-        }
-        const { streamOrdering } = await events.persist(tx, {
-          event,
+    // Events of different rooms committed meanwhile share a transaction (one disk sync).
+    return this.committer.submit(async (tx) => {
+      if (opts.room) {
+        await events.insertRoom(tx, {
           roomId,
-          stateGroupBefore: opts.stateGroupBefore,
-          prevStateEventId: opts.prevStateEventId,
-          txn: opts.txn,
-          updateCurrentState: true,
-          stateBefore: opts.stateBefore,
+          roomVersion: opts.room.version.id,
+          creator: opts.room.creator,
+          isPublic: false,
+          createdTs: event.origin_server_ts,
         });
-        if (opts.redactTarget) await events.markRedacted(tx, opts.redactTarget.event.event_id, event.event_id);
-        tx.onCommit(() =>
-          notifier.publish(
-            {
-              stream: 'events',
-              position: streamOrdering,
-              roomId,
-              eventId: event.event_id,
-              type: event.type,
-              stateKey: event.state_key,
-              sender: event.sender,
-            },
-            wake,
-          ),
-        );
-        return {
-          event,
-          roomId,
-          streamOrdering,
-          prevStateEventId: opts.prevStateEventId,
-          redactedBy: null,
-          txnId: opts.txn?.txnId ?? null,
-          txnDeviceId: opts.txn?.deviceId ?? null,
-          rejected: null,
-          outlier: false,
-        } satisfies StoredEvent;
-      }),
-    );
+      }
+      const { streamOrdering } = await events.persist(tx, {
+        event,
+        roomId,
+        stateGroupBefore: opts.stateGroupBefore,
+        prevStateEventId: opts.prevStateEventId,
+        txn: opts.txn,
+        updateCurrentState: true,
+        stateBefore: opts.stateBefore,
+      });
+      if (opts.redactTarget) await events.markRedacted(tx, opts.redactTarget.event.event_id, event.event_id);
+      tx.onCommit(() =>
+        notifier.publish(
+          {
+            stream: 'events',
+            position: streamOrdering,
+            roomId,
+            eventId: event.event_id,
+            type: event.type,
+            stateKey: event.state_key,
+            sender: event.sender,
+          },
+          wake,
+        ),
+      );
+      return {
+        event,
+        roomId,
+        streamOrdering,
+        prevStateEventId: opts.prevStateEventId,
+        redactedBy: null,
+        txnId: opts.txn?.txnId ?? null,
+        txnDeviceId: opts.txn?.deviceId ?? null,
+        rejected: null,
+        outlier: false,
+      } satisfies StoredEvent;
+    });
   }
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { parseStateKey, type RoomEvent } from '../../protocol/event.js';
+import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier } from '../../streams/notifier.js';
@@ -105,7 +105,25 @@ function newJoinedRoom(): JoinedRoomSync {
 export class SyncService {
   private readonly extensions: SyncExtension[] = [];
 
-  constructor(private readonly deps: SyncDeps) {}
+  /**
+   * The end of the event stream, followed from the notifier (every committed event is
+   * announced there) instead of asking the database on every /sync; read once at first use.
+   */
+  private eventsPosition: number | undefined;
+
+  constructor(private readonly deps: SyncDeps) {
+    deps.notifier.on('change', (c) => {
+      if (c.stream === 'events') this.eventsPosition = Math.max(this.eventsPosition ?? 0, c.position);
+    });
+  }
+
+  private async eventsEnd(): Promise<number> {
+    if (this.eventsPosition !== undefined) return this.eventsPosition;
+    const fromDb = await this.deps.events.maxStreamOrdering();
+    // An event announced while the query ran may be newer than its answer.
+    this.eventsPosition = Math.max(this.eventsPosition ?? 0, fromDb);
+    return this.eventsPosition;
+  }
 
   addExtension(ext: SyncExtension): void {
     this.extensions.push(ext);
@@ -113,7 +131,7 @@ export class SyncService {
 
   async currentPositions(): Promise<StreamPositions> {
     const p = zeroPositions();
-    p.events = await this.deps.events.maxStreamOrdering();
+    p.events = await this.eventsEnd();
     for (const ext of this.extensions) p[ext.stream] = await ext.currentPosition();
     return p;
   }
@@ -229,12 +247,17 @@ export class SyncService {
     };
 
     let stateIds: StateIds;
-    const atStart = await events.stateIdsAtStream(roomId, startPos);
-    if (fullState || from === 0) {
-      stateIds = atStart;
+    // The state at the start of the timeline, read only when the response needs it.
+    let atStartIds: StateIds | undefined;
+    const atStart = async () => (atStartIds ??= await events.stateIdsAtStream(roomId, startPos));
+    const wholeState = fullState || from === 0;
+    let gapMembership = false;
+    if (wholeState) {
+      stateIds = await atStart();
     } else if (limited) {
       const atSince = await events.stateIdsAtStream(roomId, from);
-      stateIds = new Map([...atStart].filter(([k, id]) => atSince.get(k) !== id));
+      stateIds = new Map([...(await atStart())].filter(([k, id]) => atSince.get(k) !== id));
+      gapMembership = [...stateIds.keys()].some((k) => parseStateKey(k)[0] === 'm.room.member');
     } else {
       stateIds = new Map();
     }
@@ -246,13 +269,30 @@ export class SyncService {
         const [type, key] = parseStateKey(k);
         return type !== 'm.room.member' || senders.has(key);
       }));
+      if (!wholeState) {
+        // Lazy-loading clients may never have been sent a sender's member event (it was not
+        // needed before): include it with the timeline, unless the timeline itself carries it.
+        const inTimeline = new Set(timelineEvents.filter((s) => s.event.type === 'm.room.member').map((s) => s.event.state_key));
+        const missing = [...senders].filter((u) => u !== req.userId && !inTimeline.has(u) && !stateIds.has(stateKeyOf('m.room.member', u)));
+        if (missing.length) {
+          const st = await atStart();
+          for (const u of missing) {
+            const id = st.get(stateKeyOf('m.room.member', u));
+            if (id) stateIds.set(stateKeyOf('m.room.member', u), id);
+          }
+        }
+      }
     }
     const inTimeline = new Set(timelineEvents.map((s) => s.event.event_id));
     const stateStored = [...(await events.getEvents(stateIds.values())).values()]
       .filter((s) => !inTimeline.has(s.event.event_id))
       .filter((s) => eventMatches(sf, { type: s.event.type, sender: s.event.sender, room_id: roomId }));
     room.state.events = await formatter.format(stateStored, { viewer, omitRoomId: true });
-    room.summary = await this.summary(roomId, req.userId);
+    // The summary may be left out when unchanged: send it with the whole state or when
+    // memberships moved.
+    if (wholeState || gapMembership || timelineEvents.some((s) => s.event.type === 'm.room.member')) {
+      room.summary = await this.summary(roomId, req.userId);
+    }
     return room;
   }
 

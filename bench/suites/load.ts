@@ -1,0 +1,374 @@
+/**
+ * Client API load: N users in shared rooms send messages while every user long-polls /sync.
+ *
+ * Two bounded phases:
+ *   1. throughput — every user sends as fast as the server answers (one send in flight per
+ *      user) for MYELIN_BENCH_SECONDS (default 20) or MYELIN_BENCH_MESSAGES (default 100,000):
+ *      messages/s persisted, and delivery latency under that saturation;
+ *   2. latency — a fixed total rate (MYELIN_BENCH_RATE, default 200 messages/s) spread over the
+ *      users for MYELIN_BENCH_LATENCY_SECONDS (default 10): send→sync delivery latency p50/p99.
+ *
+ * Delivery latency is measured at the receiving long-poll: each message carries its send time,
+ * and every other member's /sync that returns it records now − sent. The server's RSS is read
+ * at the end.
+ *
+ * Environment:
+ *   MYELIN_BENCH_USERS (100), MYELIN_BENCH_ROOM_SIZE (10 users per room)
+ *   MYELIN_BENCH_SQLITE_SYNCHRONOUS — SQLite `synchronous` of the started server (default: its own, FULL)
+ *   MYELIN_BENCH_CPU_PROF — a directory: the started server writes a V8 CPU profile there
+ *   MYELIN_BENCH_URL — run against any homeserver's client API instead of starting Myelin; users
+ *     are registered with MYELIN_BENCH_SHARED_SECRET (the Synapse-compatible
+ *     /_synapse/admin/v1/register) or, without it, through open registration (m.login.dummy).
+ *     Its per-user message rate limit must allow the load. MYELIN_BENCH_PID (optional) gives
+ *     the server's process ID for the RSS figure.
+ * Without a URL, the built server (dist/) is started as its own process on SQLite in a temp
+ * data directory, so the RSS figure is its own.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { report } from '../report.js';
+
+const SUITE = 'load';
+const env = process.env;
+const USERS = Number(env.MYELIN_BENCH_USERS ?? 100);
+const ROOM_SIZE = Math.min(USERS, Number(env.MYELIN_BENCH_ROOM_SIZE ?? 10));
+const SECONDS = Number(env.MYELIN_BENCH_SECONDS ?? 20);
+const MAX_MESSAGES = Number(env.MYELIN_BENCH_MESSAGES ?? 100_000);
+const RATE = Number(env.MYELIN_BENCH_RATE ?? 200);
+const LATENCY_SECONDS = Number(env.MYELIN_BENCH_LATENCY_SECONDS ?? 10);
+const SETUP_CONCURRENCY = 10;
+const CLI = join(import.meta.dirname, '../../dist/cli/main.js');
+const PASSWORD = 'load bench password';
+
+// ---------------------------------------------------------------------------------------------
+// HTTP with keep-alive agents: one pool for long-polls, one for everything else.
+
+let baseUrl = env.MYELIN_BENCH_URL?.replace(/\/+$/, '') ?? '';
+const agentOpts = { keepAlive: true, maxSockets: USERS + 16, keepAliveMsecs: 30_000 };
+const sendAgent = { http: new http.Agent(agentOpts), https: new https.Agent(agentOpts) };
+const syncAgent = { http: new http.Agent(agentOpts), https: new https.Agent(agentOpts) };
+
+interface Res {
+  status: number;
+  body: any;
+}
+
+function request(method: string, path: string, body: unknown, token: string | undefined, pool = sendAgent): Promise<Res> {
+  const url = new URL(baseUrl + path);
+  const isHttps = url.protocol === 'https:';
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const headers: Record<string, string | number> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (payload) {
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = payload.length;
+  }
+  return new Promise((resolve, reject) => {
+    const req = (isHttps ? https : http).request(url, { method, headers, agent: isHttps ? pool.https : pool.http }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          parsed = text;
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+async function ok(method: string, path: string, body: unknown, token?: string): Promise<any> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const res = await request(method, path, body, token);
+    if (res.status === 200) return res.body;
+    if (res.status === 429) {
+      await sleep(Number(res.body?.retry_after_ms ?? 500));
+      continue;
+    }
+    throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  throw new Error(`${method} ${path}: still rate-limited`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!, i);
+      }
+    }),
+  );
+  return out;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server under test.
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string }> {
+  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does).');
+  const dataDir = mkdtempSync(join(tmpdir(), 'myelin-load-'));
+  const port = await freePort();
+  const fedPort = await freePort();
+  const childEnv: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (!k.startsWith('MYELIN_')) childEnv[k] = v;
+  const lifted = { per_second: 1_000_000, burst: 1_000_000 };
+  Object.assign(childEnv, {
+    MYELIN_LOG_LEVEL: 'warn',
+    MYELIN_REGISTRATION: 'open',
+    MYELIN_PASSWORD_HASHING__SCRYPT_LOG_N: '12',
+    MYELIN_RATE_LIMITS: JSON.stringify({ login: lifted, registration: lifted, message: lifted }),
+    MYELIN_LISTENERS__CLIENT__BIND: '127.0.0.1',
+    MYELIN_LISTENERS__CLIENT__PORT: String(port),
+    MYELIN_LISTENERS__FEDERATION__BIND: '127.0.0.1',
+    MYELIN_LISTENERS__FEDERATION__PORT: String(fedPort),
+  });
+  // SQLite durability (FULL by default): MYELIN_BENCH_SQLITE_SYNCHRONOUS=NORMAL to compare.
+  if (env.MYELIN_BENCH_SQLITE_SYNCHRONOUS) childEnv.MYELIN_DATABASE__SYNCHRONOUS = env.MYELIN_BENCH_SQLITE_SYNCHRONOUS;
+  const nodeArgs = env.MYELIN_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${env.MYELIN_BENCH_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--data-dir', dataDir], { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  baseUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error('server did not answer within 60 s');
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    try {
+      if ((await request('GET', '/_matrix/client/versions', undefined, undefined)).status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(20);
+  }
+  return { child, dataDir };
+}
+
+async function stopMyelin(s: { child: ChildProcess; dataDir: string }): Promise<void> {
+  const exited = new Promise((r) => s.child.on('exit', r));
+  s.child.kill('SIGTERM');
+  await Promise.race([exited, sleep(20_000)]);
+  rmSync(s.dataDir, { recursive: true, force: true });
+}
+
+function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users, rooms, syncing and sending.
+
+interface User {
+  userId: string;
+  token: string;
+  roomId: string;
+  since: string;
+  sent: number;
+}
+
+async function registerUser(name: string): Promise<{ userId: string; token: string }> {
+  const secret = env.MYELIN_BENCH_SHARED_SECRET;
+  if (secret) {
+    const { nonce } = await ok('GET', '/_synapse/admin/v1/register', undefined);
+    const mac = createHmac('sha1', secret).update(`${nonce}\0${name}\0${PASSWORD}\0notadmin`).digest('hex');
+    const r = await ok('POST', '/_synapse/admin/v1/register', { nonce, username: name, password: PASSWORD, admin: false, mac });
+    return { userId: r.user_id, token: r.access_token };
+  }
+  const first = await request('POST', '/_matrix/client/v3/register', { username: name, password: PASSWORD }, undefined);
+  const session = first.body?.session;
+  const r = await ok('POST', '/_matrix/client/v3/register', { username: name, password: PASSWORD, auth: { type: 'm.login.dummy', session } });
+  return { userId: r.user_id, token: r.access_token };
+}
+
+const SYNC_FILTER = encodeURIComponent(
+  JSON.stringify({
+    room: { timeline: { limit: 100 }, state: { lazy_load_members: true }, ephemeral: { types: [] }, account_data: { types: [] } },
+    presence: { types: [] },
+    account_data: { types: [] },
+  }),
+);
+
+interface Stats {
+  latencies: number[];
+  limited: number;
+  syncs: number;
+  syncErrors: number;
+}
+
+/** Long-polls /sync for a user until `stop()` is true, recording delivery latencies into `stats()`. */
+async function syncLoop(u: User, stopped: () => boolean, stats: () => Stats): Promise<void> {
+  while (!stopped()) {
+    let res: Res;
+    try {
+      res = await request('GET', `/_matrix/client/v3/sync?since=${u.since}&timeout=30000&filter=${SYNC_FILTER}`, undefined, u.token, syncAgent);
+    } catch {
+      stats().syncErrors++;
+      await sleep(100);
+      continue;
+    }
+    const now = Date.now();
+    const s = stats();
+    if (res.status !== 200) {
+      s.syncErrors++;
+      await sleep(100);
+      continue;
+    }
+    s.syncs++;
+    u.since = res.body.next_batch;
+    for (const room of Object.values<any>(res.body.rooms?.join ?? {})) {
+      if (room.timeline?.limited) s.limited++;
+      for (const ev of room.timeline?.events ?? []) {
+        if (ev.type !== 'm.room.message' || ev.sender === u.userId) continue;
+        const sentAt = ev.content?.sent_at;
+        if (typeof sentAt === 'number') s.latencies.push(now - sentAt);
+      }
+    }
+  }
+}
+
+let txnCounter = 0;
+async function send(u: User, phase: string): Promise<boolean> {
+  const txn = `${phase}${++txnCounter}`;
+  const res = await request(
+    'PUT',
+    `/_matrix/client/v3/rooms/${encodeURIComponent(u.roomId)}/send/m.room.message/${txn}`,
+    { msgtype: 'm.text', body: `load test message ${txn}`, sent_at: Date.now() },
+    u.token,
+  );
+  if (res.status === 200) {
+    u.sent++;
+    return true;
+  }
+  if (res.status === 429) await sleep(Number(res.body?.retry_after_ms ?? 100));
+  return false;
+}
+
+function newStats(): Stats {
+  return { latencies: [], limited: 0, syncs: 0, syncErrors: 0 };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const own = baseUrl ? undefined : await startMyelin();
+const pid = own?.child.pid ?? (env.MYELIN_BENCH_PID ? Number(env.MYELIN_BENCH_PID) : undefined);
+try {
+  const run = randomBytes(3).toString('hex');
+  const t0 = Date.now();
+  const accounts = await pool(Array.from({ length: USERS }, (_, i) => `load${run}u${i}`), SETUP_CONCURRENCY, registerUser);
+  const roomCount = Math.ceil(USERS / ROOM_SIZE);
+  const roomIds = await pool(Array.from({ length: roomCount }, (_, r) => r), SETUP_CONCURRENCY, async (r) => {
+    const creator = accounts[r * ROOM_SIZE]!;
+    const { room_id } = await ok('POST', '/_matrix/client/v3/createRoom', { preset: 'public_chat', name: `load ${run} ${r}` }, creator.token);
+    return room_id as string;
+  });
+  await pool(accounts, SETUP_CONCURRENCY, async (a, i) => {
+    if (i % ROOM_SIZE !== 0) await ok('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomIds[Math.floor(i / ROOM_SIZE)]!)}`, {}, a.token);
+  });
+  const users: User[] = await pool(accounts, SETUP_CONCURRENCY, async (a, i) => {
+    const s = await ok('GET', `/_matrix/client/v3/sync?timeout=0&filter=${SYNC_FILTER}`, undefined, a.token);
+    return { ...a, roomId: roomIds[Math.floor(i / ROOM_SIZE)]!, since: s.next_batch as string, sent: 0 };
+  });
+  process.stderr.write(`setup: ${USERS} users in ${roomCount} rooms in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+
+  let current = newStats();
+  let stopSync = false;
+  const syncing = users.map((u) => syncLoop(u, () => stopSync, () => current));
+  await sleep(500);
+
+  // Phase 1: throughput.
+  current = newStats();
+  let total = 0;
+  const started = Date.now();
+  const deadline = started + SECONDS * 1000;
+  await Promise.all(
+    users.map(async (u) => {
+      while (Date.now() < deadline && total < MAX_MESSAGES) {
+        if (await send(u, 't')) total++;
+      }
+    }),
+  );
+  const elapsed = (Date.now() - started) / 1000;
+  await sleep(1000); // let the long-polls deliver the tail
+  const tp = current;
+  const tpSorted = [...tp.latencies].sort((a, b) => a - b);
+  const rate = total / elapsed;
+  process.stderr.write(
+    `throughput: ${total} messages in ${elapsed.toFixed(1)} s = ${rate.toFixed(0)}/s; ${tp.latencies.length} deliveries ` +
+      `(expected ${total * (ROOM_SIZE - 1)}), ${tp.limited} limited timelines, ${tp.syncs} syncs, p50 ${percentile(tpSorted, 50)} ms, p99 ${percentile(tpSorted, 99)} ms\n`,
+  );
+
+  // Phase 2: latency at a fixed rate, spread evenly over users.
+  current = newStats();
+  const interval = 1000 / RATE;
+  const latencyMessages = Math.round(RATE * LATENCY_SECONDS);
+  let sentLat = 0;
+  const latStart = Date.now();
+  const inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < latencyMessages; i++) {
+    const due = latStart + i * interval;
+    const wait = due - Date.now();
+    if (wait > 1) await sleep(wait);
+    inflight.push(send(users[i % users.length]!, 'l').then((okay) => okay && sentLat++));
+  }
+  await Promise.all(inflight);
+  await sleep(1000);
+  const lat = current;
+  const latSorted = [...lat.latencies].sort((a, b) => a - b);
+  process.stderr.write(
+    `latency: ${sentLat} messages at ${RATE}/s; ${lat.latencies.length} deliveries (expected ${sentLat * (ROOM_SIZE - 1)}), ` +
+      `${lat.limited} limited, p50 ${percentile(latSorted, 50)} ms, p99 ${percentile(latSorted, 99)} ms, max ${latSorted[latSorted.length - 1]} ms\n`,
+  );
+
+  const rss = pid ? rssMiB(pid) : undefined;
+  stopSync = true;
+
+  report(SUITE, `messages/s persisted (${USERS} users, ${roomCount} rooms, all long-polling)`, rate, 'msg/s');
+  report(SUITE, 'delivery latency p50 at full throughput', percentile(tpSorted, 50), 'ms');
+  report(SUITE, 'delivery latency p99 at full throughput', percentile(tpSorted, 99), 'ms');
+  report(SUITE, `delivery latency p50 at ${RATE} msg/s`, percentile(latSorted, 50), 'ms');
+  report(SUITE, `delivery latency p99 at ${RATE} msg/s`, percentile(latSorted, 99), 'ms');
+  report(SUITE, 'deliveries seen / expected at full throughput', tp.latencies.length / Math.max(1, total * (ROOM_SIZE - 1)), 'ratio');
+  if (rss !== undefined) report(SUITE, 'server RSS at the end', rss, 'MiB');
+
+  // Long-polls end when the server stops (or within their 30 s timeout on another server).
+  if (!own) await Promise.race([Promise.all(syncing), sleep(35_000)]);
+} finally {
+  if (own) await stopMyelin(own);
+  sendAgent.http.destroy();
+  syncAgent.http.destroy();
+  sendAgent.https.destroy();
+  syncAgent.https.destroy();
+}
