@@ -9,7 +9,8 @@
 import type { Logger } from 'pino';
 import { authEventKeysFor } from '../protocol/auth-events.js';
 import { authorizeEvent } from '../protocol/event-auth.js';
-import { authEventIds, prevEventIds, stateKeyOf, type RoomEvent } from '../protocol/event.js';
+import { withEventId } from '../protocol/event-id.js';
+import { authEventIds, prevEventIds, stateKeyOf, type Pdu, type RoomEvent } from '../protocol/event.js';
 import { serverNameOf } from '../protocol/identifiers.js';
 import type { JsonObject } from '../protocol/json.js';
 import { canRedact } from '../protocol/power-levels.js';
@@ -40,7 +41,17 @@ const MISSING_EVENTS_LIMIT = 20;
 /** Above this many unknown state events, /state is used instead of one /event per event. */
 const EVENT_BY_EVENT_LIMIT = 20;
 
-export type PduOutcome = { ok: true; eventId: string; status: 'accepted' | 'soft_failed' | 'rejected' | 'known' } | { ok: false; error: string };
+export type PduOutcome = { ok: true; eventId: string; status: 'accepted' | 'soft_failed' | 'rejected' | 'known' } | { ok: false; error: string; eventId?: string };
+
+/** The event ID of a raw PDU when it can be computed (for error reports). */
+function eventIdOf(raw: unknown, version: RoomVersion | undefined): string | undefined {
+  if (!version || typeof raw !== 'object' || raw === null) return undefined;
+  try {
+    return withEventId(raw as Pdu, version).event_id;
+  } catch {
+    return undefined;
+  }
+}
 
 function pduRoomId(raw: unknown): string | undefined {
   return typeof raw === 'object' && raw !== null && typeof (raw as JsonObject)['room_id'] === 'string'
@@ -103,22 +114,24 @@ export class FederationEventHandler {
   async receivePdu(origin: string, raw: unknown): Promise<PduOutcome> {
     const roomId = pduRoomId(raw);
     if (!roomId) return { ok: false, error: 'PDU has no room_id' };
+    let version: RoomVersion | undefined;
     try {
-      const version = await this.roomVersion(roomId);
+      version = await this.roomVersion(roomId);
       if (!version) return { ok: false, error: `Unknown room ${roomId}` };
-      if (!(await this.serverAllowed(roomId, origin))) return { ok: false, error: 'Server is denied by the room ACL' };
+      if (!(await this.serverAllowed(roomId, origin))) return { ok: false, error: 'Server is denied by the room ACL', eventId: eventIdOf(raw, version) };
       const { event } = await checkPdu(raw, version, roomId, this.deps.keyring);
       const sender = serverNameOf(event.sender)!;
-      if (!(await this.serverAllowed(roomId, sender))) return { ok: false, error: "Sender's server is denied by the room ACL" };
+      if (!(await this.serverAllowed(roomId, sender))) return { ok: false, error: "Sender's server is denied by the room ACL", eventId: event.event_id };
+      const v = version;
       return await this.deps.roomEvents.withRoomLock(roomId, async () => {
         const existing = await this.events.getEvent(event.event_id);
         if (existing) return { ok: true as const, eventId: event.event_id, status: 'known' as const };
-        const status = await this.processTimelineEvent(origin, roomId, version, event, true);
+        const status = await this.processTimelineEvent(origin, roomId, v, event, true);
         return { ok: true as const, eventId: event.event_id, status };
       });
     } catch (err) {
       if (!(err instanceof PduError)) this.deps.log.warn({ err, roomId, origin }, 'could not process a received PDU');
-      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+      return { ok: false, error: err instanceof Error ? err.message : String(err), eventId: eventIdOf(raw, version) };
     }
   }
 

@@ -97,8 +97,7 @@ export class FederationRooms {
   }
 
   private static serverHasMember(state: Map<string, RoomEvent>, server: string, memberships: string[]): boolean {
-    for (const [key, ev] of state) {
-      if (!key.startsWith(stateKeyOf('m.room.member', ''))) continue;
+    for (const ev of state.values()) {
       if (ev.type === 'm.room.member' && ev.state_key && serverNameOf(ev.state_key) === server && memberships.includes(String(ev.content['membership']))) {
         return true;
       }
@@ -493,7 +492,10 @@ export class FederationRooms {
 
   /** Joins a local user to a room held by other servers: make_join, sign, send_join, adopt the state. */
   async joinRemote(userId: string, roomId: string, servers: string[], extra: JsonObject): Promise<string> {
-    const candidates = this.candidates(roomId, servers);
+    // An invite (or a knock's room) names a server that is in the room: the inviter's.
+    const own = (await this.events.getRoom(roomId)) ? await this.events.getCurrentStateEvent(roomId, 'm.room.member', userId) : undefined;
+    const hinted = own && own.event.sender !== userId ? [serverNameOf(own.event.sender)!] : [];
+    const candidates = this.candidates(roomId, [...servers, ...hinted]);
     const versions = [...ROOM_VERSIONS.keys()];
     const made = await this.makeVia(
       candidates,

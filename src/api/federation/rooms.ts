@@ -44,7 +44,7 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
     const pdus: Record<string, JsonObject> = {};
     for (const raw of body.pdus) {
       const r = await handler.receivePdu(origin, raw);
-      const id = r.ok ? r.eventId : eventIdGuess(raw);
+      const id = r.eventId ?? eventIdGuess(raw);
       if (id) pdus[id] = r.ok ? (r.status === 'rejected' ? { error: 'Event was rejected by the auth rules' } : {}) : { error: r.error };
     }
     for (const edu of body.edus ?? []) {
