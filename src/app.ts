@@ -97,10 +97,15 @@ export class Myelin {
       await database.close();
       throw err;
     }
-    return new Myelin(
-      Myelin.buildContext(config, log, database, signingKey, serverMeta, opts.federation, env),
-      opts.extend,
-    );
+    let ctx: AppContext;
+    try {
+      ctx = Myelin.buildContext(config, log, database, signingKey, serverMeta, opts.federation, env);
+    } catch (err) {
+      // A subsystem refused its configuration: release the database before reporting it.
+      await database.close();
+      throw err;
+    }
+    return new Myelin(ctx, opts.extend);
   }
 
   private static buildContext(
