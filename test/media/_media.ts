@@ -62,7 +62,7 @@ export async function raw(
   const res = await fetch(url, {
     method: opts.method ?? 'GET',
     headers,
-    body: opts.body as BodyInit | undefined,
+    body: opts.body as RequestInit['body'],
     ...(opts.body instanceof ReadableStream ? { duplex: 'half' } : {}),
   } as RequestInit);
   const body = Buffer.from(await res.arrayBuffer());
