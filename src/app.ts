@@ -31,6 +31,7 @@ import { createBoxServices, type BoxContext } from './box/index.js';
 import { createMediaServices, type MediaContext } from './media/index.js';
 import { registerMediaApi } from './api/media/index.js';
 import { registerFederationMediaApi } from './api/media/federation.js';
+import { createPushServices, wirePushSender, type PushContext } from './services/push/index.js';
 
 export interface CreateOptions {
   /** Data directory (default ./data, or MYELIN_DATA_DIR). */
@@ -49,7 +50,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MessagingContext, EphemeralContext, E2eeContext, AppServiceContext, MetricsContext, StatsContext, FederationContext, BoxContext, FederationRoomContext, MediaContext {
+export interface AppContext extends AccountContext, RoomContext, MessagingContext, EphemeralContext, E2eeContext, AppServiceContext, MetricsContext, StatsContext, FederationContext, BoxContext, FederationRoomContext, MediaContext, PushContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -139,11 +140,13 @@ export class Myelin {
     const ephemeral = createEphemeralServices(config, database, log, { ...accounts, ...rooms });
     const messaging = createMessagingServices(config, database, log, rooms, profileOf);
     const box = createBoxServices(config, log, metrics.metrics, env);
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media };
+    const push = createPushServices(config, log, { ...ephemeral, ...rooms });
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media, ...push };
     wireRoomHooks(ctx);
     wireEphemeral(ctx);
     wireAppServiceEphemeral(ctx);
     wireFederation(ctx);
+    wirePushSender(ctx);
     return ctx;
   }
 
@@ -199,6 +202,7 @@ export class Myelin {
   async start(): Promise<Partial<Record<ListenerName, string>>> {
     await this.ctx.appservices.start();
     await startFederation(this.ctx);
+    await this.ctx.pushSender.start();
     const urls: Partial<Record<ListenerName, string>> = {};
     for (const name of ['client', 'federation', 'metrics'] as const) {
       const l = this.ctx.config.listeners[name];
@@ -254,6 +258,7 @@ export class Myelin {
     }
     await this.ctx.appservices.stop();
     await stopFederation(this.ctx);
+    await this.ctx.pushSender.stop();
     this.ctx.federation.close();
     this.ctx.stats.stop();
     this.ctx.metrics.close();

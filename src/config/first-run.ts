@@ -105,6 +105,13 @@ stats:
   enabled: true
   access: public
 
+# Push notifications to the push gateways of mobile apps (see docs/notifications.md).
+# Gateways on private or loopback addresses, and plain http:// gateways, are refused unless
+# allowed here (e.g. a self-hosted ntfy or Sygnal on the LAN).
+# push:
+#   allow_private_gateways: false
+#   allow_http_gateways: false
+
 # What /.well-known/matrix/server and /.well-known/matrix/client announce.
 # well_known:
 #   server: "matrix.example.org:443"

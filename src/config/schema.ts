@@ -146,6 +146,25 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    push: Type.Object(
+      {
+        allow_private_gateways: Type.Boolean({
+          default: false,
+          description: 'push to gateways on loopback, private, link-local or other special addresses (a self-hosted gateway on the LAN)',
+        }),
+        allow_http_gateways: Type.Boolean({ default: false, description: 'accept plain http:// push gateway URLs' }),
+        request_timeout_ms: Type.Integer({ minimum: 100, maximum: 600000, default: 15000, description: 'timeout of one request to a push gateway' }),
+        retry_initial_ms: Type.Integer({ minimum: 10, default: 1000, description: 'first retry delay after a failed push' }),
+        retry_max_ms: Type.Integer({ minimum: 10, default: 600000, description: 'longest retry delay (the delay doubles up to it, with jitter)' }),
+        max_retry_duration_ms: Type.Integer({
+          minimum: 1000,
+          default: 86_400_000,
+          description: 'once a gateway has been failing this long, notifications are dropped (logged) instead of retried',
+        }),
+        badge_interval_ms: Type.Integer({ minimum: 0, default: 10000, description: 'at most one badge-only update per user per interval' }),
+      },
+      { additionalProperties: false, default: {}, description: 'notifications to push gateways (http pushers)' },
+    ),
     well_known: Type.Object(
       {
         server: Type.Optional(Type.String({ minLength: 1, description: 'm.server value, host[:port]' })),

@@ -258,7 +258,8 @@ export function globToRegExp(glob: string, words: boolean): RegExp {
   for (const ch of glob) {
     if (ch === '*') body += '.*?';
     else if (ch === '?') body += '.';
-    else body += ch.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+    // Only syntax characters are escaped: other escapes (`\-`) are errors in unicode mode.
+    else body += ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
   }
   const source = words ? `(?:^|[^A-Za-z0-9_])${body}(?:[^A-Za-z0-9_]|$)` : `^${body}$`;
   re = new RegExp(source, 'isu');

@@ -49,6 +49,10 @@ export interface PushersTable {
   /** JSON object. */
   data: string;
   created_ts: number;
+  /** Migration 0012: the last notification position handled for this pusher. */
+  push_position: Generated<number>;
+  /** Migration 0012: when delivery of the next notification first failed (null: not failing). */
+  failing_since: number | null;
 }
 
 export interface ReceiptPushTables {

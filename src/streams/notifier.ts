@@ -5,7 +5,7 @@ export type StreamChange =
   | { stream: 'events'; position: number; roomId: string; eventId: string; type: string; stateKey?: string; sender: string }
   | { stream: 'account_data'; position: number; userId: string; roomId?: string }
   | { stream: 'to_device'; position: number; userId: string }
-  | { stream: 'receipts' | 'typing'; position: number; roomId: string }
+  | { stream: 'receipts' | 'typing'; position: number; roomId: string; /** A local user's own receipt: whose. */ userId?: string }
   | { stream: 'presence'; position: number; userId: string }
   | { stream: 'device_lists'; position: number; userId: string };
 

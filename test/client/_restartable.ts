@@ -13,7 +13,7 @@ export interface RestartableServer {
   close(): Promise<void>;
 }
 
-export async function startRestartable(engine: Engine, extend?: CreateOptions['extend']): Promise<RestartableServer> {
+export async function startRestartable(engine: Engine, extend?: CreateOptions['extend'], overrides: Record<string, unknown> = {}): Promise<RestartableServer> {
   const dataDir = tempDir();
   const db = await databaseOverrides(engine);
   const logs: string[] = [];
@@ -29,6 +29,7 @@ export async function startRestartable(engine: Engine, extend?: CreateOptions['e
         log_level: 'info',
         database: db.database,
         listeners: { client: { bind: '127.0.0.1', port }, federation: { enabled: false }, metrics: { enabled: false } },
+        ...overrides,
       },
     });
     const urls = await server.start();

@@ -4,13 +4,14 @@ import { errors } from '../../errors.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { isPlainObject, V3 } from './paths.js';
+import { gatewayUrlProblem } from '../../services/push/gateway-client.js';
 
 const DEFAULT_NOTIFICATIONS_LIMIT = 20;
 const MAX_NOTIFICATIONS_LIMIT = 100;
 
 /**
- * GET /pushers, POST /pushers/set (stored; delivery to push gateways is not implemented yet)
- * and GET /notifications.
+ * GET /pushers, POST /pushers/set (the gateway URL is checked against the server's push
+ * policy; delivery is src/services/push/sender.ts) and GET /notifications.
  */
 export function registerPushers(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
@@ -61,15 +62,8 @@ export function registerPushers(app: HttpApp, ctx: AppContext): void {
       const data = b.data;
       if (!isPlainObject(data)) throw errors.badJson('data must be an object');
       if (typeof data.url !== 'string') throw errors.invalidParam('data.url is required for http pushers');
-      let url: URL;
-      try {
-        url = new URL(data.url);
-      } catch {
-        throw errors.invalidParam('data.url is not a URL');
-      }
-      if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.pathname !== '/_matrix/push/v1/notify') {
-        throw errors.invalidParam('data.url must be an HTTP(S) URL with the path /_matrix/push/v1/notify');
-      }
+      const problem = gatewayUrlProblem(data.url, ctx.pushGatewayPolicy);
+      if (problem) throw errors.invalidParam(problem);
       await ctx.pushStore.setPusher(
         {
           userId: me.userId,

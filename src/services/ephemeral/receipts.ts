@@ -48,7 +48,7 @@ export class ReceiptService {
         eventStreamOrdering: stored.streamOrdering,
         data,
       });
-      tx.onCommit(() => this.notifier.publish({ stream: 'receipts', position, roomId }, [userId, ...wake]));
+      tx.onCommit(() => this.notifier.publish({ stream: 'receipts', position, roomId, userId }, [userId, ...wake]));
     });
   }
 

@@ -49,8 +49,17 @@ export interface PushActionsDeps {
 export class PushActions {
   private position: number | undefined;
   private readonly lock = new KeyedMutex();
+  private readonly committedListeners: Array<(position: number, notified: ReadonlySet<string>) => void> = [];
 
   constructor(private readonly deps: PushActionsDeps) {}
+
+  /**
+   * Calls `fn` after each batch of evaluated actions commits, with the new evaluation position
+   * and the users that got a notifying action in the batch (the push sender wakes on it).
+   */
+  onCommitted(fn: (position: number, notified: ReadonlySet<string>) => void): void {
+    this.committedListeners.push(fn);
+  }
 
   /** Evaluates every event up to stream position `to` (default: the end of the stream). */
   catchUp(to?: number): Promise<void> {
@@ -78,6 +87,14 @@ export class PushActions {
           await store.setProgress(tx, end);
         });
         this.position = end;
+        const notified = new Set(rows.filter((r) => r.notif && !r.own).map((r) => r.userId));
+        for (const fn of this.committedListeners) {
+          try {
+            fn(end, notified);
+          } catch (err) {
+            this.deps.log.error({ err }, 'push actions listener failed');
+          }
+        }
       }
     });
   }

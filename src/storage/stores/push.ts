@@ -33,6 +33,54 @@ export interface PusherRow {
   createdTs: number;
 }
 
+/** A pusher with its delivery state (migration 0012). */
+export interface PusherState extends PusherRow {
+  /** Stream position of the last notification handled (sent, skipped or given up on). */
+  position: number;
+  /** When delivery of the next notification first failed; null while delivery works. */
+  failingSince: number | null;
+}
+
+export interface PusherKey {
+  userId: string;
+  appId: string;
+  pushkey: string;
+}
+
+type PusherDbRow = {
+  user_id: string;
+  device_id: string | null;
+  app_id: string;
+  pushkey: string;
+  kind: string;
+  app_display_name: string;
+  device_display_name: string;
+  profile_tag: string | null;
+  lang: string;
+  data: string;
+  created_ts: number;
+  push_position: number;
+  failing_since: number | null;
+};
+
+function pusherFromRow(r: PusherDbRow): PusherState {
+  return {
+    userId: r.user_id,
+    deviceId: r.device_id,
+    appId: r.app_id,
+    pushkey: r.pushkey,
+    kind: r.kind,
+    appDisplayName: r.app_display_name,
+    deviceDisplayName: r.device_display_name,
+    profileTag: r.profile_tag,
+    lang: r.lang,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+    createdTs: Number(r.created_ts),
+    position: Number(r.push_position),
+    failingSince: r.failing_since === null ? null : Number(r.failing_since),
+  };
+}
+
 /** Evaluated push actions (the source of notification counts) and pushers. */
 export class PushStore {
   constructor(private readonly database: Database) {}
@@ -146,26 +194,93 @@ export class PushStore {
 
   // ---- pushers
 
-  async pushers(userId: string): Promise<PusherRow[]> {
+  async pushers(userId: string): Promise<PusherState[]> {
     const rows = await this.database.db.selectFrom('pushers').selectAll().where('user_id', '=', userId).orderBy('id').execute();
+    return rows.map(pusherFromRow);
+  }
+
+  async pusher(k: PusherKey): Promise<PusherState | undefined> {
+    const r = await this.database.db
+      .selectFrom('pushers')
+      .selectAll()
+      .where('user_id', '=', k.userId)
+      .where('app_id', '=', k.appId)
+      .where('pushkey', '=', k.pushkey)
+      .executeTakeFirst();
+    return r ? pusherFromRow(r) : undefined;
+  }
+
+  /** Every pusher of these users (all pushers when `userIds` is undefined). */
+  async pushersOf(userIds?: readonly string[]): Promise<PusherState[]> {
+    if (userIds && userIds.length === 0) return [];
+    let q = this.database.db.selectFrom('pushers').selectAll();
+    if (userIds) q = q.where('user_id', 'in', userIds);
+    return (await q.orderBy('id').execute()).map(pusherFromRow);
+  }
+
+  /** The user's notifications (not their own events) after stream position `after`, oldest first. */
+  async notificationsAfter(userId: string, after: number, limit: number): Promise<PushActionRow[]> {
+    const rows = await this.database.db
+      .selectFrom('event_push_actions')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('notif', '=', 1)
+      .where('own', '=', 0)
+      .where('stream_ordering', '>', after)
+      .orderBy('stream_ordering')
+      .limit(limit)
+      .execute();
     return rows.map((r) => ({
       userId: r.user_id,
-      deviceId: r.device_id,
-      appId: r.app_id,
-      pushkey: r.pushkey,
-      kind: r.kind,
-      appDisplayName: r.app_display_name,
-      deviceDisplayName: r.device_display_name,
-      profileTag: r.profile_tag,
-      lang: r.lang,
-      data: JSON.parse(r.data) as Record<string, unknown>,
-      createdTs: Number(r.created_ts),
+      eventId: r.event_id,
+      roomId: r.room_id,
+      streamOrdering: Number(r.stream_ordering),
+      threadId: r.thread_id,
+      notif: !!r.notif,
+      highlight: !!r.highlight,
+      own: !!r.own,
+      actions: JSON.parse(r.actions) as unknown[],
+      ts: Number(r.ts),
     }));
   }
 
-  /** Adds or replaces the user's pusher for (app_id, pushkey); unless `append`, removes other users' pushers for it. */
+  /** Records a pusher's progress (never moving it back) and its failure state. */
+  async advancePusher(k: PusherKey, position: number, failingSince: number | null): Promise<void> {
+    await this.database.db
+      .updateTable('pushers')
+      .set({ push_position: position, failing_since: failingSince })
+      .where('user_id', '=', k.userId)
+      .where('app_id', '=', k.appId)
+      .where('pushkey', '=', k.pushkey)
+      .where('push_position', '<', position)
+      .execute();
+  }
+
+  async setPusherFailing(k: PusherKey, since: number | null): Promise<void> {
+    await this.database.db
+      .updateTable('pushers')
+      .set({ failing_since: since })
+      .where('user_id', '=', k.userId)
+      .where('app_id', '=', k.appId)
+      .where('pushkey', '=', k.pushkey)
+      .execute();
+  }
+
+  /**
+   * Adds or replaces the user's pusher for (app_id, pushkey); unless `append`, removes other users' pushers for it.
+   * A replaced pusher keeps its delivery position; a new one starts at the current evaluation
+   * position (events evaluated before it existed are not pushed).
+   */
   async setPusher(p: PusherRow, append: boolean): Promise<void> {
     await this.database.transaction(async (tx) => {
+      const old = await tx.db
+        .selectFrom('pushers')
+        .select(['push_position', 'failing_since'])
+        .where('user_id', '=', p.userId)
+        .where('app_id', '=', p.appId)
+        .where('pushkey', '=', p.pushkey)
+        .executeTakeFirst();
+      const progress = await tx.db.selectFrom('push_actions_progress').select('position').where('name', '=', 'events').executeTakeFirst();
       let del = tx.db.deleteFrom('pushers').where('app_id', '=', p.appId).where('pushkey', '=', p.pushkey);
       if (append) del = del.where('user_id', '=', p.userId);
       await del.execute();
@@ -183,6 +298,8 @@ export class PushStore {
           lang: p.lang,
           data: JSON.stringify(p.data),
           created_ts: p.createdTs,
+          push_position: old ? Number(old.push_position) : Number(progress?.position ?? 0),
+          failing_since: old?.failing_since ?? null,
         })
         .execute();
     });

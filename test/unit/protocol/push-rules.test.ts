@@ -73,6 +73,10 @@ describe('event_match (spec examples)', () => {
     expect(globMatches('a.b', 'axb', false)).toBe(false);
     expect(globMatches('(x)', '(x)', false)).toBe(true);
     expect(globMatches('[a]', 'a', false)).toBe(false);
+    // Room IDs (unpadded base64url) contain '-' and '_': a room-muting rule's pattern must compile.
+    expect(globMatches('!waG-Xv0r_EC:localhost', '!waG-Xv0r_EC:localhost', false)).toBe(true);
+    expect(globMatches('a-b/c', 'a-b/c', true)).toBe(true);
+    expect(globMatches('a-b', 'a_b', false)).toBe(false);
   });
 });
 
