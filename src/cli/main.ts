@@ -2,9 +2,11 @@
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
 import { Myelin } from '../app.js';
+import { formatChecks, runDoctor } from './doctor.js';
 import { dataDirPaths, ensureDataDir } from '../config/first-run.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { registerUserCommand, registrationTokenCommand } from './accounts.js';
+import { mediaCommand } from './media.js';
 
 const require = createRequire(import.meta.url);
 const VERSION = (require('../../package.json') as { version: string }).version;
@@ -15,11 +17,16 @@ Commands:
   start                      run the server (creates the data directory on first run)
   init --server-name NAME    create the data directory: myelin.yaml, signing key, database
   version                    print the version
+  doctor                     check the data directory, configuration, database, ports and certificates
   register-user NAME [--admin] [--password P]
                              create a user (prompts for the password, or generates one)
   registration-token create [--uses N] [--expires-in 7d] [--token T]
   registration-token list | delete TOKEN
                              manage tokens for registration: token
+  media delete mxc://SERVER/ID
+                             delete a media item (local or cached remote) and its thumbnails
+  media purge-remote --older-than 30d
+                             delete cached remote media not accessed for that long
 
 Options:
   --data-dir DIR             data directory (default ./data, or MYELIN_DATA_DIR)
@@ -98,6 +105,7 @@ async function main(argv: string[]) {
       uses: { type: 'string' },
       'expires-in': { type: 'string' },
       token: { type: 'string' },
+      'older-than': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -112,6 +120,11 @@ async function main(argv: string[]) {
     case 'version':
       process.stdout.write(`myelin ${VERSION}\n`);
       return;
+    case 'doctor': {
+      const checks = await runDoctor({ dataDir: dataDir ?? './data', configPath });
+      process.exitCode = formatChecks(checks, (t) => process.stdout.write(t));
+      return;
+    }
     case 'start':
       await start(dataDir, configPath, values['server-name']);
       return;
@@ -141,6 +154,12 @@ async function main(argv: string[]) {
     case 'registration-token':
       await registrationTokenCommand(
         { action: positionals[1], token: values.token ?? positionals[2], uses: values.uses, expiresIn: values['expires-in'], dataDir, configPath },
+        { out: (t) => process.stdout.write(t) },
+      ).catch(cliError);
+      return;
+    case 'media':
+      await mediaCommand(
+        { action: positionals[1], target: positionals[2], olderThan: values['older-than'], dataDir, configPath },
         { out: (t) => process.stdout.write(t) },
       ).catch(cliError);
       return;
