@@ -130,6 +130,17 @@ stats:
 #   # DEVELOPMENT ONLY: do not check other servers' certificates.
 #   insecure_skip_tls_verify: false
 
+# Media (uploads, downloads, thumbnails; see docs/media.md).
+# media:
+#   max_upload_size: 50M
+#   # Total size of one user's uploads (unset: no quota).
+#   # max_user_storage: 1G
+#   # Media uploaded while this is on is served only by the authenticated endpoints.
+#   freeze_unauthenticated: true
+#   # URL previews make the server fetch pages users link to; private addresses are refused.
+#   url_preview:
+#     enabled: false
+
 # Reverse SSH tunnel to a relay with a public address (the box sits behind NAT). Myelin keeps
 # it up by itself: keepalives, reconnection with back-off, forever. See docs/tunnel.md.
 # tunnel:

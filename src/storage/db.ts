@@ -171,6 +171,11 @@ export function describeDatabase(cfg: DatabaseConfig): string {
 }
 
 /** Opens the configured database and applies pending migrations. */
+/** Opens the database without applying migrations (for read-only checks such as `myelin doctor`). */
+export async function connectDatabase(cfg: DatabaseConfig): Promise<Kysely<Tables>> {
+  return new Kysely<Tables>({ dialect: cfg.engine === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg) });
+}
+
 export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Database> {
   const dialect: Dialect = cfg.engine;
   const hooks: QueryHooks = {};

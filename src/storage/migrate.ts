@@ -66,3 +66,18 @@ export async function migrateToLatest(
   }
   return { applied };
 }
+
+/** Which migrations a database has applied, which are pending, and which this code does not know. */
+export async function migrationStatus(
+  db: Kysely<unknown>,
+  steps: readonly MigrationStep[] = MIGRATIONS,
+): Promise<{ applied: string[]; pending: string[]; unknown: string[] }> {
+  const applied = await appliedMigrations(db);
+  const known = new Set(steps.map((s) => s.name));
+  const done = new Set(applied);
+  return {
+    applied,
+    pending: steps.map((s) => s.name).filter((n) => !done.has(n)),
+    unknown: applied.filter((n) => !known.has(n)),
+  };
+}
