@@ -371,6 +371,14 @@ export class FederationEventHandler {
 
   /** The state after `eventId`, from the origin's /state_ids (fetching unknown events as outliers). */
   private async fetchStateAfter(origin: string, roomId: string, version: RoomVersion, eventId: string): Promise<StateIds | undefined> {
+    return this.fetchState(origin, roomId, version, eventId, true);
+  }
+
+  /**
+   * The state at `eventId` from the origin's /state_ids: before the event, or after it
+   * (`after`: the event itself, fetched when unknown, added when it is a state event).
+   */
+  private async fetchState(origin: string, roomId: string, version: RoomVersion, eventId: string, after: boolean): Promise<StateIds | undefined> {
     const res = await this.deps.client.get<{ pdu_ids?: unknown; auth_chain_ids?: unknown }>(
       origin,
       `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}`,
@@ -378,7 +386,7 @@ export class FederationEventHandler {
     );
     const stateIds = Array.isArray(res.pdu_ids) ? res.pdu_ids.filter((x): x is string => typeof x === 'string') : [];
     const authIds = Array.isArray(res.auth_chain_ids) ? res.auth_chain_ids.filter((x): x is string => typeof x === 'string') : [];
-    const wanted = [...new Set([...stateIds, ...authIds, eventId])];
+    const wanted = [...new Set([...stateIds, ...authIds, ...(after ? [eventId] : [])])];
     const have = await this.events.haveEvents(wanted);
     const missing = wanted.filter((id) => !have.has(id));
     if (missing.length > EVENT_BY_EVENT_LIMIT) {
@@ -407,9 +415,112 @@ export class FederationEventHandler {
       const e = evs.get(id);
       if (e && typeof e.event.state_key === 'string' && !e.rejected) state.set(stateKeyOf(e.event.type, e.event.state_key), id);
     }
-    const prev = evs.get(eventId);
+    const prev = after ? evs.get(eventId) : undefined;
     if (prev && typeof prev.event.state_key === 'string' && !prev.rejected) state.set(stateKeyOf(prev.event.type, prev.event.state_key), eventId);
     return state;
+  }
+
+  /** The next free backfill positions (below every stored event), reserved in memory. */
+  private backfillFloor: number | undefined;
+
+  private async reserveBackfillPositions(n: number): Promise<number> {
+    const dbMin = await this.events.minStreamOrdering();
+    const floor = Math.min(this.backfillFloor ?? dbMin, dbMin);
+    this.backfillFloor = floor - n;
+    return floor - n;
+  }
+
+  /**
+   * Stores history fetched with /backfill (events older than the room's known timeline). Each
+   * event is checked (format, signatures, content hash), its auth events fetched when missing,
+   * authorised against them and against the state before it (the states after its prev events,
+   * or the origin's /state_ids when a prev event is unknown), and written with a negative stream
+   * position below every stored event: /messages serves it before the known timeline while
+   * /sync, which only reads forwards, never sees it. Known outliers (state received with a
+   * join) become timeline events the same way. Returns how many events joined the timeline.
+   */
+  async persistBackfill(origin: string, roomId: string, version: RoomVersion, raws: unknown[]): Promise<number> {
+    const checked = await this.checkMany(raws, version, roomId);
+    return this.deps.roomEvents.withRoomLock(roomId, async () => {
+      const stored = await this.events.getEvents(checked.map((e) => e.event_id));
+      const seen = new Set<string>();
+      const fresh = checked.filter((e) => {
+        if (seen.has(e.event_id)) return false;
+        seen.add(e.event_id);
+        const s = stored.get(e.event_id);
+        return !s || (s.outlier && !s.rejected && s.roomId === roomId);
+      });
+      if (!fresh.length) return 0;
+      await this.ensureAuthEvents(origin, roomId, version, fresh.filter((e) => !stored.has(e.event_id)));
+      const ordered = topologicalOrder(fresh);
+      // Oldest first; the newest gets the highest of the reserved (negative) positions.
+      const base = await this.reserveBackfillPositions(ordered.length);
+      const batchAfter = new Map<string, StateIds>();
+      const pending = new Map(ordered.map((e) => [e.event_id, e]));
+      let count = 0;
+      for (const [i, ev] of ordered.entries()) {
+        const prevs = prevEventIds(ev);
+        const sets: StateIds[] = [];
+        let missing = false;
+        for (const p of prevs) {
+          const inBatch = batchAfter.get(p);
+          if (inBatch) {
+            sets.push(inBatch);
+            continue;
+          }
+          const s = (await this.events.getStateGroupOf(p)) !== undefined ? await this.events.getStateIdsAfter(p) : undefined;
+          if (s) sets.push(s);
+          else missing = true;
+        }
+        let stateBefore: StateIds | undefined;
+        if (prevs.length === 0) stateBefore = new Map();
+        else if (missing) {
+          stateBefore = await this.fetchState(origin, roomId, version, ev.event_id, false).catch((err: unknown) => {
+            this.deps.log.info({ err: (err as Error).message, origin, roomId, eventId: ev.event_id }, 'could not fetch the state of a backfilled event');
+            return undefined;
+          });
+        } else if (sets.length === 1) stateBefore = new Map(sets[0]);
+        else stateBefore = await this.resolve(version, sets, pending);
+        if (!stateBefore) continue;
+        let rejected = await this.authAgainstAuthEvents(roomId, version, ev);
+        if (!rejected) rejected = await this.authAgainstState(roomId, version, ev, stateBefore);
+        const key = typeof ev.state_key === 'string' ? stateKeyOf(ev.type, ev.state_key) : undefined;
+        const after = new Map(stateBefore);
+        if (key && !rejected) after.set(key, ev.event_id);
+        batchAfter.set(ev.event_id, after);
+        const redactTarget = !rejected && ev.type === 'm.room.redaction' ? await this.redactionTarget(roomId, version, ev, stateBefore) : undefined;
+        const position = base + i;
+        const existing = stored.get(ev.event_id);
+        await this.deps.roomEvents.withStreamLock(() =>
+          this.deps.database.transaction(async (tx) => {
+            const now = await this.events.getEvent(ev.event_id, tx.db);
+            if (now && !now.outlier) return;
+            const groupBefore = await this.stateGroupFor(tx, roomId, stateBefore!, prevs);
+            if (existing && now) {
+              if (rejected) return;
+              const group = key ? await this.events.createStateGroup(tx, roomId, groupBefore, [[key, ev.event_id]]) : groupBefore;
+              await this.events.promoteOutlier(tx, ev.event_id, position, group, key ? stateBefore!.get(key) ?? null : null);
+            } else {
+              await this.events.persist(tx, {
+                event: ev,
+                roomId,
+                stateGroupBefore: groupBefore,
+                prevStateEventId: key ? stateBefore!.get(key) ?? null : null,
+                updateCurrentState: false,
+                outlier: !!rejected,
+                keepState: true,
+                rejected: rejected ?? null,
+                streamOrdering: position,
+              });
+            }
+            if (redactTarget) await this.events.markRedacted(tx, redactTarget.event.event_id, ev.event_id);
+            if (!rejected) count++;
+          }),
+        );
+        if (rejected) this.deps.log.info({ roomId, eventId: ev.event_id, reason: rejected }, 'rejected a backfilled event');
+      }
+      return count;
+    });
   }
 
   /** Makes sure the auth events of `events` are stored, fetching auth chains through /event_auth. */

@@ -32,6 +32,8 @@ import { checkPdu, checkPduFormat, checkPduSignatures, PduError } from './pdu.js
 import type { FederationSender } from './sender.js';
 
 const MAX_PREV_EVENTS = 10;
+/** How long a room whose history could not be extended is not asked about again. */
+const BACKFILL_RETRY_MS = 30_000;
 const STRIPPED_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'];
 
 export interface FederationRoomsDeps {
@@ -617,17 +619,47 @@ export class FederationRooms {
     return checked.event;
   }
 
-  /** Backfills a room from other servers in it (for /messages reaching a gap); bounded. */
+  /** Rooms whose history ran out (or could not be fetched), with when: not asked again for a while. */
+  private readonly backfillDone = new Map<string, { oldest: string; at: number }>();
+
+  /**
+   * Fetches history older than the room's oldest timeline event from other servers in the room
+   * (for /messages reaching the start of what this server holds). Bounded: up to three servers,
+   * `limit` events, a 15 s timeout each. Returns how many events joined the timeline.
+   */
+  async backfillOlder(roomId: string, limit: number): Promise<number> {
+    const oldest = await this.events.oldestTimelineEvent(roomId);
+    if (!oldest || (oldest.event.type === 'm.room.create' && oldest.event.state_key === '')) return 0;
+    const prevs = prevEventIds(oldest.event);
+    if (prevs.length === 0) return 0;
+    const stored = await this.events.getEvents(prevs);
+    const from = prevs.filter((p) => !stored.get(p) || stored.get(p)!.outlier);
+    if (from.length === 0) return 0;
+    const done = this.backfillDone.get(roomId);
+    if (done && done.oldest === oldest.event.event_id && Date.now() - done.at < BACKFILL_RETRY_MS) return 0;
+    const n = await this.backfillFrom(roomId, from, limit);
+    if (n === 0) this.backfillDone.set(roomId, { oldest: oldest.event.event_id, at: Date.now() });
+    else this.backfillDone.delete(roomId);
+    return n;
+  }
+
+  /** Asks servers in the room for the events before `fromEventIds` (/backfill) and stores them. */
   async backfillFrom(roomId: string, fromEventIds: string[], limit: number): Promise<number> {
     const version = await this.versionOf(roomId);
-    const servers = (await this.deps.sender.destinationsForRoom(roomId)).slice(0, 5);
+    const servers = (await this.deps.sender.destinationsForRoom(roomId)).slice(0, 3);
+    const creator = serverNameOf(roomId);
+    if (creator && servers.includes(creator)) servers.sort((x, y) => (x === creator ? -1 : y === creator ? 1 : 0));
     for (const server of servers) {
       try {
         const res = await this.deps.client.get<{ pdus?: unknown[] }>(server, `/_matrix/federation/v1/backfill/${encodeURIComponent(roomId)}`, {
-          query: { v: fromEventIds.slice(0, 20), limit: Math.min(limit, 100) },
+          query: { v: fromEventIds.slice(0, 20), limit: String(Math.max(1, Math.min(limit, 100))) },
+          timeoutMs: 15_000,
         });
-        const stored = await this.deps.handler.persistOutliers(server, roomId, version, res.pdus ?? []);
-        return stored.length;
+        const pdus = Array.isArray(res.pdus) ? res.pdus.slice(0, 100) : [];
+        if (pdus.length === 0) continue;
+        const n = await this.deps.handler.persistBackfill(server, roomId, version, pdus);
+        this.deps.log.info({ server, roomId, received: pdus.length, stored: n }, 'backfilled room history');
+        if (n > 0) return n;
       } catch (err) {
         this.deps.log.info({ server, roomId, err: (err as Error).message }, 'backfill failed');
       }

@@ -10,6 +10,10 @@ import { V3 } from './paths.js';
 
 type P = Record<string, string>;
 const MAX_LIMIT = 1000;
+/** Below every stream position (history fetched with /backfill has negative positions). */
+const BOTTOM = Number.MIN_SAFE_INTEGER;
+/** Backfill requests one /messages call may make when it reaches the start of the stored history. */
+const MAX_BACKFILLS = 2;
 
 /**
  * The stream range a user may read in a room (see HistoryVisibility.readableUpTo). Throws
@@ -57,17 +61,18 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
       const filter = parseRoomFilter(q.filter);
       const upTo = await readableUpTo(ctx, user, roomId!);
       const max = Math.min(upTo, await ctx.eventStore.maxStreamOrdering());
-      const from = q.from !== undefined ? parsePaginationToken(q.from) : q.dir === 'b' ? max : 0;
+      const from = q.from !== undefined ? parsePaginationToken(q.from) : q.dir === 'b' ? max : BOTTOM;
       const to = q.to !== undefined ? parsePaginationToken(q.to) : undefined;
       const chunk: StoredEvent[] = [];
       let cursor = q.dir === 'b' ? Math.min(from, max) : from;
       let exhausted = false;
+      let backfills = 0;
       // Fetch in pages until `limit` events pass the filter or the room runs out.
       while (chunk.length < limit && !exhausted) {
         const want = Math.max(limit - chunk.length, 20);
         const page =
           q.dir === 'b'
-            ? await ctx.eventStore.roomEventsBetween(roomId!, to ?? 0, cursor, want, 'backwards')
+            ? await ctx.eventStore.roomEventsBetween(roomId!, to ?? BOTTOM, cursor, want, 'backwards')
             : await ctx.eventStore.roomEventsBetween(roomId!, cursor, Math.min(to ?? max, max), want, 'forwards');
         let consumed = 0;
         const visible = new Set(await ctx.visibility.filter(user.userId, page));
@@ -81,6 +86,13 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
         }
         // The room has nothing more in this direction once a short page was read to its end.
         if (page.length < want && consumed === page.length) exhausted = true;
+        // Reaching the start of what this server holds of a room shared with other servers:
+        // ask them for older history (stored below every known event), then read on.
+        if (exhausted && q.dir === 'b' && to === undefined && backfills < MAX_BACKFILLS && ctx.federationRooms) {
+          backfills++;
+          const fetched = await ctx.federationRooms.rooms.backfillOlder(roomId!, Math.max(limit - chunk.length, 50)).catch(() => 0);
+          if (fetched > 0) exhausted = false;
+        }
       }
       const out: Record<string, unknown> = {
         start: q.from ?? formatPaginationToken(from),
@@ -103,7 +115,7 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
       if (!(await ctx.visibility.filter(user.userId, [target])).length) throw errors.notFound('Event not found');
       const half = Math.floor(limit / 2);
       const match = (s: StoredEvent) => eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content });
-      const before = (await ctx.visibility.filter(user.userId, await ctx.eventStore.roomEventsBetween(roomId!, 0, target.streamOrdering - 1, half, 'backwards'))).filter(match);
+      const before = (await ctx.visibility.filter(user.userId, await ctx.eventStore.roomEventsBetween(roomId!, BOTTOM, target.streamOrdering - 1, half, 'backwards'))).filter(match);
       const max = Math.min(upTo, await ctx.eventStore.maxStreamOrdering());
       const after = (await ctx.visibility.filter(user.userId, await ctx.eventStore.roomEventsBetween(roomId!, target.streamOrdering, max, limit - half, 'forwards'))).filter(match);
       const last = after[after.length - 1] ?? target;

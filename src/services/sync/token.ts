@@ -32,7 +32,7 @@ export function formatPaginationToken(position: number): string {
 }
 
 export function parsePaginationToken(token: string): number {
-  const t = /^t(\d+)$/.exec(token);
+  const t = /^t(-?\d+)$/.exec(token);
   if (t) return Number(t[1]);
   return parseSyncToken(token).events;
 }

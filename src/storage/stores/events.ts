@@ -56,6 +56,11 @@ export interface PersistInput {
    * events whose states were resolved): a group for it is written first when they differ.
    */
   stateBefore?: StateIds;
+  /**
+   * An explicit stream position (history fetched with /backfill: negative positions below every
+   * other event, so it sorts before the room's known timeline and never reaches /sync).
+   */
+  streamOrdering?: number;
 }
 
 /** How many deltas a state group may sit on before a full snapshot is written. */
@@ -339,6 +344,42 @@ export class EventStore {
     return ev?.outlier;
   }
 
+  /** The lowest stream position of any event (0 when there are none or all are positive). */
+  async minStreamOrdering(q: Q = this.db): Promise<number> {
+    const row = await q.selectFrom('events').select((eb) => eb.fn.min('stream_ordering').as('m')).executeTakeFirst();
+    return Math.min(0, Number(row?.m ?? 0));
+  }
+
+  /** The room's oldest timeline event (lowest stream position). */
+  async oldestTimelineEvent(roomId: string, q: Q = this.db): Promise<StoredEvent | undefined> {
+    const row = await q
+      .selectFrom('events')
+      .select('event_id')
+      .where('room_id', '=', roomId)
+      .where('outlier', '=', 0)
+      .orderBy('stream_ordering', 'asc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? this.getEvent(row.event_id, q) : undefined;
+  }
+
+  /**
+   * Turns an outlier into a backfilled timeline event: a new (negative) stream position, the
+   * state group of the state after it, and the state event it replaced.
+   */
+  async promoteOutlier(tx: Tx, eventId: string, streamOrdering: number, stateGroup: number, prevStateEventId: string | null): Promise<void> {
+    await tx.db
+      .updateTable('events')
+      .set({ outlier: 0, stream_ordering: streamOrdering, prev_state_event_id: prevStateEventId })
+      .where('event_id', '=', eventId)
+      .execute();
+    await tx.db.deleteFrom('event_state').where('event_id', '=', eventId).execute();
+    await tx.db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }).execute();
+    await tx.db.updateTable('room_memberships').set({ stream_ordering: streamOrdering }).where('event_id', '=', eventId).execute();
+    this.eventCache.delete(eventId);
+    tx.onCommit(() => this.eventCache.delete(eventId));
+  }
+
   /** Turns a stored outlier into a timeline event with a state group (after fetching its state). */
   async deOutlier(tx: Tx, eventId: string, stateGroup: number): Promise<void> {
     await tx.db.updateTable('events').set({ outlier: 0 }).where('event_id', '=', eventId).execute();
@@ -392,6 +433,7 @@ export class EventStore {
     const { stream_ordering: streamOrdering } = await tx.db
       .insertInto('events')
       .values({
+        ...(input.streamOrdering !== undefined ? { stream_ordering: input.streamOrdering } : {}),
         event_id: event.event_id,
         room_id: roomId,
         type: event.type,
