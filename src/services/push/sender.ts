@@ -8,6 +8,8 @@ import { countsNotification, eventNotification, isEventIdOnly, type NotifyRoomIn
 
 /** Notifications read per query while a pusher catches up. */
 const BATCH = 20;
+/** Pushers delivering at the same time; others wait their turn (a message to a big room, start-up). */
+const MAX_CONCURRENT = 8;
 
 export interface PushSenderOptions {
   /** First retry delay after a failed delivery; doubles per failure up to `retryMaxMs`. */
@@ -39,6 +41,8 @@ interface PusherWorker {
   /** Failures in a row (for the backoff delay; not persisted, a restart retries soon). */
   attempts: number;
   badgeWanted: boolean;
+  /** Waiting for a free delivery slot. */
+  queued: boolean;
   /** The `unread` count the gateway last got from this server (undefined: unknown). */
   lastUnread?: number;
 }
@@ -66,6 +70,8 @@ export class PushSender {
   private readonly workers = new Map<string, PusherWorker>();
   private readonly badgeTimers = new Map<string, NodeJS.Timeout>();
   private readonly badgeLastSent = new Map<string, number>();
+  private readonly queue: PusherWorker[] = [];
+  private active = 0;
   private started = false;
   private stopped = false;
   private readonly now: () => number;
@@ -145,7 +151,7 @@ export class PushSender {
     if (this.stopped) return;
     const id = keyString(key);
     let w = this.workers.get(id);
-    if (!w) this.workers.set(id, (w = { key: { userId: key.userId, appId: key.appId, pushkey: key.pushkey }, again: false, attempts: 0, badgeWanted: false }));
+    if (!w) this.workers.set(id, (w = { key: { userId: key.userId, appId: key.appId, pushkey: key.pushkey }, again: false, attempts: 0, badgeWanted: false, queued: false }));
     if (badge) w.badgeWanted = true;
     // While waiting out a retry delay, new work waits too (it is picked up when the delay ends).
     if (w.retryTimer) return;
@@ -153,13 +159,29 @@ export class PushSender {
       w.again = true;
       return;
     }
-    const worker = w;
-    worker.running = this.run(worker)
+    if (w.queued) return;
+    if (this.active >= MAX_CONCURRENT) {
+      w.queued = true;
+      this.queue.push(w);
+      return;
+    }
+    this.launch(w);
+  }
+
+  private launch(w: PusherWorker): void {
+    this.active++;
+    w.running = this.run(w)
       .catch((err: unknown) => {
-        if (!this.stopped) this.log.error({ err, userId: worker.key.userId, appId: worker.key.appId }, 'pusher stopped on an error; it resumes with the next notification');
+        if (!this.stopped) this.log.error({ err, userId: w.key.userId, appId: w.key.appId }, 'pusher stopped on an error; it resumes with the next notification');
       })
       .finally(() => {
-        worker.running = undefined;
+        w.running = undefined;
+        this.active--;
+        const next = this.queue.shift();
+        if (next && !this.stopped) {
+          next.queued = false;
+          this.launch(next);
+        }
       });
   }
 
