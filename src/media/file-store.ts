@@ -4,7 +4,7 @@
  * content/ is always complete and identical uploads share one file.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync, type ReadStream } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync, statSync, type ReadStream } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -31,6 +31,8 @@ export interface StoredContent {
 }
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+/** Temporary files older than this are leftovers of a crash. */
+const STALE_TMP_MS = 6 * 3_600_000;
 
 /** Counts, hashes and bounds the bytes passing through. */
 class HashingLimiter extends Transform {
@@ -56,8 +58,17 @@ export class MediaFileStore {
     this.tmpDir = join(root, 'tmp');
     mkdirSync(this.contentDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
-    // Leftovers of writes cut short by a crash.
-    for (const f of readdirSync(this.tmpDir)) rmSync(join(this.tmpDir, f), { force: true });
+    // Leftovers of writes cut short by a crash. Only old ones: another process (the CLI next to
+    // a running server) may be using the same store.
+    const cutoff = Date.now() - STALE_TMP_MS;
+    for (const f of readdirSync(this.tmpDir)) {
+      const p = join(this.tmpDir, f);
+      try {
+        if (statSync(p).mtimeMs < cutoff) rmSync(p, { force: true });
+      } catch {
+        /* gone already */
+      }
+    }
   }
 
   pathOf(sha256: string): string {

@@ -11,6 +11,7 @@ import type { MediaConfig } from '../config/schema.js';
 import { MatrixError, errors } from '../errors.js';
 import type { FederationContext } from '../federation/index.js';
 import { FederationError, FederationHttpError, FederationTimeoutError } from '../federation/errors.js';
+import type { StreamResponse } from '../federation/transport.js';
 import { isValidServerName } from '../protocol/identifiers.js';
 import type { MediaRow, MediaStore } from '../storage/stores/media.js';
 import { KeyedMutex } from '../util/mutex.js';
@@ -325,8 +326,8 @@ export class MediaRepository {
     let temp: TempContent | undefined;
     let contentType: string | undefined;
     let filename: string | undefined;
+    let res: StreamResponse | undefined;
     try {
-      let res;
       let legacy = false;
       try {
         res = await client.getStream(serverName, `/_matrix/federation/v1/media/download/${encodeURIComponent(mediaId)}`, {
@@ -385,6 +386,7 @@ export class MediaRepository {
         }
       }
     } catch (err) {
+      res?.abort();
       throw remoteError(err, serverName, this.log);
     }
     const now = this.now();
