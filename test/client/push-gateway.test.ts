@@ -219,6 +219,18 @@ describe.each<Engine>(['sqlite', 'postgres'])('push gateway delivery on %s', (en
     for (const k of keys) expect(gw.forKey(k).filter((x) => x.event_id === eventId)).toHaveLength(1);
   });
 
+  it('an invite is pushed to the invitee, who is its target', async () => {
+    const kim = new TestClient(s.url);
+    await kim.register(`kim${++n}`);
+    const kimId = `@kim${n}:localhost`;
+    expect((await kim.post(`${C}/pushers/set`, pusher(`kim${n}-key`))).status).toBe(200);
+    const roomId = (await alice.post(`${C}/createRoom`, { preset: 'private_chat', name: 'Invite only' })).body.room_id as string;
+    expect((await alice.post(`${C}/rooms/${enc(roomId)}/invite`, { user_id: kimId })).status).toBe(200);
+    const [got] = await gw.until(() => gw.forKey(`kim${n}-key`).length >= 1 && gw.forKey(`kim${n}-key`));
+    expect(got).toMatchObject({ type: 'm.room.member', room_id: roomId, sender: '@alice:localhost', user_is_target: true, room_name: 'Invite only', content: { membership: 'invite' } });
+    expect(got.devices[0].tweaks).toEqual({ sound: 'default' });
+  });
+
   it('a read receipt sends a counts-only badge update', async () => {
     const { c: jo, pushkey, roomId } = await setup('jo');
     await say(alice, roomId, { msgtype: 'm.text', body: 'one' });
