@@ -163,7 +163,7 @@ describe.each(['sqlite', 'postgres'] as const)('registration modes on %s', (engi
           `server_name: cli.test\nregistration: token\npassword_hashing:\n  scrypt_log_n: 12\nlog_level: warn\n` +
             (engine === 'postgres' ? `database:\n  engine: postgres\n  url: ${JSON.stringify(db.database.url)}\n` : ''),
         );
-        const env = { ...process.env, MYELIN_DATA_DIR: '', MYELIN_CONFIG: '' };
+        const env: NodeJS.ProcessEnv = { ...process.env };
         delete env.MYELIN_DATA_DIR;
         delete env.MYELIN_CONFIG;
         const cli = (...args: string[]) => run(process.execPath, [...CLI, ...args, '--data-dir', dir], { env });
