@@ -52,6 +52,15 @@ type Outcome = 'next' | 'wait' | 'gone';
 const keyString = (k: PusherKey) => JSON.stringify([k.userId, k.appId, k.pushkey]);
 
 /**
+ * The wait before retry number `failures` (0 after the first failure): `initialMs` doubling
+ * per failure up to `maxMs`, then scaled by a random factor in [0.5, 1) (`random` in [0, 1)).
+ */
+export function retryDelay(failures: number, initialMs: number, maxMs: number, random: number): number {
+  const base = Math.min(maxMs, initialMs * 2 ** Math.min(failures, 40));
+  return Math.max(1, Math.round(base * (0.5 + random / 2)));
+}
+
+/**
  * Sends notifications to the push gateways of `http` pushers.
  *
  * Each pusher follows the user's notifying rows of `event_push_actions` (in stream order) from
@@ -182,6 +191,11 @@ export class PushSender {
           next.queued = false;
           this.launch(next);
         }
+        // Woken after its last look at the stream but before it finished: look again.
+        if (w.again && !w.retryTimer && this.workers.get(keyString(w.key)) === w) {
+          w.again = false;
+          this.kick(w.key);
+        }
       });
   }
 
@@ -288,9 +302,7 @@ export class PushSender {
       await advance(since);
       return 'next';
     }
-    const { retryInitialMs, retryMaxMs } = this.deps.options;
-    const base = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(w.attempts, 30));
-    const delay = Math.max(1, Math.round(base * (0.5 + this.random() / 2)));
+    const delay = retryDelay(w.attempts, this.deps.options.retryInitialMs, this.deps.options.retryMaxMs, this.random());
     w.attempts++;
     this.log.info({ ...ctx, retry_in_ms: delay, attempts: w.attempts }, 'pushing a notification failed; retrying later');
     w.retryTimer = setTimeout(() => {
