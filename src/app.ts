@@ -140,7 +140,7 @@ export class Myelin {
     const ephemeral = createEphemeralServices(config, database, log, { ...accounts, ...rooms });
     const messaging = createMessagingServices(config, database, log, rooms, profileOf);
     const box = createBoxServices(config, log, metrics.metrics, env);
-    const push = createPushServices(config, log, { ...ephemeral, ...rooms });
+    const push = createPushServices(config, log, { ...ephemeral, ...rooms, ...federation });
     const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media, ...push };
     wireRoomHooks(ctx);
     wireEphemeral(ctx);

@@ -9,6 +9,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
+import type { DnsResolver } from '../../federation/dns.js';
 import { IpGuard } from '../../media/ip-guard.js';
 
 export const NOTIFY_PATH = '/_matrix/push/v1/notify';
@@ -75,6 +76,8 @@ export class GatewayClient {
   constructor(
     private readonly policy: GatewayPolicy,
     private readonly timeoutMs: number,
+    /** DNS for public gateways (the server's resolver, off the thread pool); default: the system's lookup. */
+    private readonly resolver?: DnsResolver,
     private readonly userAgent = 'Myelin',
   ) {
     // Connections are kept for a while (most users share one gateway); idle sockets close after 60 s.
@@ -139,15 +142,24 @@ export class GatewayClient {
     });
   }
 
-  /** Resolves through the system and keeps only addresses the guard allows. */
+  /** Resolves the host and keeps only addresses the guard allows. */
   private readonly guardedLookup = (hostname: string, options: { all?: boolean; family?: number }, cb: (...args: unknown[]) => void): void => {
-    dnsLookup(hostname, { all: true, family: options.family ?? 0 }, (err, addresses: LookupAddress[]) => {
-      if (err) return cb(err);
+    const done = (addresses: LookupAddress[]) => {
       const ok = addresses.filter((a) => this.guard.isAllowed(a.address));
       if (ok.length === 0) return cb(new GatewayRefusedError(`${hostname} resolves only to addresses this server does not push to`));
       if (options.all) cb(null, ok);
       else cb(null, ok[0]!.address, ok[0]!.family);
-    });
+    };
+    const r = this.resolver;
+    if (!r) {
+      dnsLookup(hostname, { all: true, family: options.family ?? 0 }, (err, addresses: LookupAddress[]) => (err ? cb(err) : done(addresses)));
+      return;
+    }
+    Promise.all([r.resolve4(hostname).catch(() => [] as string[]), r.resolve6(hostname).catch(() => [] as string[])]).then(([v4, v6]) => {
+      const all = [...v4.map((address) => ({ address, family: 4 })), ...v6.map((address) => ({ address, family: 6 }))];
+      if (all.length === 0) return cb(Object.assign(new Error(`cannot resolve ${hostname}`), { code: 'ENOTFOUND' }));
+      done(all);
+    }, cb);
   };
 
   /** Closes kept-alive connections. */

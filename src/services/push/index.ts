@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AppContext } from '../../app.js';
 import type { Config } from '../../config/schema.js';
+import type { FederationContext } from '../../federation/index.js';
 import type { EventStore } from '../../storage/stores/events.js';
 import type { PushStore } from '../../storage/stores/push.js';
 import { GatewayClient, type GatewayPolicy } from './gateway-client.js';
@@ -20,7 +21,7 @@ export interface PushContext {
 export function createPushServices(
   config: Config,
   log: Logger,
-  deps: { pushStore: PushStore; eventStore: EventStore; pushActions: PushActions },
+  deps: { pushStore: PushStore; eventStore: EventStore; pushActions: PushActions; federation?: FederationContext['federation'] },
 ): PushContext {
   const c = config.push;
   const pushGatewayPolicy: GatewayPolicy = { allowPrivate: c.allow_private_gateways, allowHttp: c.allow_http_gateways };
@@ -28,7 +29,7 @@ export function createPushServices(
     store: deps.pushStore,
     events: deps.eventStore,
     pushActions: deps.pushActions,
-    client: new GatewayClient(pushGatewayPolicy, c.request_timeout_ms),
+    client: new GatewayClient(pushGatewayPolicy, c.request_timeout_ms, deps.federation?.transport.resolver),
     log: log.child({ subsystem: 'push-sender' }),
     options: {
       retryInitialMs: c.retry_initial_ms,

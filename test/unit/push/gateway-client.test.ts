@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { staticResolver } from '../../../src/federation/dns.js';
 import { GatewayClient, GatewayFailedError, GatewayRefusedError, gatewayUrlProblem } from '../../../src/services/push/gateway-client.js';
 
 const strict = { allowPrivate: false, allowHttp: false };
@@ -97,5 +98,18 @@ describe('gateway client', () => {
     expect(bodies.length).toBe(before);
     client.close();
     httpsOnly.close();
+  });
+
+  it("checks every address a name resolves to through the server's resolver", async () => {
+    const dns = staticResolver({ a: { 'evil.test': ['10.0.0.5', '127.0.0.1'] }, aaaa: { 'evil6.test': ['fd00::1'] } });
+    const client = new GatewayClient(strict, 2000, dns);
+    await expect(client.notify('https://evil.test/_matrix/push/v1/notify', {})).rejects.toBeInstanceOf(GatewayRefusedError);
+    await expect(client.notify('https://evil6.test/_matrix/push/v1/notify', {})).rejects.toBeInstanceOf(GatewayRefusedError);
+    expect(dns.queries).toEqual(expect.arrayContaining(['A evil.test', 'AAAA evil.test', 'A evil6.test']));
+    // A name that does not resolve is a failure worth retrying (DNS may come back).
+    const err = await client.notify('https://nowhere.test/_matrix/push/v1/notify', {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayFailedError);
+    expect((err as GatewayFailedError).retry).toBe(true);
+    client.close();
   });
 });
