@@ -36,10 +36,6 @@ export class FederationEdus {
     this.ctx.notifier.off('change', this.onChange);
   }
 
-  async deviceStreamId(_userId: string): Promise<number> {
-    return this.ctx.e2ee.deviceLists.currentPosition();
-  }
-
   /** Servers sharing a room with a local user. */
   private async serversSharingWith(userId: string): Promise<Set<string>> {
     const out = new Set<string>();
@@ -89,16 +85,7 @@ export class FederationEdus {
       }
       case 'device_lists': {
         if (!this.isLocal(c.userId)) return;
-        const dests = await this.serversSharingWith(c.userId);
-        if (!dests.size) return;
-        const devices = await this.ctx.accounts.listDevices(c.userId);
-        await sender.sendEdu(dests, 'm.device_list_update', {
-          user_id: c.userId,
-          device_id: devices[0]?.device_id ?? '',
-          stream_id: c.position,
-          prev_id: [],
-        });
-        await sender.sendEdu(dests, 'm.signing_key_update', { user_id: c.userId });
+        await this.ctx.federationRooms.devices.localChanged(c.userId, () => this.serversSharingWith(c.userId));
         return;
       }
       default:
@@ -168,12 +155,11 @@ export class FederationEdus {
         return;
       }
       case 'm.device_list_update':
-      case 'm.signing_key_update': {
-        const userId = content['user_id'];
-        if (!fromOrigin(userId)) throw new Error('bad device list update');
-        await this.ctx.e2ee.deviceLists.markChanged([userId]);
+        await this.ctx.federationRooms.devices.receiveDeviceListUpdate(origin, content);
         return;
-      }
+      case 'm.signing_key_update':
+        await this.ctx.federationRooms.devices.receiveSigningKeyUpdate(origin, content);
+        return;
       case 'm.direct_to_device': {
         const sender = content['sender'];
         const messages = content['messages'];

@@ -10,6 +10,7 @@ import { FederationQueueStore } from '../storage/stores/federation-queue.js';
 import type { RoomContext } from '../services/rooms/index.js';
 import type { FederationContext } from './index.js';
 import type { FederationEdus } from './edus.js';
+import type { FederationDeviceLists } from './device-lists.js';
 import { FederationEventHandler } from './event-handler.js';
 import { FederationRooms } from './rooms.js';
 import { FederationSender, type SenderBackoff } from './sender.js';
@@ -27,6 +28,8 @@ export interface FederationRoomContext {
     readonly queue: FederationQueueStore;
     /** Set by wireFederation (needs the whole context). */
     edus: FederationEdus;
+    /** Set by wireFederation: device lists and keys across servers. */
+    devices: FederationDeviceLists;
   };
 }
 
@@ -78,5 +81,5 @@ export function createFederationRoomServices(
     log: flog,
     profile,
   });
-  return { federationRooms: { handler, sender, rooms, queue, edus: undefined as unknown as FederationEdus } };
+  return { federationRooms: { handler, sender, rooms, queue, edus: undefined as unknown as FederationEdus, devices: undefined as unknown as FederationDeviceLists } };
 }

@@ -3,11 +3,14 @@
  * rooms held elsewhere, remote invites in sync, to-device messages for remote users, EDUs.
  */
 import type { AppContext } from '../app.js';
+import { FederationDeviceLists } from './device-lists.js';
 import { FederationEdus } from './edus.js';
 
 export function wireFederation(ctx: AppContext): void {
   const { rooms } = ctx.federationRooms;
   ctx.federationRooms.edus = new FederationEdus(ctx);
+  const devices = (ctx.federationRooms.devices = new FederationDeviceLists(ctx));
+  ctx.e2ee.keys.remote = { query: (wanted) => devices.queryRemote(wanted), claim: (wanted) => devices.claimRemote(wanted) };
   ctx.rooms.remote = {
     queryAlias: (alias) => rooms.queryAlias(alias),
     needsRemote: (roomId) => rooms.needsRemote(roomId),

@@ -11,6 +11,7 @@ import type { FederationTables } from './schema-federation.js';
 import type { E2eeTables } from './schema-e2ee.js';
 import type { MediaTables } from './schema-media.js';
 import type { FederationQueueTables } from './schema-federation-queue.js';
+import type { FederationDeviceTables } from './schema-federation-devices.js';
 
 export interface ServerMetaTable {
   key: string;
@@ -109,7 +110,7 @@ export interface RoomAliasesTable {
   created_ts: number;
 }
 
-export interface Tables extends AccountTables, ReceiptPushTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables, FederationQueueTables, MediaTables {
+export interface Tables extends AccountTables, ReceiptPushTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables, FederationQueueTables, MediaTables, FederationDeviceTables {
   server_meta: ServerMetaTable;
   rooms: RoomsTable;
   events: EventsTable;

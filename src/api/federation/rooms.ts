@@ -226,24 +226,7 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
   app.get('/_matrix/federation/v1/user/devices/:userId', auth, async (req) => {
     const userId = (req.params as P).userId!;
     if (!local(userId)) throw errors.notFound('Unknown user');
-    const devices = await ctx.accounts.listDevices(userId);
-    const keys = await ctx.e2ee.keys.query(userId, { [userId]: [] });
-    const dk = (isJsonObject(keys['device_keys']) ? keys['device_keys'][userId] : undefined) as JsonObject | undefined;
-    const out: JsonObject = {
-      user_id: userId,
-      stream_id: await f.edus.deviceStreamId(userId),
-      devices: devices.map((d) => {
-        const entry: JsonObject = { device_id: d.device_id };
-        if (dk && isJsonObject(dk[d.device_id])) entry['keys'] = dk[d.device_id]!;
-        if (d.display_name) entry['device_display_name'] = d.display_name;
-        return entry;
-      }),
-    };
-    const master = isJsonObject(keys['master_keys']) ? keys['master_keys'][userId] : undefined;
-    const ss = isJsonObject(keys['self_signing_keys']) ? keys['self_signing_keys'][userId] : undefined;
-    if (master) out['master_key'] = master;
-    if (ss) out['self_signing_key'] = ss;
-    return out;
+    return f.devices.userDevices(userId);
   });
 
   app.post('/_matrix/federation/v1/user/keys/query', { ...auth, schema: { body: Type.Object({ device_keys: Type.Record(Type.String(), Type.Array(Type.String())) }) } }, async (req) => {

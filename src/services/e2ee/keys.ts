@@ -53,8 +53,22 @@ export interface Failure {
   error: string;
 }
 
+/** Keys of users of other servers (set by federation). */
+export interface RemoteKeys {
+  query(wanted: Record<string, string[]>): Promise<{
+    device_keys: Record<string, Record<string, JsonObject>>;
+    master_keys: Record<string, JsonObject>;
+    self_signing_keys: Record<string, JsonObject>;
+    failures: Record<string, JsonObject>;
+  }>;
+  claim(wanted: Record<string, Record<string, string>>): Promise<{ one_time_keys: Record<string, JsonObject>; failures: Record<string, JsonObject> }>;
+}
+
 /** Device keys, one-time and fallback keys, cross-signing keys and signatures. */
 export class KeyService {
+  /** Answers for users of other servers (federation); without it they are reported as failures. */
+  remote: RemoteKeys | undefined;
+
   constructor(
     private readonly database: Database,
     private readonly store: E2eeStore,
@@ -152,11 +166,13 @@ export class KeyService {
       failures: {} as Record<string, JsonObject>,
     };
     let total = 0;
+    const remoteWanted: Record<string, string[]> = {};
     for (const [userId, devices] of Object.entries(deviceKeys)) {
       total += Math.max(1, devices.length);
       if (total > MAX_QUERIED_DEVICES) throw new MatrixError('M_TOO_LARGE', 413, `At most ${MAX_QUERIED_DEVICES} devices per query`);
       if (!this.isLocalUser(userId)) {
-        out.failures[serverOf(userId)] = { status: 503, message: 'This server does not reach other servers' };
+        if (this.remote) remoteWanted[userId] = devices;
+        else out.failures[serverOf(userId)] = { status: 503, message: 'This server does not reach other servers' };
         continue;
       }
       const rows = await this.store.deviceKeysOfUser(userId, devices);
@@ -192,6 +208,13 @@ export class KeyService {
       const usk = cs.get('user_signing');
       if (usk && userId === requester) out.user_signing_keys[userId] = JSON.parse(usk.json) as JsonObject;
     }
+    if (this.remote && Object.keys(remoteWanted).length) {
+      const r = await this.remote.query(remoteWanted);
+      Object.assign(out.device_keys, r.device_keys);
+      Object.assign(out.master_keys, r.master_keys);
+      Object.assign(out.self_signing_keys, r.self_signing_keys);
+      Object.assign(out.failures, r.failures);
+    }
     return out;
   }
 
@@ -200,10 +223,12 @@ export class KeyService {
   async claim(request: Record<string, Record<string, string>>): Promise<JsonObject> {
     const oneTimeKeys: Record<string, Record<string, JsonObject>> = {};
     const failures: Record<string, JsonObject> = {};
+    const remoteWanted: Record<string, Record<string, string>> = {};
     let total = 0;
     for (const [userId, byDevice] of Object.entries(request)) {
       if (!this.isLocalUser(userId)) {
-        failures[serverOf(userId)] = { status: 503, message: 'This server does not reach other servers' };
+        if (this.remote) remoteWanted[userId] = byDevice;
+        else failures[serverOf(userId)] = { status: 503, message: 'This server does not reach other servers' };
         continue;
       }
       for (const [deviceId, algorithm] of Object.entries(byDevice)) {
@@ -226,6 +251,13 @@ export class KeyService {
           ((oneTimeKeys[userId] ??= {})[deviceId] ??= {})[name] = JSON.parse(json) as JsonObject;
         }
       }
+    }
+    if (this.remote && Object.keys(remoteWanted).length) {
+      total += Object.values(remoteWanted).reduce((n, d) => n + Object.keys(d).length, 0);
+      if (total > MAX_QUERIED_DEVICES) throw new MatrixError('M_TOO_LARGE', 413, `At most ${MAX_QUERIED_DEVICES} keys per claim`);
+      const r = await this.remote.claim(remoteWanted);
+      Object.assign(oneTimeKeys, r.one_time_keys);
+      Object.assign(failures, r.failures);
     }
     return { one_time_keys: oneTimeKeys, failures };
   }

@@ -148,10 +148,16 @@ export class RoomService {
         await send('m.room.topic', { topic: req.topic, 'm.topic': { 'm.text': [{ body: req.topic, mimetype: 'text/plain' }] } });
       }
       for (const invitee of invites) {
+        // Users of other servers are invited once the room exists (their server must countersign).
+        if (this.remote && !this.isLocalUser(invitee)) continue;
         const extra: JsonObject = req.is_direct ? { is_direct: true } : {};
         await send('m.room.member', await this.memberContent(invitee, 'invite', extra), invitee);
       }
     });
+    for (const invitee of invites) {
+      if (!this.remote || this.isLocalUser(invitee)) continue;
+      await this.setMembership(creator, rid, invitee, 'invite', undefined, req.is_direct ? { is_direct: true } : {});
+    }
     if (aliasToCreate) await this.deps.aliases.create(aliasToCreate, rid, creator);
     if (req.visibility === 'public') await this.events.setRoomPublic(rid, true);
     return { roomId: rid };

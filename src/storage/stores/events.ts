@@ -623,8 +623,29 @@ export class EventStore {
       .orderBy('stream_ordering', 'desc')
       .limit(1)
       .executeTakeFirst();
-    if (!row) return new Map();
-    return (await this.getStateIdsAfter(row.event_id)) ?? new Map();
+    if (row) return (await this.getStateIdsAfter(row.event_id)) ?? new Map();
+    // Nothing at or before `at` (a room joined over federation starts with the join, its earlier
+    // state being outliers): the state before the room's first timeline event after `at`.
+    const next = await this.db
+      .selectFrom('events')
+      .select('event_id')
+      .where('room_id', '=', roomId)
+      .where('outlier', '=', 0)
+      .where('stream_ordering', '>', at)
+      .orderBy('stream_ordering', 'asc')
+      .limit(1)
+      .executeTakeFirst();
+    const first = next && (await this.getEvent(next.event_id));
+    if (!first) return new Map();
+    const state = new Map((await this.getStateIdsAfter(first.event.event_id)) ?? new Map<string, string>());
+    if (typeof first.event.state_key === 'string' && !first.rejected) {
+      const key = stateKeyOf(first.event.type, first.event.state_key);
+      if (state.get(key) === first.event.event_id) {
+        if (first.prevStateEventId) state.set(key, first.prevStateEventId);
+        else state.delete(key);
+      }
+    }
+    return state;
   }
 
   /** Hides a left room from the user's sync (`/forget`). */
