@@ -225,6 +225,26 @@ describe.each<Engine>(['sqlite', 'postgres'])('push rules, pushers, notification
     expect((await bob.get(`${C}/pushers`, { token: null })).status).toBe(401);
   });
 
+  it('pushers go away with the device that set them (logout) and with the account', async () => {
+    const dave = new TestClient(t.clientUrl);
+    await dave.register(`dave${engine}`);
+    const pusher = {
+      kind: 'http',
+      app_id: 'org.example.app.android',
+      pushkey: `dave-${engine}`,
+      app_display_name: 'Example',
+      device_display_name: 'Phone',
+      lang: 'en',
+      data: { url: 'https://push.example.org/_matrix/push/v1/notify' },
+    };
+    expect((await dave.post(`${C}/pushers/set`, pusher)).status).toBe(200);
+    const other = new TestClient(t.clientUrl);
+    other.token = (await other.login(`dave${engine}`)).access_token;
+    expect((await other.get(`${C}/pushers`)).body.pushers).toHaveLength(1);
+    expect((await dave.post(`${C}/logout`, {})).status).toBe(200);
+    expect((await other.get(`${C}/pushers`)).body.pushers).toEqual([]);
+  });
+
   it('GET /notifications pages newest first, marks read ones, filters highlights', async () => {
     const { roomId, rid } = await groupRoom();
     const ids: string[] = [];

@@ -47,6 +47,9 @@ export function createPushServices(
  */
 export function wirePushSender(ctx: AppContext): void {
   ctx.pushActions.onCommitted((_position, notified) => ctx.pushSender.onActionsCommitted(notified));
+  // A phone that logs out or whose account goes away must stop getting notifications.
+  ctx.accounts.hooks.onDevicesDeleted.push((userId, deviceIds) => ctx.pushStore.deletePushersOfDevices(userId, deviceIds));
+  ctx.accounts.hooks.onUserDeactivated.push((userId) => ctx.pushStore.deletePushersOfUser(userId));
   ctx.notifier.on('change', (change) => {
     if (change.stream === 'receipts' && change.userId !== undefined) ctx.pushSender.onReceipt(change.userId);
   });

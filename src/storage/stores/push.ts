@@ -305,6 +305,17 @@ export class PushStore {
     });
   }
 
+  /** Removes the pushers set from these devices (device deleted or logged out). */
+  async deletePushersOfDevices(userId: string, deviceIds: readonly string[]): Promise<void> {
+    if (deviceIds.length === 0) return;
+    await this.database.db.deleteFrom('pushers').where('user_id', '=', userId).where('device_id', 'in', [...deviceIds]).execute();
+  }
+
+  /** Removes every pusher of a user (account deactivated). */
+  async deletePushersOfUser(userId: string): Promise<void> {
+    await this.database.db.deleteFrom('pushers').where('user_id', '=', userId).execute();
+  }
+
   async deletePusher(userId: string, appId: string, pushkey: string): Promise<void> {
     await this.database.db.deleteFrom('pushers').where('user_id', '=', userId).where('app_id', '=', appId).where('pushkey', '=', pushkey).execute();
   }
