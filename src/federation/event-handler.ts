@@ -286,6 +286,7 @@ export class FederationEventHandler {
     }
     let redactTarget: StoredEvent | undefined;
     if (accepted && event.type === 'm.room.redaction') redactTarget = await this.redactionTarget(roomId, version, event, stateBefore);
+    const lateRedaction = outcome.rejected ? undefined : await this.heldRedactionOf(roomId, version, event);
     const wake = new Set(await this.events.members(roomId, ['join', 'invite', 'knock']));
     if (event.type === 'm.room.member' && event.state_key) wake.add(event.state_key);
 
@@ -305,6 +306,7 @@ export class FederationEventHandler {
         if (newExtremities) await this.events.setForwardExtremities(tx, roomId, newExtremities);
         if (newCurrent) await this.events.replaceCurrentState(tx, roomId, newCurrent);
         if (redactTarget) await this.events.markRedacted(tx, redactTarget.event.event_id, event.event_id);
+        if (lateRedaction) await this.events.markRedacted(tx, event.event_id, lateRedaction);
         if (accepted) {
           tx.onCommit(() =>
             notifier.publish(
@@ -336,6 +338,23 @@ export class FederationEventHandler {
     if (serverNameOf(stored.event.sender) === serverNameOf(event.sender)) return stored;
     const loaded = await this.events.loadStateEvents(state);
     return canRedact(loaded, event.sender, stored.event.sender === event.sender, version) ? stored : undefined;
+  }
+
+  /**
+   * A redaction already stored for `event` (it arrived first: the event comes later through
+   * backfill or federation), when it may redact it: same server as the event's sender, or a
+   * sender allowed to redact others in the state before the redaction. Returns its ID.
+   */
+  private async heldRedactionOf(roomId: string, version: RoomVersion, event: RoomEvent): Promise<string | undefined> {
+    for (const r of await this.events.redactionsOf(event.event_id)) {
+      if (r.roomId !== roomId) continue;
+      if (serverNameOf(r.event.sender) === serverNameOf(event.sender)) return r.event.event_id;
+      const state = await this.events.getStateIdsAfter(r.event.event_id);
+      if (!state) continue;
+      const loaded = await this.events.loadStateEvents(state);
+      if (canRedact(loaded, r.event.sender, r.event.sender === event.sender, version)) return r.event.event_id;
+    }
+    return undefined;
   }
 
   /** Asks the origin for the events between our extremities and `event` (get_missing_events). */
@@ -489,6 +508,7 @@ export class FederationEventHandler {
         if (key && !rejected) after.set(key, ev.event_id);
         batchAfter.set(ev.event_id, after);
         const redactTarget = !rejected && ev.type === 'm.room.redaction' ? await this.redactionTarget(roomId, version, ev, stateBefore) : undefined;
+        const lateRedaction = rejected ? undefined : await this.heldRedactionOf(roomId, version, ev);
         const position = base + i;
         const existing = stored.get(ev.event_id);
         await this.deps.roomEvents.withStreamLock(() =>
@@ -514,6 +534,7 @@ export class FederationEventHandler {
               });
             }
             if (redactTarget) await this.events.markRedacted(tx, redactTarget.event.event_id, ev.event_id);
+            if (lateRedaction) await this.events.markRedacted(tx, ev.event_id, lateRedaction);
             if (!rejected) count++;
           }),
         );

@@ -259,17 +259,28 @@ export class FederationRooms {
     return { event: { ...template, origin } as JsonObject, room_version: version.id };
   }
 
-  private async restrictedAuthoriser(roomId: string, userId: string, state: Map<string, RoomEvent>, version: RoomVersion): Promise<string> {
+  /**
+   * Checks that `userId` meets a condition of the room's restricted join rule, as this server
+   * sees it: 400 M_UNABLE_TO_AUTHORISE_JOIN when this server is in none of the allowed rooms
+   * (another server may know), 403 M_FORBIDDEN when it is in some and the user is joined to none.
+   */
+  private async requireRestrictedAllowed(userId: string, state: Map<string, RoomEvent>): Promise<void> {
     const jr = state.get(stateKeyOf('m.room.join_rules', ''));
     const allow = Array.isArray(jr?.content['allow']) ? (jr!.content['allow'] as JsonValue[]) : [];
-    let ok = false;
+    let known = false;
     for (const a of allow) {
       if (isJsonObject(a) && a['type'] === 'm.room_membership' && typeof a['room_id'] === 'string') {
         if (!(await this.isResident(a['room_id']))) continue;
-        if ((await this.events.getMembership(a['room_id'], userId)) === 'join') ok = true;
+        known = true;
+        if ((await this.events.getMembership(a['room_id'], userId)) === 'join') return;
       }
     }
-    if (!ok) throw new MatrixError('M_UNABLE_TO_AUTHORISE_JOIN', 400, 'This server cannot confirm the user may join');
+    if (!known) throw new MatrixError('M_UNABLE_TO_AUTHORISE_JOIN', 400, 'This server cannot confirm the user may join: it is in none of the allowed rooms');
+    throw errors.forbidden('The user is not a member of any room that allows joining this room');
+  }
+
+  private async restrictedAuthoriser(roomId: string, userId: string, state: Map<string, RoomEvent>, version: RoomVersion): Promise<string> {
+    await this.requireRestrictedAllowed(userId, state);
     const members = (await this.events.members(roomId)).filter((m) => this.isLocal(m) && canInvite(state, m, version));
     members.sort((a, b) => userPowerLevel(state, b, version) - userPowerLevel(state, a, version));
     if (!members.length) throw new MatrixError('M_UNABLE_TO_GRANT_JOIN', 400, 'No member of this server can authorise the join');
@@ -326,6 +337,14 @@ export class FederationRooms {
     const via = pdu.content['join_authorised_via_users_server'];
     if (membership === 'join' && typeof via === 'string' && version.restrictedJoinRule) {
       if (!this.isLocal(via)) throw errors.badJson('join_authorised_via_users_server is not a user of this server');
+      // Our signature vouches that the user meets the join rule's conditions: check them again
+      // (the auth rules only check the authorising user's power, not the other rooms).
+      const state = await this.events.getCurrentState(roomId);
+      const rule = state.get(stateKeyOf('m.room.join_rules', ''))?.content['join_rule'];
+      const current = state.get(stateKeyOf('m.room.member', pdu.sender))?.content['membership'];
+      if ((rule === 'restricted' || rule === 'knock_restricted') && current !== 'invite' && current !== 'join') {
+        await this.requireRestrictedAllowed(pdu.sender, state);
+      }
       pdu = signEvent(pdu, version, this.deps.serverName, this.deps.signingKey);
       signedByUs = true;
     }
@@ -485,6 +504,9 @@ export class FederationRooms {
       }
     }
     if (lastErr instanceof FederationHttpError && lastErr.status === 403) throw errors.forbidden(lastErr.errorText ?? 'Not allowed');
+    if (lastErr instanceof FederationHttpError && (lastErr.errcode === 'M_UNABLE_TO_AUTHORISE_JOIN' || lastErr.errcode === 'M_UNABLE_TO_GRANT_JOIN')) {
+      throw new MatrixError(lastErr.errcode, 400, lastErr.errorText ?? 'No server could authorise the join');
+    }
     if (lastErr instanceof FederationHttpError && lastErr.errcode === 'M_INCOMPATIBLE_ROOM_VERSION') {
       throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', 400, lastErr.errorText ?? 'Incompatible room version');
     }
@@ -521,6 +543,9 @@ export class FederationRooms {
         { timeoutMs: 120_000, maxBytes: 512 * 1024 * 1024 },
       )
       .catch((err: unknown) => {
+        if (err instanceof FederationHttpError && (err.errcode === 'M_UNABLE_TO_AUTHORISE_JOIN' || err.errcode === 'M_UNABLE_TO_GRANT_JOIN')) {
+          throw new MatrixError(err.errcode, 400, err.errorText ?? 'The join could not be authorised');
+        }
         if (err instanceof FederationHttpError && err.status < 500) throw new MatrixError('M_FORBIDDEN', 403, err.errorText ?? 'The join was refused');
         throw err;
       });

@@ -41,6 +41,8 @@ export interface EventsTable {
   rejected: string | null;
   prev_state_event_id: string | null;
   redacted_by: string | null;
+  /** For m.room.redaction: the event it redacts. */
+  redacts: string | null;
   txn_id: string | null;
   txn_device_id: string | null;
   relates_to: string | null;

@@ -31,6 +31,7 @@ import { registerKeys } from './keys.js';
 import { registerRoomKeys } from './room-keys.js';
 import { registerToDevice } from './to-device.js';
 import { registerVoip } from './voip.js';
+import { registerSpaces } from './spaces.js';
 
 /**
  * The client-server API (/_matrix/client/...). One file per endpoint family, named after the
@@ -66,6 +67,7 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerSearch(app, ctx);
   registerReport(app, ctx);
   registerRoomUpgrades(app, ctx);
+  registerSpaces(app, ctx);
   // Application services (bridges).
   registerAppServiceApi(app, ctx);
   // End-to-end encryption.

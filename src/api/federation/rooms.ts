@@ -12,6 +12,7 @@ import { isValidRoomAlias, serverNameOf } from '../../protocol/identifiers.js';
 import { isJsonObject, type JsonObject } from '../../protocol/json.js';
 import { listPublicRooms } from '../client/directory.js';
 import type { HttpApp } from '../http.js';
+import { registerFederationHierarchy } from './hierarchy.js';
 import { federationAuth } from './index.js';
 
 const MAX_TXN_PDUS = 50;
@@ -208,6 +209,8 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
     if (p?.avatar_url && (!field || field === 'avatar_url')) out['avatar_url'] = p.avatar_url;
     return out;
   });
+
+  registerFederationHierarchy(app, ctx);
 
   app.get('/_matrix/federation/v1/publicRooms', { ...auth, schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 0 })), since: Type.Optional(Type.String()) }) } }, async (req) => {
     const q = req.query as { limit?: number; since?: string };

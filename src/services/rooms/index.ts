@@ -45,7 +45,7 @@ export function createRoomServices(
     notifier,
     log: log.child({ subsystem: 'rooms' }),
   });
-  const rooms = new RoomService({ serverName: config.server_name, events: eventStore, aliases: aliasStore, roomEvents, profile });
+  const rooms = new RoomService({ serverName: config.server_name, events: eventStore, aliases: aliasStore, roomEvents, profile, log: log.child({ subsystem: 'rooms' }) });
   const relations = new RelationStore(database);
   const visibility = new HistoryVisibility(eventStore, relations);
   const formatter = new ClientEventFormatter(eventStore, Date.now, relations);

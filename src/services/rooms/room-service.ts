@@ -35,6 +35,8 @@ export interface RoomServiceDeps {
   roomEvents: RoomEvents;
   profile: (userId: string) => Promise<Profile>;
   defaultRoomVersion?: string;
+  /** Where failures that do not fail a request are logged (a remote invite of createRoom). */
+  log?: { warn(obj: object, msg: string): void };
 }
 
 const PRESETS = {
@@ -154,9 +156,15 @@ export class RoomService {
         await send('m.room.member', await this.memberContent(invitee, 'invite', extra), invitee);
       }
     });
+    // As other servers do, the room is returned even when an invitee's server refuses the invite
+    // or cannot be reached: the room exists, and the creator can invite again.
     for (const invitee of invites) {
       if (!this.remote || this.isLocalUser(invitee)) continue;
-      await this.setMembership(creator, rid, invitee, 'invite', undefined, req.is_direct ? { is_direct: true } : {});
+      try {
+        await this.setMembership(creator, rid, invitee, 'invite', undefined, req.is_direct ? { is_direct: true } : {});
+      } catch (err) {
+        this.deps.log?.warn({ roomId: rid, invitee, err: (err as Error).message }, 'could not invite a user of another server to a new room');
+      }
     }
     if (aliasToCreate) await this.deps.aliases.create(aliasToCreate, rid, creator);
     if (req.visibility === 'public') await this.events.setRoomPublic(rid, true);

@@ -446,6 +446,7 @@ export class EventStore {
         rejected: input.rejected ?? null,
         prev_state_event_id: input.prevStateEventId,
         redacted_by: null,
+        redacts: event.type === 'm.room.redaction' ? redactsOf(event) : null,
         txn_id: input.txn?.txnId ?? null,
         txn_device_id: input.txn?.deviceId ?? null,
         relates_to: typeof relates?.event_id === 'string' ? relates.event_id : null,
@@ -535,6 +536,24 @@ export class EventStore {
         .execute();
     }
     return { streamOrdering, stateGroup };
+  }
+
+  /**
+   * Accepted redactions stored for `targetId` (oldest first): a redaction can arrive before the
+   * event it redacts (backfill, federation), which is then redacted as it is stored.
+   */
+  async redactionsOf(targetId: string, q: Q = this.db): Promise<StoredEvent[]> {
+    const rows = await q
+      .selectFrom('events')
+      .select('event_id')
+      .where('redacts', '=', targetId)
+      .where('outlier', '=', 0)
+      .where('rejected', 'is', null)
+      .orderBy('stream_ordering')
+      .execute();
+    if (!rows.length) return [];
+    const got = await this.getEvents(rows.map((r) => r.event_id), q);
+    return rows.map((r) => got.get(r.event_id)).filter((e): e is StoredEvent => !!e);
   }
 
   /** Marks `targetId` as redacted by `redactionId` (the content is pruned when served). */
@@ -675,4 +694,11 @@ export class EventStore {
 function storedForm(event: RoomEvent): Record<string, unknown> {
   const { unsigned: _u, ...rest } = event;
   return rest;
+}
+
+/** The event a redaction redacts (top-level `redacts`, or `content.redacts` in newer room versions). */
+function redactsOf(event: RoomEvent): string | null {
+  if (typeof event.redacts === 'string') return event.redacts;
+  const r = event.content['redacts'];
+  return typeof r === 'string' ? r : null;
 }
