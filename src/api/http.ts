@@ -30,6 +30,14 @@ export interface HttpAppOptions {
   https?: { cert?: Buffer | string; key?: Buffer | string; SNICallback?: import('node:tls').TlsOptions['SNICallback'] };
 }
 
+/** Every method and path registered on an app (OPTIONS excluded), in registration order. */
+const routeLists = new WeakMap<object, Array<{ method: string; url: string }>>();
+
+/** The routes registered on an app built by createHttpApp (for tests that check coverage). */
+export function registeredRoutes(app: HttpApp): ReadonlyArray<{ method: string; url: string }> {
+  return routeLists.get(app) ?? [];
+}
+
 function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixError {
   if (err instanceof MatrixError) return err;
   const fe = err as FastifyError & { validationContext?: string };
@@ -84,10 +92,13 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
   // A shadow router of every registered method+path, to tell "no such endpoint" (404) from
   // "endpoint exists, wrong method" (405).
   const known = FindMyWay({ ignoreTrailingSlash: false });
+  const routes: Array<{ method: string; url: string }> = [];
+  routeLists.set(app, routes);
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const m of methods) {
       if (m === 'OPTIONS') continue;
+      routes.push({ method: m, url: route.url });
       try {
         known.on(m as 'GET', route.url, () => {});
       } catch {

@@ -1,6 +1,7 @@
 /**
  * Validates HTTP responses against the Matrix specification's OpenAPI definitions of the
- * client-server API (vendored in test/fixtures/matrix-spec, so a clean clone can run it).
+ * client-server and server-server APIs (vendored in test/fixtures/matrix-spec, so a clean clone
+ * can run it).
  *
  *   expectMatchesSpec('GET', '/_matrix/client/v3/rooms/{roomId}/messages', 200, body)
  *   expectMatchesSpec('GET', '/_matrix/client/v3/rooms/!a%3Ab/messages', 200, body)  // concrete paths work too
@@ -16,6 +17,9 @@ import { parse } from 'yaml';
 
 export const SPEC_DATA_DIR = resolve(import.meta.dirname, '../fixtures/matrix-spec/data');
 const CLIENT_SERVER_DIR = join(SPEC_DATA_DIR, 'api/client-server');
+const SERVER_SERVER_DIR = join(SPEC_DATA_DIR, 'api/server-server');
+/** The APIs a homeserver serves (the application-service and push-gateway APIs are served by others). */
+const API_DIRS = [CLIENT_SERVER_DIR, SERVER_SERVER_DIR];
 
 type Json = any;
 
@@ -101,30 +105,32 @@ function templateRegex(template: string): RegExp {
 
 let operations: SpecOperation[] | undefined;
 
-/** Every operation of the client-server API, from all YAML files. */
+/** Every operation of the client-server and server-server APIs, from all YAML files. */
 export function specOperations(): SpecOperation[] {
   if (operations) return operations;
   operations = [];
-  for (const name of readdirSync(CLIENT_SERVER_DIR)) {
-    if (!name.endsWith('.yaml')) continue;
-    const file = join(CLIENT_SERVER_DIR, name);
-    const doc = loadYaml(file);
-    if (!doc?.paths) continue;
-    const basePath: string = doc.servers?.[0]?.variables?.basePath?.default ?? '';
-    for (const [path, item] of Object.entries<Json>(doc.paths)) {
-      for (const method of ['get', 'put', 'post', 'delete', 'patch']) {
-        const op = item[method];
-        if (!op) continue;
-        const template = basePath + path;
-        operations.push({
-          method: method.toUpperCase(),
-          template,
-          operationId: op.operationId,
-          file,
-          responses: op.responses ?? {},
-          regex: templateRegex(template),
-          literalSegments: template.split('/').filter((s) => s && !s.startsWith('{')).length,
-        });
+  for (const dir of API_DIRS) {
+    for (const name of readdirSync(dir)) {
+      if (!name.endsWith('.yaml')) continue;
+      const file = join(dir, name);
+      const doc = loadYaml(file);
+      if (!doc?.paths) continue;
+      const basePath: string = doc.servers?.[0]?.variables?.basePath?.default ?? '';
+      for (const [path, item] of Object.entries<Json>(doc.paths)) {
+        for (const method of ['get', 'put', 'post', 'delete', 'patch']) {
+          const op = item[method];
+          if (!op) continue;
+          const template = basePath + path;
+          operations.push({
+            method: method.toUpperCase(),
+            template,
+            operationId: op.operationId,
+            file,
+            responses: op.responses ?? {},
+            regex: templateRegex(template),
+            literalSegments: template.split('/').filter((s) => s && !s.startsWith('{')).length,
+          });
+        }
       }
     }
   }
@@ -133,7 +139,21 @@ export function specOperations(): SpecOperation[] {
 
 /** Maps r0 paths to their v3 equivalents (the spec only documents v3). */
 function normalisePath(path: string): string {
-  return path.split('?')[0]!.replace(/^\/_matrix\/client\/r0\//, '/_matrix/client/v3/');
+  return path.split('?')[0]!.replace(/^\/_matrix\/(client|media)\/r0\//, '/_matrix/$1/v3/');
+}
+
+/**
+ * The operation a Fastify route (`/rooms/:roomId/state/:eventType`, wildcards `*`) serves, or
+ * undefined when the spec has none. Parameters are replaced by a placeholder value so the
+ * concrete-path matching of findOperation applies.
+ */
+export function operationOfRoute(method: string, url: string): SpecOperation | undefined {
+  const concrete = url.replace(/:[A-Za-z0-9_]+/g, 'x').replace(/\*/g, 'x');
+  try {
+    return findOperation(method, concrete);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The operation for a method and a path template or concrete path. */
@@ -189,6 +209,20 @@ function standardErrorValidator(): ValidateFunction {
 }
 
 /**
+ * 401 has two documented shapes whatever the operation lists: the user-interactive
+ * authentication response (with `flows`) of any endpoint that uses it ("User-interactive
+ * authentication API"), and the standard error of a missing or unknown access token ("Using
+ * access tokens"). The body's shape picks the schema; either must then match fully.
+ */
+function unauthorizedValidator(body: unknown): ValidateFunction {
+  if (body !== null && typeof body === 'object' && 'flows' in body) {
+    const file = join(CLIENT_SERVER_DIR, 'definitions/auth_response.yaml');
+    return compile('#auth-response', resolveRefs(loadYaml(file), file));
+  }
+  return standardErrorValidator();
+}
+
+/**
  * The validator of an operation's response body for a status; undefined when the spec gives
  * that response no JSON body. Throws if the status is not a documented success status.
  */
@@ -205,6 +239,34 @@ export function responseValidator(method: string, path: string, status: number):
   return compile(`${op.method} ${op.template} ${status}`, schema);
 }
 
+/**
+ * The media types the spec documents for an operation's response with this status (e.g.
+ * ['image/jpeg', 'image/png', …] for a thumbnail), [] when it documents no body.
+ */
+export function responseContentTypes(method: string, path: string, status: number): string[] {
+  const op = findOperation(method, path);
+  const response = op.responses[String(status)] ?? op.responses[`${String(status)[0]}XX`];
+  if (!response) return [];
+  return Object.keys(resolveRefs(response, op.file).content ?? {});
+}
+
+/**
+ * Checks a response that is not JSON (media, multipart) against the spec: its media type must
+ * be one the operation documents for the status (`application/octet-stream` stands for any
+ * type, as downloads answer with the uploaded file's type), and the operation must document
+ * no JSON body for it. Records the operation as validated.
+ */
+export function expectContentTypeMatchesSpec(method: string, path: string, status: number, contentType: string | null): void {
+  const op = findOperation(method, path);
+  validatedOperations.add(`${op.method} ${op.template}`);
+  const documented = responseContentTypes(method, path, status);
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (documented.includes('application/octet-stream') && type !== '') return;
+  if (!documented.includes(type)) {
+    throw new Error(`${op.method} ${op.template} → ${status}: content type "${type}" is not documented (${documented.join(', ') || 'no body'})`);
+  }
+}
+
 /** Every operation a test validated a response of (for coverage checks). */
 export const validatedOperations = new Set<string>();
 
@@ -212,7 +274,7 @@ export const validatedOperations = new Set<string>();
 export function expectMatchesSpec(method: string, path: string, status: number, body: unknown): void {
   const op = findOperation(method, path);
   validatedOperations.add(`${op.method} ${op.template}`);
-  const validate = responseValidator(method, path, status);
+  const validate = status === 401 ? unauthorizedValidator(body) : responseValidator(method, path, status);
   if (!validate) return;
   if (!validate(body)) {
     const errs = (validate.errors ?? [])

@@ -2,13 +2,39 @@
  * Every implemented client-server endpoint, called for real, with each success and error
  * response validated against the spec's OpenAPI definitions (test/fixtures/matrix-spec).
  */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectMatchesSpec, findOperation, validatedOperations } from '../_util/openapi.js';
-import type { Engine, TestServer } from '../_util/server.js';
-import { startAccountsServer, uiaPassword } from './_client.js';
+import { stringify } from 'yaml';
+import { registeredRoutes } from '../../src/api/http.js';
+import { FakeAppService, freePort } from '../appservice/_harness.js';
+import { testImage } from '../media/_media.js';
+import { expectMatchesSpec, findOperation, operationOfRoute, validatedOperations } from '../_util/openapi.js';
+import { startServer, tempDir, type Engine, type TestServer } from '../_util/server.js';
+import { TEST_OVERRIDES, uiaPassword } from './_client.js';
+import { makeCrossSigning, makeDevice, oneTimeKeys, sign } from './_e2ee.js';
 import { SpecClient } from './_spec-client.js';
 
 const C = '/_matrix/client/v3';
+const V1 = '/_matrix/client/v1';
+const AS_TOKEN = 'as-token-spec-network-0123456789';
+const HS_TOKEN = 'hs-token-spec-network-0123456789';
+
+/**
+ * Routes of the client listener that no operation of the spec describes, each with why it
+ * exists. Every other registered route must have had a response validated against the spec.
+ */
+const NOT_IN_SPEC: Array<[RegExp, string]> = [
+  [/^\/health$/, 'liveness probe for service managers and load balancers'],
+  [/^\/_myelin\//, "Myelin's own pages (statistics)"],
+  [/^\/_synapse\//, 'Synapse-compatible administration API (shared-secret registration, media administration)'],
+  [/^\/\.well-known\//, 'server discovery documents (checked by the discovery test when the spec defines one)'],
+  [/^\/_matrix\/media\/v1\/(download|thumbnail|config|preview_url|upload)/, 'pre-v3 unauthenticated media paths still requested by old clients'],
+  [/^\/_matrix\/media\/v3\/create$/, 'POST /create under v3 as some clients send it (the spec defines it under v1 only)'],
+  [/^\/_matrix\/client\/(v3|r0)\/keys\/upload\/:deviceId$/, 'the deprecated device-ID form of /keys/upload (same handler as /keys/upload)'],
+];
 const PW = 'correct horse battery';
 const enc = encodeURIComponent;
 
@@ -55,9 +81,58 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
   let aliceId: string;
   let bobId: string;
   let carolId: string;
+  let dataDir: string;
+  let fakeAs: FakeAppService;
+  let page: Server;
+  let pageUrl: string;
 
   beforeAll(async () => {
-    t = await startAccountsServer(engine);
+    // Operations validated by this engine's scenarios only.
+    validatedOperations.clear();
+    fakeAs = new FakeAppService(await freePort());
+    fakeAs.handler = (r) => {
+      if (r.path.startsWith('/_matrix/app/v1/thirdparty/protocol/specnet')) {
+        return { status: 200, body: { user_fields: ['nick'], location_fields: ['channel'], icon: 'mxc://localhost/icon', field_types: { nick: { regexp: '.*', placeholder: 'nick' }, channel: { regexp: '.*', placeholder: '#c' } }, instances: [{ desc: 'Spec', network_id: 'main', fields: {} }] } };
+      }
+      if (r.path.startsWith('/_matrix/app/v1/thirdparty/location')) return { status: 200, body: [{ alias: '#_spec_general:localhost', protocol: 'specnet', fields: { channel: 'general' } }] };
+      if (r.path.startsWith('/_matrix/app/v1/thirdparty/user')) return { status: 200, body: [{ userid: '@_spec_bob:localhost', protocol: 'specnet', fields: { nick: 'bob' } }] };
+      return { status: 200, body: {} };
+    };
+    await fakeAs.start();
+    page = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html; charset=utf-8');
+      res.end('<html><head><title>Page</title><meta property="og:title" content="Spec page"><meta property="og:description" content="About"></head></html>');
+    });
+    await new Promise<void>((r) => page.listen(0, '127.0.0.1', r));
+    pageUrl = `http://127.0.0.1:${(page.address() as AddressInfo).port}/og`;
+    dataDir = tempDir();
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(
+      join(dataDir, 'specnet.yaml'),
+      stringify({
+        id: 'specnet',
+        url: fakeAs.url,
+        as_token: AS_TOKEN,
+        hs_token: HS_TOKEN,
+        sender_localpart: 'specnetbot',
+        namespaces: { users: [{ regex: '@_spec_.*', exclusive: true }], aliases: [{ regex: '#_spec_.*', exclusive: true }], rooms: [] },
+        rate_limited: false,
+        protocols: ['specnet'],
+      }),
+    );
+    t = await startServer({
+      engine,
+      dataDir,
+      overrides: {
+        ...TEST_OVERRIDES,
+        app_services: ['specnet.yaml'],
+        turn_uris: ['turn:turn.example.org:3478?transport=udp'],
+        turn_shared_secret: 'a shared secret',
+        push: { allow_private_gateways: true, allow_http_gateways: true },
+        // Legacy unauthenticated downloads are exercised too.
+        media: { freeze_unauthenticated: false, url_preview: { enabled: true, ip_whitelist: ['127.0.0.1/32'] } },
+      },
+    });
     alice = new SpecClient(t.clientUrl);
     bob = new SpecClient(t.clientUrl);
     carol = new SpecClient(t.clientUrl);
@@ -66,7 +141,12 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     bobId = (await bob.register('bob')).user_id;
     carolId = (await carol.register('carol')).user_id;
   });
-  afterAll(() => t?.close());
+  afterAll(async () => {
+    await t?.close();
+    await fakeAs?.stop();
+    await new Promise((r) => page?.close(r));
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
 
   it('discovery: versions, well-known, capabilities, login flows', async () => {
     const v = await anon.get('/_matrix/client/versions');
@@ -298,6 +378,381 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
 
     expect((await bob.get(`${C}/sync?since=garbage`)).status).toBe(400);
     expect((await anon.get(`${C}/sync`)).status).toBe(401);
+  });
+
+  it('discovery and account extras: server well-known, login tokens, profile fields, 3PIDs, registration tokens, TURN', async () => {
+    const wk = await anon.get('/.well-known/matrix/server');
+    expect([200, 404]).toContain(wk.status);
+
+    const gt1 = await alice.post(`${V1}/login/get_token`, {});
+    expect(gt1.status).toBe(401);
+    const gt = await alice.post(`${V1}/login/get_token`, { auth: uiaPassword('alice', PW, gt1.body.session) });
+    expect(gt.status).toBe(200);
+    expect((await anon.post(`${V1}/login/get_token`, {})).status).toBe(401);
+    const viaToken = await anon.post(`${C}/login`, { type: 'm.login.token', token: gt.body.login_token });
+    expect(viaToken.body.user_id).toBe(aliceId);
+    expect((await anon.post(`${C}/login`, { type: 'm.login.token', token: gt.body.login_token })).status).toBe(403);
+
+    // Profile fields other than displayname and avatar_url.
+    const field = `${C}/profile/${enc(aliceId)}/m.tz`;
+    expect((await alice.put(field, { 'm.tz': 'Europe/Paris' })).status).toBe(200);
+    expect((await bob.get(field)).body).toEqual({ 'm.tz': 'Europe/Paris' });
+    expect((await bob.put(field, { 'm.tz': 'UTC' })).status).toBe(403);
+    expect((await alice.del(field)).status).toBe(200);
+    expect((await bob.get(field)).status).toBe(404);
+    expect((await alice.put(`${C}/profile/${enc(aliceId)}/org.example.mismatch`, { other: 1 })).status).toBe(400);
+
+    expect((await alice.get(`${C}/account/3pid`)).body.threepids).toEqual([]);
+    expect((await anon.get(`${C}/account/3pid`)).status).toBe(401);
+    expect((await anon.post(`${C}/register/email/requestToken`, { client_secret: 'cs', email: 'a@example.org', send_attempt: 1 })).status).toBe(403);
+    expect((await anon.post(`${C}/register/msisdn/requestToken`, { client_secret: 'cs', country: 'FR', phone_number: '600000000', send_attempt: 1 })).status).toBe(403);
+    // Registration is open here: registration tokens are not used.
+    expect((await anon.get(`${V1}/register/m.login.registration_token/validity?token=abc`)).status).toBe(403);
+
+    const turn = await alice.get(`${C}/voip/turnServer`);
+    expect(turn.body.uris).toEqual(['turn:turn.example.org:3478?transport=udp']);
+    expect((await anon.get(`${C}/voip/turnServer`)).status).toBe(401);
+  });
+
+  it('registration token validity on a server that requires tokens', async () => {
+    const s = await startServer({ engine, overrides: { ...TEST_OVERRIDES, registration: 'token' } });
+    try {
+      const c = new SpecClient(s.clientUrl);
+      expect((await c.get(`${V1}/register/m.login.registration_token/validity?token=nope`)).body).toEqual({ valid: false });
+      expect((await c.get(`${V1}/register/m.login.registration_token/validity`)).status).toBe(400);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('transaction IDs are scoped to the request path (room, event type, endpoint)', async () => {
+    const r1 = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
+    const r2 = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
+    const a = await alice.put(`${C}/rooms/${enc(r1)}/send/m.room.message/same-txn`, { msgtype: 'm.text', body: 'one' });
+    // A retransmission (same path) answers with the same event.
+    expect((await alice.put(`${C}/rooms/${enc(r1)}/send/m.room.message/same-txn`, { msgtype: 'm.text', body: 'one' })).body.event_id).toBe(a.body.event_id);
+    const b = await alice.put(`${C}/rooms/${enc(r2)}/send/m.room.message/same-txn`, { msgtype: 'm.text', body: 'two' });
+    const c = await alice.put(`${C}/rooms/${enc(r1)}/send/org.example.other/same-txn`, { v: 1 });
+    const d = await alice.put(`${C}/rooms/${enc(r1)}/redact/${enc(a.body.event_id)}/same-txn`, {});
+    const ids = [a, b, c, d].map((r) => r.body.event_id);
+    expect(new Set(ids).size).toBe(4);
+    expect((await alice.get(`${C}/rooms/${enc(r2)}/event/${enc(b.body.event_id)}`)).body.content.body).toBe('two');
+    expect((await alice.get(`${C}/rooms/${enc(r1)}/event/${enc(d.body.event_id)}`)).body.type).toBe('m.room.redaction');
+    expect((await alice.put(`${C}/rooms/${enc(r1)}/redact/${enc(a.body.event_id)}/same-txn`, {})).body.event_id).toBe(d.body.event_id);
+  });
+
+  it('typing, receipts and read markers', async () => {
+    const room = (await alice.post(`${C}/createRoom`, { preset: 'public_chat' })).body.room_id as string;
+    const rid = enc(room);
+    await bob.post(`${C}/rooms/${rid}/join`, {});
+    const ev = (await alice.put(`${C}/rooms/${rid}/send/m.room.message/t1`, { msgtype: 'm.text', body: 'hi' })).body.event_id as string;
+    expect((await alice.put(`${C}/rooms/${rid}/typing/${enc(aliceId)}`, { typing: true, timeout: 5000 })).status).toBe(200);
+    expect((await alice.put(`${C}/rooms/${rid}/typing/${enc(bobId)}`, { typing: true })).status).toBe(403);
+    expect((await bob.post(`${C}/rooms/${rid}/receipt/m.read/${enc(ev)}`, {})).status).toBe(200);
+    expect((await bob.post(`${C}/rooms/${rid}/receipt/m.read/${enc(ev)}`, { thread_id: 'main' })).status).toBe(200);
+    expect((await bob.post(`${C}/rooms/${rid}/receipt/m.nonsense/${enc(ev)}`, {})).status).toBe(400);
+    expect((await carol.post(`${C}/rooms/${rid}/receipt/m.read/${enc(ev)}`, {})).status).toBe(403);
+    expect((await bob.post(`${C}/rooms/${rid}/read_markers`, { 'm.fully_read': ev, 'm.read': ev, 'm.read.private': ev })).status).toBe(200);
+    expect((await bob.post(`${C}/rooms/${rid}/read_markers`, { 'm.fully_read': '$missing' })).status).toBeGreaterThanOrEqual(400);
+    const synced = await bob.get(`${C}/sync?timeout=0`);
+    expect(synced.body.rooms.join[room].ephemeral.events.some((e: any) => e.type === 'm.receipt')).toBe(true);
+  });
+
+  it('push rules in every form, pushers and notifications', async () => {
+    const all = await alice.get(`${C}/pushrules/`);
+    expect(all.body.global.override.length).toBeGreaterThan(0);
+    expect((await alice.get(`${C}/pushrules/global/`)).body.underride.length).toBeGreaterThan(0);
+    const rule = `${C}/pushrules/global/content/spec-rule`;
+    expect((await alice.put(rule, { pattern: 'cake*', actions: ['notify'] })).status).toBe(200);
+    expect((await alice.put(`${C}/pushrules/global/room/${enc('!nope:localhost')}?before=spec-rule`, { actions: ['notify'] })).status).toBeGreaterThanOrEqual(400);
+    expect((await alice.get(rule)).body.pattern).toBe('cake*');
+    expect((await alice.get(`${C}/pushrules/global/content/missing`)).status).toBe(404);
+    expect((await alice.put(`${C}/pushrules/global/content/bad`, { actions: ['notify'] })).status).toBe(400);
+    expect((await alice.get(`${rule}/enabled`)).body).toEqual({ enabled: true });
+    expect((await alice.put(`${rule}/enabled`, { enabled: false })).status).toBe(200);
+    expect((await alice.get(`${C}/pushrules/global/content/missing/enabled`)).status).toBe(404);
+    expect((await alice.put(`${C}/pushrules/global/content/missing/enabled`, { enabled: true })).status).toBe(404);
+    expect((await alice.get(`${rule}/actions`)).body).toEqual({ actions: ['notify'] });
+    expect((await alice.put(`${rule}/actions`, { actions: ['notify', { set_tweak: 'highlight' }] })).status).toBe(200);
+    expect((await alice.get(`${C}/pushrules/global/content/missing/actions`)).status).toBe(404);
+    expect((await alice.put(`${C}/pushrules/global/content/missing/actions`, { actions: [] })).status).toBe(404);
+    expect((await alice.del(rule)).status).toBe(200);
+    expect((await alice.del(rule)).status).toBe(404);
+
+    const pusher = { kind: 'http', app_id: 'org.example.app', pushkey: 'spec-key', app_display_name: 'Example', device_display_name: 'Phone', lang: 'en', data: { url: 'http://127.0.0.1:9/_matrix/push/v1/notify', format: 'event_id_only' } };
+    expect((await alice.post(`${C}/pushers/set`, pusher)).status).toBe(200);
+    expect((await alice.post(`${C}/pushers/set`, { ...pusher, data: {} })).status).toBe(400);
+    const pushers = await alice.get(`${C}/pushers`);
+    expect(pushers.body.pushers.map((p: any) => p.pushkey)).toEqual(['spec-key']);
+    expect((await anon.get(`${C}/pushers`)).status).toBe(401);
+    expect((await alice.post(`${C}/pushers/set`, { ...pusher, kind: null })).status).toBe(200);
+
+    const room = (await bob.post(`${C}/createRoom`, { preset: 'public_chat' })).body.room_id as string;
+    await alice.post(`${C}/rooms/${enc(room)}/join`, {});
+    await bob.put(`${C}/rooms/${enc(room)}/send/m.room.message/n1`, { msgtype: 'm.text', body: 'Alice: look' });
+    const notifs = await alice.get(`${C}/notifications?limit=5`);
+    expect(notifs.body.notifications.length).toBeGreaterThan(0);
+    expect((await alice.get(`${C}/notifications?only=highlight`)).status).toBe(200);
+    expect((await alice.get(`${C}/notifications?from=not-a-token`)).status).toBe(400);
+  });
+
+  it('relations, threads, timestamp_to_event, search, members filters and state forms', async () => {
+    const room = (await alice.post(`${C}/createRoom`, { preset: 'public_chat', name: 'Threads' })).body.room_id as string;
+    const rid = enc(room);
+    await bob.post(`${C}/rooms/${rid}/join`, {});
+    const root = (await alice.put(`${C}/rooms/${rid}/send/m.room.message/r0`, { msgtype: 'm.text', body: 'root of the thread' })).body.event_id as string;
+    for (let i = 0; i < 3; i++) {
+      await bob.put(`${C}/rooms/${rid}/send/m.room.message/r${i + 1}`, { msgtype: 'm.text', body: `reply ${i}`, 'm.relates_to': { rel_type: 'm.thread', event_id: root } });
+    }
+    await bob.put(`${C}/rooms/${rid}/send/m.reaction/x1`, { 'm.relates_to': { rel_type: 'm.annotation', event_id: root, key: '👍' } });
+    const rel = await alice.get(`${V1}/rooms/${rid}/relations/${enc(root)}?limit=2`);
+    expect(rel.body.chunk.length).toBe(2);
+    expect((await alice.get(`${V1}/rooms/${rid}/relations/${enc(root)}?from=${enc(rel.body.next_batch)}`)).status).toBe(200);
+    expect((await alice.get(`${V1}/rooms/${rid}/relations/${enc(root)}/m.thread?recurse=true`)).body.chunk.length).toBe(3);
+    expect((await alice.get(`${V1}/rooms/${rid}/relations/${enc(root)}/m.annotation/m.reaction`)).body.chunk.length).toBe(1);
+    expect((await carol.get(`${V1}/rooms/${rid}/relations/${enc(root)}`)).status).toBe(403);
+    expect((await alice.get(`${V1}/rooms/${rid}/relations/${enc('$missing')}/m.thread`)).status).toBe(404);
+    expect((await alice.get(`${V1}/rooms/${rid}/relations/${enc('$missing')}/m.annotation/m.reaction`)).status).toBe(404);
+
+    const threads = await alice.get(`${V1}/rooms/${rid}/threads`);
+    expect(threads.body.chunk[0].event_id).toBe(root);
+    expect((await alice.get(`${V1}/rooms/${rid}/threads?include=bogus`)).status).toBe(400);
+
+    const first = (await alice.get(`${C}/rooms/${rid}/event/${enc(root)}`)).body;
+    const ts = await alice.get(`${V1}/rooms/${rid}/timestamp_to_event?ts=${first.origin_server_ts}&dir=f`);
+    expect(ts.body.event_id).toMatch(/^\$/);
+    expect((await alice.get(`${V1}/rooms/${rid}/timestamp_to_event?ts=1&dir=x`)).status).toBe(400);
+    expect((await alice.get(`${V1}/rooms/${rid}/timestamp_to_event?ts=${Date.now() + 3_600_000}&dir=f`)).status).toBe(404);
+
+    const search = await bob.post(`${C}/search`, { search_categories: { room_events: { search_term: 'reply', order_by: 'recent', event_context: { before_limit: 1, after_limit: 1, include_profile: true }, groupings: { group_by: [{ key: 'room_id' }] }, include_state: true } } });
+    expect(search.body.search_categories.room_events.count).toBe(3);
+    const ranked = await bob.post(`${C}/search`, { search_categories: { room_events: { search_term: 'reply', filter: { limit: 1 } } } });
+    expect(ranked.body.search_categories.room_events.next_batch).toBeDefined();
+    expect((await bob.post(`${C}/search?next_batch=${enc(ranked.body.search_categories.room_events.next_batch)}`, { search_categories: { room_events: { search_term: 'reply', filter: { limit: 1 } } } })).status).toBe(200);
+    expect((await bob.post(`${C}/search`, { search_categories: {} })).status).toBe(200);
+    expect((await bob.post(`${C}/search`, {})).status).toBe(400);
+
+    const sync = await bob.get(`${C}/sync?timeout=0`);
+    await carol.post(`${C}/rooms/${rid}/join`, {});
+    await carol.post(`${C}/rooms/${rid}/leave`, {});
+    const members = await bob.get(`${C}/rooms/${rid}/members?not_membership=leave`);
+    expect(members.body.chunk.every((e: any) => e.content.membership !== 'leave')).toBe(true);
+    expect((await bob.get(`${C}/rooms/${rid}/members?membership=leave`)).body.chunk.length).toBe(1);
+    expect((await bob.get(`${C}/rooms/${rid}/members?at=${enc(sync.body.next_batch)}`)).body.chunk.length).toBe(2);
+    expect((await bob.get(`${C}/rooms/${rid}/members?membership=bogus`)).status).toBe(400);
+    expect((await carol.get(`${C}/rooms/${rid}/members`)).status).toBe(403);
+
+    // State without a state key, with and without the trailing slash, as content and as event.
+    expect((await alice.put(`${C}/rooms/${rid}/state/m.room.name`, { name: 'Renamed' })).status).toBe(200);
+    expect((await alice.put(`${C}/rooms/${rid}/state/m.room.name/`, { name: 'Renamed again' })).status).toBe(200);
+    expect((await bob.get(`${C}/rooms/${rid}/state/m.room.name/`)).body).toEqual({ name: 'Renamed again' });
+    expect((await bob.get(`${C}/rooms/${rid}/state/m.room.name?format=event`)).body.type).toBe('m.room.name');
+    expect((await bob.get(`${C}/rooms/${rid}/state/m.room.member/${enc(aliceId)}`)).body.membership).toBe('join');
+    expect((await bob.get(`${C}/rooms/${rid}/state/m.room.member/${enc('@nobody:localhost')}`)).status).toBe(404);
+    expect((await carol.put(`${C}/rooms/${rid}/state/m.room.name`, { name: 'Nope' })).status).toBe(403);
+    expect((await carol.get(`${C}/rooms/${enc('!nope:localhost')}/state/m.room.name`)).status).toBe(404);
+  });
+
+  it('space hierarchy', async () => {
+    const space = (await alice.post(`${C}/createRoom`, { preset: 'public_chat', name: 'Space', creation_content: { type: 'm.space' } })).body.room_id as string;
+    const child = (await alice.post(`${C}/createRoom`, { preset: 'public_chat', name: 'Child' })).body.room_id as string;
+    expect((await alice.put(`${C}/rooms/${enc(space)}/state/m.space.child/${enc(child)}`, { via: ['localhost'] })).status).toBe(200);
+    const h = await bob.get(`${V1}/rooms/${enc(space)}/hierarchy?limit=1`);
+    expect(h.body.rooms[0].room_id).toBe(space);
+    if (h.body.next_batch) expect((await bob.get(`${V1}/rooms/${enc(space)}/hierarchy?from=${enc(h.body.next_batch)}`)).status).toBe(200);
+    expect((await bob.get(`${V1}/rooms/${enc(space)}/hierarchy?max_depth=0&suggested_only=true`)).status).toBe(200);
+    expect((await bob.get(`${V1}/rooms/${enc(space)}/hierarchy?limit=x`)).status).toBe(400);
+    expect((await bob.get(`${V1}/rooms/${enc(space)}/hierarchy?from=garbage`)).status).toBe(400);
+  });
+
+  it('reports, room upgrades and knocking', async () => {
+    const room = (await alice.post(`${C}/createRoom`, { preset: 'public_chat' })).body.room_id as string;
+    const rid = enc(room);
+    await bob.post(`${C}/rooms/${rid}/join`, {});
+    const ev = (await alice.put(`${C}/rooms/${rid}/send/m.room.message/bad`, { msgtype: 'm.text', body: 'spam' })).body.event_id as string;
+    expect((await bob.post(`${C}/rooms/${rid}/report/${enc(ev)}`, { reason: 'spam', score: -100 })).status).toBe(200);
+    expect((await bob.post(`${C}/rooms/${rid}/report/${enc('$missing')}`, { reason: 'spam' })).status).toBe(404);
+    expect((await bob.post(`${C}/rooms/${rid}/report`, { reason: 'bad room' })).status).toBe(200);
+    expect((await bob.post(`${C}/rooms/${enc('!nope:localhost')}/report`, { reason: 'x' })).status).toBe(404);
+    expect((await bob.post(`${C}/users/${enc(aliceId)}/report`, { reason: 'rude' })).status).toBe(200);
+    expect((await bob.post(`${C}/users/${enc('@ghost:localhost')}/report`, { reason: 'x' })).status).toBe(404);
+
+    expect((await bob.post(`${C}/rooms/${rid}/upgrade`, { new_version: '11' })).status).toBe(403);
+    expect((await alice.post(`${C}/rooms/${rid}/upgrade`, { new_version: '999' })).status).toBe(400);
+    const up = await alice.post(`${C}/rooms/${rid}/upgrade`, { new_version: '11' });
+    expect(up.body.replacement_room).toMatch(/^!/);
+
+    const knockRoom = (await alice.post(`${C}/createRoom`, { initial_state: [{ type: 'm.room.join_rules', state_key: '', content: { join_rule: 'knock' } }] })).body.room_id as string;
+    expect((await carol.post(`${C}/knock/${enc(knockRoom)}?via=localhost`, {})).body.room_id).toBe(knockRoom);
+    expect((await carol.post(`${C}/knock/${enc('#nowhere:localhost')}`, {})).status).toBe(404);
+  });
+
+  it('end-to-end encryption: device keys, one-time keys, cross-signing, signatures, to-device, key backup', async () => {
+    const who = (await alice.get(`${C}/account/whoami`)).body;
+    const dev = makeDevice(aliceId, who.device_id);
+    const up = await alice.post(`${C}/keys/upload`, { device_keys: dev.deviceKeys, one_time_keys: oneTimeKeys(dev, 3), fallback_keys: oneTimeKeys(dev, 1, 10, true) });
+    expect(up.body.one_time_key_counts.signed_curve25519).toBe(3);
+    expect((await alice.post(`${C}/keys/upload`, { device_keys: { ...dev.deviceKeys, user_id: bobId } })).status).toBe(400);
+
+    const sync0 = await bob.get(`${C}/sync?timeout=0`);
+    const q = await bob.post(`${C}/keys/query`, { device_keys: { [aliceId]: [] }, timeout: 1000 });
+    expect(q.body.device_keys[aliceId][who.device_id].keys).toBeDefined();
+    expect((await bob.post(`${C}/keys/query`, { device_keys: 'all' })).status).toBe(400);
+    const claim = await bob.post(`${C}/keys/claim`, { one_time_keys: { [aliceId]: { [who.device_id]: 'signed_curve25519' } } });
+    expect(Object.keys(claim.body.one_time_keys[aliceId][who.device_id])).toHaveLength(1);
+    expect((await bob.post(`${C}/keys/claim`, {})).status).toBe(400);
+
+    const cs = makeCrossSigning(aliceId);
+    const csUp = await alice.post(`${C}/keys/device_signing/upload`, cs.body);
+    if (csUp.status === 401) {
+      expect((await alice.post(`${C}/keys/device_signing/upload`, { ...cs.body, auth: uiaPassword('alice', PW, csUp.body.session) })).status).toBe(200);
+    } else {
+      expect(csUp.status).toBe(200);
+    }
+    expect((await alice.post(`${C}/keys/device_signing/upload`, { master_key: { user_id: bobId, usage: ['master'], keys: {} } })).status).toBeGreaterThanOrEqual(400);
+    const signedDevice = sign(dev.deviceKeys as Record<string, unknown>, aliceId, cs.selfSigning);
+    const sigs = await alice.post(`${C}/keys/signatures/upload`, { [aliceId]: { [who.device_id]: signedDevice } });
+    expect(sigs.body.failures ?? {}).toEqual({});
+    const badSig = await alice.post(`${C}/keys/signatures/upload`, { [aliceId]: { NOSUCHDEVICE: signedDevice } });
+    expect(Object.keys(badSig.body.failures ?? {}).length).toBeGreaterThan(0);
+    expect((await alice.post(`${C}/keys/signatures/upload`, [])).status).toBe(400);
+
+    const room = (await alice.post(`${C}/createRoom`, { invite: [bobId] })).body.room_id as string;
+    await bob.post(`${C}/rooms/${enc(room)}/join`, {});
+    const sync1 = await bob.get(`${C}/sync?timeout=0`);
+    const changes = await bob.get(`${C}/keys/changes?from=${enc(sync0.body.next_batch)}&to=${enc(sync1.body.next_batch)}`);
+    expect(changes.status).toBe(200);
+    expect((await bob.get(`${C}/keys/changes?from=garbage&to=garbage`)).status).toBe(400);
+
+    expect((await alice.put(`${C}/sendToDevice/m.room_key_request/td1`, { messages: { [bobId]: { '*': { action: 'request_cancellation', request_id: 'r1', requesting_device_id: who.device_id } } } })).status).toBe(200);
+    expect((await alice.put(`${C}/sendToDevice/m.room_key_request/td2`, { messages: 'nope' })).status).toBe(400);
+
+    const algorithm = 'm.megolm_backup.v1.curve25519-aes-sha2';
+    expect((await alice.get(`${C}/room_keys/version`)).status).toBe(404);
+    const v = (await alice.post(`${C}/room_keys/version`, { algorithm, auth_data: { public_key: 'pk' } })).body.version as string;
+    expect((await alice.post(`${C}/room_keys/version`, { auth_data: {} })).status).toBe(400);
+    expect((await alice.get(`${C}/room_keys/version`)).body.version).toBe(v);
+    expect((await alice.get(`${C}/room_keys/version/${v}`)).body.algorithm).toBe(algorithm);
+    expect((await alice.get(`${C}/room_keys/version/9999`)).status).toBe(404);
+    expect((await alice.put(`${C}/room_keys/version/${v}`, { algorithm, auth_data: { public_key: 'pk2' }, version: v })).status).toBe(200);
+    expect((await alice.put(`${C}/room_keys/version/9999`, { algorithm, auth_data: { public_key: 'pk2' } })).status).toBe(404);
+    const data = (i: number) => ({ first_message_index: i, forwarded_count: 0, is_verified: false, session_data: { ephemeral: 'e', ciphertext: 'c', mac: 'm' } });
+    const r1 = enc('!r1:localhost');
+    expect((await alice.put(`${C}/room_keys/keys?version=${v}`, { rooms: { '!r1:localhost': { sessions: { s1: data(1) } } } })).body.count).toBe(1);
+    expect((await alice.put(`${C}/room_keys/keys/${r1}?version=${v}`, { sessions: { s2: data(0) } })).body.count).toBe(2);
+    expect((await alice.put(`${C}/room_keys/keys/${r1}/s3?version=${v}`, data(0))).body.count).toBe(3);
+    // Not the current version: 403 M_WRONG_ROOM_KEYS_VERSION with current_version.
+    expect((await alice.put(`${C}/room_keys/keys?version=9999`, { rooms: {} })).body.current_version).toBe(v);
+    expect((await alice.put(`${C}/room_keys/keys/${r1}?version=9999`, { sessions: {} })).status).toBe(403);
+    expect((await alice.put(`${C}/room_keys/keys/${r1}/s3?version=9999`, data(0))).status).toBe(403);
+    expect(Object.keys((await alice.get(`${C}/room_keys/keys?version=${v}`)).body.rooms)).toEqual(['!r1:localhost']);
+    expect(Object.keys((await alice.get(`${C}/room_keys/keys/${r1}?version=${v}`)).body.sessions).length).toBe(3);
+    expect((await alice.get(`${C}/room_keys/keys/${r1}/s1?version=${v}`)).body.first_message_index).toBe(1);
+    expect((await alice.get(`${C}/room_keys/keys?version=9999`)).status).toBe(404);
+    expect((await alice.get(`${C}/room_keys/keys/${r1}?version=9999`)).status).toBe(404);
+    expect((await alice.get(`${C}/room_keys/keys/${r1}/nope?version=${v}`)).status).toBe(404);
+    expect((await alice.del(`${C}/room_keys/keys/${r1}/s1?version=${v}`)).body.count).toBe(2);
+    expect((await alice.del(`${C}/room_keys/keys/${r1}?version=${v}`)).body.count).toBe(0);
+    expect((await alice.del(`${C}/room_keys/keys?version=${v}`)).body.count).toBe(0);
+    expect((await alice.del(`${C}/room_keys/keys?version=9999`)).status).toBe(404);
+    expect((await alice.del(`${C}/room_keys/keys/${r1}?version=9999`)).status).toBe(404);
+    expect((await alice.del(`${C}/room_keys/keys/${r1}/s1?version=9999`)).status).toBe(404);
+    expect((await alice.del(`${C}/room_keys/version/${v}`)).status).toBe(200);
+    expect((await alice.del(`${C}/room_keys/version/9999`)).status).toBe(404);
+  });
+
+  it('media: config, upload, create, download, thumbnail and URL previews (authenticated and legacy)', async () => {
+    const M = '/_matrix/media/v3';
+    const png = await testImage('png', 96, 64);
+    expect((await alice.raw('GET', `${V1}/media/config`)).body['m.upload.size']).toBeGreaterThan(0);
+    expect((await anon.raw('GET', `${V1}/media/config`)).status).toBe(401);
+    expect((await alice.raw('GET', `${M}/config`)).status).toBe(200);
+    expect((await anon.raw('GET', `${M}/config`)).status).toBe(401);
+
+    const upRes = await alice.raw('POST', `${M}/upload?filename=pic.png`, { body: png, headers: { 'content-type': 'image/png' } });
+    const [, serverName, mediaId] = /^mxc:\/\/([^/]+)\/(.+)$/.exec(upRes.body.content_uri)!;
+    expect(serverName).toBe('localhost');
+    expect((await anon.raw('POST', `${M}/upload`, { body: png })).status).toBe(401);
+
+    const created = await alice.raw('POST', '/_matrix/media/v1/create');
+    expect(created.body.content_uri).toMatch(/^mxc:\/\//);
+    expect((await anon.raw('POST', '/_matrix/media/v1/create')).status).toBe(401);
+    const createdId = created.body.content_uri.split('/').pop();
+    expect((await bob.raw('PUT', `${M}/upload/localhost/${createdId}`, { body: 'x', headers: { 'content-type': 'text/plain' } })).status).toBe(403);
+    expect((await alice.raw('PUT', `${M}/upload/localhost/${createdId}`, { body: 'hello', headers: { 'content-type': 'text/plain' } })).status).toBe(200);
+    expect((await alice.raw('PUT', `${M}/upload/localhost/${createdId}`, { body: 'again', headers: { 'content-type': 'text/plain' } })).status).toBe(409);
+    expect((await alice.raw('PUT', `${M}/upload/localhost/unknownid`, { body: 'x', headers: { 'content-type': 'text/plain' } })).status).toBe(404);
+
+    for (const base of [`${V1}/media`, M]) {
+      const dl = await bob.raw('GET', `${base}/download/${serverName}/${mediaId}`);
+      expect(dl.bytes.equals(png)).toBe(true);
+      expect((await bob.raw('GET', `${base}/download/${serverName}/${mediaId}/other.png`)).status).toBe(200);
+      expect((await bob.raw('GET', `${base}/download/${serverName}/nosuchmedia`)).status).toBe(404);
+      expect((await bob.raw('GET', `${base}/download/${serverName}/nosuchmedia/name.png`)).status).toBe(404);
+      const th = await bob.raw('GET', `${base}/thumbnail/${serverName}/${mediaId}?width=32&height=32&method=scale`);
+      expect(th.status).toBe(200);
+      expect((await bob.raw('GET', `${base}/thumbnail/${serverName}/${mediaId}?width=32&height=32&method=wobble`)).status).toBe(400);
+      expect((await bob.raw('GET', `${base}/thumbnail/${serverName}/nosuchmedia?width=32&height=32`)).status).toBe(404);
+      const pv = await bob.raw('GET', `${base}/preview_url?url=${enc(pageUrl)}`);
+      expect(pv.body['og:title']).toBe('Spec page');
+      expect((await bob.raw('GET', `${base}/preview_url?url=${enc('http://10.0.0.1/')}`)).status).toBeGreaterThanOrEqual(400);
+    }
+    expect((await anon.raw('GET', `${V1}/media/download/${serverName}/${mediaId}`)).status).toBe(401);
+  });
+
+  it('application services: ping, third-party lookups, network room directories', async () => {
+    const as = new SpecClient(t.clientUrl, AS_TOKEN);
+    const ping = await as.post(`${V1}/appservice/specnet/ping`, { transaction_id: 'spec' });
+    expect(typeof ping.body.duration_ms).toBe('number');
+    // Another service's ID: 403; a user's token is not an application service's: 401.
+    expect((await as.post(`${V1}/appservice/othernet/ping`, {})).status).toBe(403);
+    expect((await alice.post(`${V1}/appservice/specnet/ping`, {})).status).toBe(401);
+    const previous = fakeAs.handler;
+    fakeAs.handler = (r) => (r.path === '/_matrix/app/v1/ping' ? { status: 500, body: { errcode: 'M_UNKNOWN' } } : previous(r));
+    const bad = await as.post(`${V1}/appservice/specnet/ping`, {});
+    expect(bad.status).toBe(502);
+    fakeAs.handler = previous;
+
+    const protocols = await alice.get(`${C}/thirdparty/protocols`);
+    expect(protocols.body.specnet.instances[0].instance_id).toBe('specnet|main');
+    expect((await alice.get(`${C}/thirdparty/protocol/specnet`)).body.location_fields).toEqual(['channel']);
+    expect((await alice.get(`${C}/thirdparty/protocol/nothing`)).status).toBe(404);
+    expect((await alice.get(`${C}/thirdparty/location/specnet?channel=general`)).body[0].alias).toBe('#_spec_general:localhost');
+    expect((await alice.get(`${C}/thirdparty/location/nothing`)).status).toBe(404);
+    expect((await alice.get(`${C}/thirdparty/location?alias=${enc('#_spec_general:localhost')}`)).body.length).toBe(1);
+    expect((await anon.get(`${C}/thirdparty/location?alias=${enc('#_spec_general:localhost')}`)).status).toBe(401);
+    expect((await alice.get(`${C}/thirdparty/user/specnet?nick=bob`)).body[0].userid).toBe('@_spec_bob:localhost');
+    expect((await alice.get(`${C}/thirdparty/user/nothing`)).status).toBe(404);
+    expect((await alice.get(`${C}/thirdparty/user?userid=${enc('@_spec_bob:localhost')}`)).body.length).toBe(1);
+    expect((await anon.get(`${C}/thirdparty/user?userid=x`)).status).toBe(401);
+
+    const bridged = (await alice.post(`${C}/createRoom`, { preset: 'public_chat', name: 'Bridged' })).body.room_id as string;
+    expect((await alice.put(`${C}/directory/list/appservice/main/${enc(bridged)}`, { visibility: 'public' })).status).toBe(403);
+    expect((await as.put(`${C}/directory/list/appservice/main/${enc(bridged)}`, { visibility: 'public' })).status).toBe(200);
+    const net = await alice.post(`${C}/publicRooms`, { third_party_instance_id: 'specnet|main', limit: 5 });
+    expect(net.body.chunk.map((c: any) => c.room_id)).toEqual([bridged]);
+    const everything = await alice.post(`${C}/publicRooms`, { include_all_networks: true, limit: 1 });
+    expect(everything.body.next_batch).toBeDefined();
+    expect((await alice.post(`${C}/publicRooms`, { include_all_networks: true, limit: 1, since: everything.body.next_batch })).status).toBe(200);
+    expect((await alice.post(`${C}/publicRooms`, { filter: { room_types: [null, 'm.space'] } })).status).toBe(200);
+    expect((await alice.post(`${C}/publicRooms`, { since: 'garbage' })).status).toBe(400);
+    expect((await anon.get(`${C}/publicRooms?since=garbage`)).status).toBe(400);
+  });
+
+  it('every route of the client listener had a response validated against the spec', async () => {
+    const app = await t.server.app('client');
+    const missing: string[] = [];
+    const unknown: string[] = [];
+    for (const { method, url } of registeredRoutes(app)) {
+      if (method === 'HEAD') continue;
+      if (NOT_IN_SPEC.some(([re]) => re.test(url))) continue;
+      const op = operationOfRoute(method, url);
+      if (!op) unknown.push(`${method} ${url}`);
+      else if (!validatedOperations.has(`${op.method} ${op.template}`)) missing.push(`${op.method} ${op.template}`);
+    }
+    // A route the spec does not describe must be listed (with its reason) in NOT_IN_SPEC.
+    expect(unknown).toEqual([]);
+    expect([...new Set(missing)]).toEqual([]);
   });
 
   it('covered every implemented family of operations', () => {

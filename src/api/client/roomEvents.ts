@@ -6,10 +6,14 @@ import type { JsonObject } from '../../protocol/json.js';
 import { requireUser, type Requester } from '../auth.js';
 import { massagedTimestamp } from '../appservice.js';
 import type { HttpApp } from '../http.js';
+import { parsePaginationToken } from '../../services/sync/token.js';
 import { takeSendToken } from './send-limit.js';
 import { V3 } from './paths.js';
 
 type P = Record<string, string>;
+
+const Membership = Type.Union(['invite', 'join', 'leave', 'ban', 'knock'].map((m) => Type.Literal(m)));
+const MembersQuery = Type.Object({ at: Type.Optional(Type.String()), membership: Type.Optional(Membership), not_membership: Type.Optional(Membership) });
 
 /** Events a user may read: joined rooms (and rooms left, up to the point of leaving — enforced by the readers). */
 async function requireReadable(ctx: AppContext, user: Requester, roomId: string): Promise<void> {
@@ -109,12 +113,15 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
       return { joined };
     });
 
-    app.get(`${prefix}/rooms/:roomId/members`, async (req) => {
+    app.get(`${prefix}/rooms/:roomId/members`, { schema: { querystring: MembersQuery } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { roomId } = req.params as P;
       const q = req.query as { membership?: string; not_membership?: string; at?: string };
       await requireReadable(ctx, user, roomId!);
-      const ids = await ctx.eventStore.getCurrentStateIds(roomId!);
+      // `at`: the members as of a pagination token (a sync or /messages token).
+      const ids = q.at !== undefined
+        ? await ctx.eventStore.stateIdsAtStream(roomId!, parsePaginationToken(q.at))
+        : await ctx.eventStore.getCurrentStateIds(roomId!);
       const memberIds = [...ids].filter(([k]) => parseStateKey(k)[0] === 'm.room.member').map(([, id]) => id);
       const stored = [...(await ctx.eventStore.getEvents(memberIds)).values()].filter((s) => {
         const m = s.event.content['membership'];

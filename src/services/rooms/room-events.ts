@@ -30,7 +30,8 @@ export interface NewEvent {
   stateKey?: string;
   /** Event being redacted (m.room.redaction). */
   redacts?: string;
-  txn?: { deviceId: string; txnId: string };
+  /** Transaction ID of the request; `scope` names its endpoint (the request path without the ID). */
+  txn?: { deviceId: string; txnId: string; scope?: readonly string[] };
   /** origin_server_ts override (appservice timestamp massaging); defaults to now. */
   ts?: number;
   /**
@@ -206,7 +207,7 @@ export class RoomEvents {
     opts: {
       stateGroupBefore: number | null;
       prevStateEventId: string | null;
-      txn?: { userId: string; deviceId: string; txnId: string };
+      txn?: { userId: string; deviceId: string; txnId: string; scope?: readonly string[] };
       redactTarget?: StoredEvent;
       room?: { version: RoomVersion; creator: string };
       stateBefore?: Map<string, string>;

@@ -363,20 +363,23 @@ export class RoomService {
     ts?: number,
   ): Promise<StoredEvent> {
     await this.requireRoom(roomId);
-    if (txn) {
-      const seen = await this.events.getTxnEventId(sender, txn.deviceId, txn.txnId);
+    // A retransmission is the same transaction ID on the same path: same room, same type.
+    const scoped = txn && { ...txn, scope: ['send', roomId, type] };
+    if (scoped) {
+      const seen = await this.events.getTxnEventId(sender, scoped.deviceId, scoped.txnId, scoped.scope);
       if (seen) {
         const stored = await this.events.getEvent(seen);
         if (stored) return stored;
       }
     }
-    return this.deps.roomEvents.send({ roomId, type, sender, content, txn, ts });
+    return this.deps.roomEvents.send({ roomId, type, sender, content, txn: scoped, ts });
   }
 
   async redact(sender: string, roomId: string, targetId: string, reason: string | undefined, txn?: { deviceId: string; txnId: string }): Promise<StoredEvent> {
     await this.requireRoom(roomId);
-    if (txn) {
-      const seen = await this.events.getTxnEventId(sender, txn.deviceId, txn.txnId);
+    const scoped = txn && { ...txn, scope: ['redact', roomId, targetId] };
+    if (scoped) {
+      const seen = await this.events.getTxnEventId(sender, scoped.deviceId, scoped.txnId, scoped.scope);
       if (seen) {
         const stored = await this.events.getEvent(seen);
         if (stored) return stored;
@@ -386,7 +389,7 @@ export class RoomService {
     const content: JsonObject = {};
     if (reason !== undefined) content['reason'] = reason;
     if (version.redactsInContent) content['redacts'] = targetId;
-    return this.deps.roomEvents.send({ roomId, type: 'm.room.redaction', sender, content, redacts: targetId, txn });
+    return this.deps.roomEvents.send({ roomId, type: 'm.room.redaction', sender, content, redacts: targetId, txn: scoped });
   }
 
   /** The requester must currently be joined (or have been, for history) to read a room. */

@@ -28,6 +28,11 @@ export interface RoomRow {
 /** State as (type, state_key) key → event ID. */
 export type StateIds = Map<string, string>;
 
+/** The remembered form of a transaction ID: with its scope, unambiguously. */
+function txnKey(txnId: string, scope: readonly string[] | undefined): string {
+  return scope && scope.length > 0 ? JSON.stringify([...scope, txnId]) : txnId;
+}
+
 export interface PersistInput {
   event: RoomEvent;
   roomId: string;
@@ -35,7 +40,11 @@ export interface PersistInput {
   stateGroupBefore: number | null;
   /** The event this one replaces in the state, if a state event. */
   prevStateEventId: string | null;
-  txn?: { userId: string; deviceId: string; txnId: string };
+  /**
+   * The request's transaction ID. A retransmission is the same ID on the same path, so the
+   * ID is remembered with `scope` (the request path without the ID: endpoint, room, type…).
+   */
+  txn?: { userId: string; deviceId: string; txnId: string; scope?: readonly string[] };
   /** Whether to update the room's current state and forward extremities (false for outliers). */
   updateCurrentState: boolean;
   /**
@@ -274,13 +283,13 @@ export class EventStore {
     return group === undefined ? undefined : this.getStateIdsAtGroup(group, q);
   }
 
-  async getTxnEventId(userId: string, deviceId: string, txnId: string): Promise<string | undefined> {
+  async getTxnEventId(userId: string, deviceId: string, txnId: string, scope?: readonly string[]): Promise<string | undefined> {
     const row = await this.db
       .selectFrom('event_txns')
       .select('event_id')
       .where('user_id', '=', userId)
       .where('device_id', '=', deviceId)
-      .where('txn_id', '=', txnId)
+      .where('txn_id', '=', txnKey(txnId, scope))
       .executeTakeFirst();
     return row?.event_id;
   }
@@ -529,7 +538,7 @@ export class EventStore {
         .values({
           user_id: input.txn.userId,
           device_id: input.txn.deviceId,
-          txn_id: input.txn.txnId,
+          txn_id: txnKey(input.txn.txnId, input.txn.scope),
           event_id: event.event_id,
           created_ts: Date.now(),
         })
