@@ -128,7 +128,8 @@ export class FederationDeviceLists {
     return {
       user_id: userId,
       stream_id: (await this.store.lastOutbound(userId)) ?? 0,
-      devices: [...devices.values()],
+      // Each listed device carries its keys (required): devices without keys are left out.
+      devices: [...devices.values()].filter((d) => d['keys'] !== undefined),
       ...crossSigning,
     };
   }
