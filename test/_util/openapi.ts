@@ -274,7 +274,7 @@ export function responseContentTypes(method: string, path: string, status: numbe
  */
 export function expectContentTypeMatchesSpec(method: string, path: string, status: number, contentType: string | null): void {
   const op = findOperation(method, path);
-  validatedOperations.add(`${op.method} ${op.template}`);
+  recordValidated(op, status);
   const documented = responseContentTypes(method, path, status);
   const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
   if (documented.includes('application/octet-stream') && type !== '') return;
@@ -285,11 +285,21 @@ export function expectContentTypeMatchesSpec(method: string, path: string, statu
 
 /** Every operation a test validated a response of (for coverage checks). */
 export const validatedOperations = new Set<string>();
+/** The statuses validated per operation ("METHOD template" → statuses), for coverage checks. */
+export const validatedStatuses = new Map<string, Set<number>>();
+
+function recordValidated(op: SpecOperation, status: number): void {
+  const key = `${op.method} ${op.template}`;
+  validatedOperations.add(key);
+  let set = validatedStatuses.get(key);
+  if (!set) validatedStatuses.set(key, (set = new Set()));
+  set.add(status);
+}
 
 /** Throws with the ajv errors if `body` does not match the spec's response schema. */
 export function expectMatchesSpec(method: string, path: string, status: number, body: unknown): void {
   const op = findOperation(method, path);
-  validatedOperations.add(`${op.method} ${op.template}`);
+  recordValidated(op, status);
   const validate = status === 401 ? unauthorizedValidator(body) : responseValidator(method, path, status);
   if (!validate) return;
   if (!validate(body)) {

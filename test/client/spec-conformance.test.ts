@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { registeredRoutes } from '../../src/api/http.js';
 import { FakeAppService, freePort } from '../appservice/_harness.js';
 import { testImage } from '../media/_media.js';
-import { expectMatchesSpec, findOperation, operationOfRoute, validatedOperations } from '../_util/openapi.js';
+import { expectMatchesSpec, findOperation, operationOfRoute, validatedOperations, validatedStatuses } from '../_util/openapi.js';
 import { startServer, tempDir, type Engine, type TestServer } from '../_util/server.js';
 import { TEST_OVERRIDES, uiaPassword } from './_client.js';
 import { makeCrossSigning, makeDevice, oneTimeKeys, sign } from './_e2ee.js';
@@ -37,6 +37,17 @@ const NOT_IN_SPEC: Array<[RegExp, string]> = [
 ];
 const PW = 'correct horse battery';
 const enc = encodeURIComponent;
+
+/** Operations whose error answers cannot be provoked here (each with why). */
+const NO_ERROR_PATH: Array<[RegExp, string]> = [
+  [/^GET \/_matrix\/client\/versions$/, 'public, static: the spec documents no error'],
+  [/^GET \/\.well-known\/matrix\/(client|server)$/, 'public, static documents'],
+  [/^GET \/_matrix\/client\/v3\/login$/, 'public list of login flows'],
+];
+/** Operations whose success cannot be reached here (each with why). */
+const NO_SUCCESS_PATH: Array<[RegExp, string]> = [
+  [/^POST \/_matrix\/client\/v3\/register\/(email|msisdn)\/requestToken$/, 'registration through e-mail or phone verification is not offered (M_THREEPID_DENIED)'],
+];
 
 describe('OpenAPI helper', () => {
   it('finds operations by template and by concrete path, preferring literal segments', () => {
@@ -89,6 +100,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
   beforeAll(async () => {
     // Operations validated by this engine's scenarios only.
     validatedOperations.clear();
+    validatedStatuses.clear();
     fakeAs = new FakeAppService(await freePort());
     fakeAs.handler = (r) => {
       if (r.path.startsWith('/_matrix/app/v1/thirdparty/protocol/specnet')) {
@@ -425,6 +437,49 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     }
   });
 
+  it('error answers of accounts, per-user data, directory and membership endpoints', async () => {
+    const who = (await alice.get(`${C}/account/whoami`)).body;
+    const room = (await alice.post(`${C}/createRoom`, { preset: 'public_chat', room_alias_name: `errors-${engine}` })).body.room_id as string;
+    const rid = enc(room);
+    const rd = `${C}/user/${enc(aliceId)}/rooms/${rid}`;
+    const statuses = {
+      devices: (await anon.get(`${C}/devices`)).status,
+      putDevice: (await alice.put(`${C}/devices/NOSUCHDEVICE`, { display_name: 'x' })).status,
+      logout: (await anon.post(`${C}/logout`, {})).status,
+      logoutAll: (await anon.post(`${C}/logout/all`, {})).status,
+      filter: (await bob.post(`${C}/user/${enc(aliceId)}/filter`, {})).status,
+      accountData: (await bob.put(`${C}/user/${enc(aliceId)}/account_data/org.example.x`, {})).status,
+      roomAccountData: (await bob.put(`${rd}/account_data/org.example.x`, {})).status,
+      roomAccountDataMissing: (await alice.get(`${rd}/account_data/org.example.none`)).status,
+      putTag: (await bob.put(`${rd}/tags/u.x`, {})).status,
+      getTags: (await bob.get(`${rd}/tags`)).status,
+      delTag: (await bob.del(`${rd}/tags/u.x`)).status,
+      presence: (await alice.get(`${C}/presence/${enc('@ghost:localhost')}/status`)).status,
+      userDirectory: (await anon.post(`${C}/user_directory/search`, { search_term: 'a' })).status,
+      aliases: (await carol.get(`${C}/rooms/${rid}/aliases`)).status,
+      delAlias: (await alice.del(`${C}/directory/room/${enc('#missing:localhost')}`)).status,
+      visibility: (await anon.get(`${C}/directory/list/room/${enc('!nope:localhost')}`)).status,
+      joinAlias: (await bob.post(`${C}/join/${enc('#missing:localhost')}`, {})).status,
+      leave: (await bob.post(`${C}/rooms/${enc('!nope:localhost')}/leave`, {})).status,
+      ban: (await bob.post(`${C}/rooms/${rid}/ban`, { user_id: aliceId })).status,
+      unban: (await bob.post(`${C}/rooms/${rid}/unban`, { user_id: aliceId })).status,
+      forget: (await anon.post(`${C}/rooms/${rid}/forget`, {})).status,
+      joinedRooms: (await anon.get(`${C}/joined_rooms`)).status,
+      joinedMembers: (await carol.get(`${C}/rooms/${rid}/joined_members`)).status,
+      delProfile: (await bob.del(`${C}/profile/${enc(aliceId)}/m.tz`)).status,
+      pushrules: (await anon.get(`${C}/pushrules/`)).status,
+      pushrulesGlobal: (await anon.get(`${C}/pushrules/global/`)).status,
+      protocols: (await anon.get(`${C}/thirdparty/protocols`)).status,
+    };
+    expect(statuses).toEqual({
+      devices: 401, putDevice: 404, logout: 401, logoutAll: 401, filter: 403, accountData: 403, roomAccountData: 403,
+      roomAccountDataMissing: 404, putTag: 403, getTags: 403, delTag: 403, presence: 404, userDirectory: 401, aliases: 403,
+      delAlias: 404, visibility: 404, joinAlias: 404, leave: 403, ban: 403, unban: 403, forget: 401, joinedRooms: 401,
+      joinedMembers: 403, delProfile: 403, pushrules: 401, pushrulesGlobal: 401, protocols: 401,
+    });
+    expect(who.user_id).toBe(aliceId);
+  });
+
   it('transaction IDs are scoped to the request path (room, event type, endpoint)', async () => {
     const r1 = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
     const r2 = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
@@ -753,6 +808,15 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     // A route the spec does not describe must be listed (with its reason) in NOT_IN_SPEC.
     expect(unknown).toEqual([]);
     expect([...new Set(missing)]).toEqual([]);
+    // Each operation answered at least once with success and once with an error.
+    const incomplete: string[] = [];
+    for (const [op, statuses] of validatedStatuses) {
+      const ok = [...statuses].some((s) => s < 300);
+      const failed = [...statuses].some((s) => s >= 400);
+      if (!ok && !NO_SUCCESS_PATH.some(([re]) => re.test(op))) incomplete.push(`${op}: no success`);
+      if (!failed && !NO_ERROR_PATH.some(([re]) => re.test(op))) incomplete.push(`${op}: no error`);
+    }
+    expect(incomplete).toEqual([]);
   });
 
   it('covered every implemented family of operations', () => {

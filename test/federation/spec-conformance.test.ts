@@ -10,7 +10,7 @@ import { registeredRoutes } from '../../src/api/http.js';
 import { FederationHttpError } from '../../src/federation/errors.js';
 import type { FederationClient } from '../../src/federation/client.js';
 import { multipartBoundary } from '../../src/media/multipart.js';
-import { expectContentTypeMatchesSpec, expectMatchesSpec, operationOfRoute, validatedOperations } from '../_util/openapi.js';
+import { expectContentTypeMatchesSpec, expectMatchesSpec, operationOfRoute, validatedOperations, validatedStatuses } from '../_util/openapi.js';
 import { createFederation, eventually, type FedMember, type Federation } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 import { request as httpsRequest } from 'node:https';
@@ -32,6 +32,16 @@ const NOT_IN_SPEC: Array<[RegExp, string]> = [
   [/^\/_matrix\/key\/v2\/server\/:keyId$/, 'the key ID form of /key/v2/server, removed from the spec, still requested by older servers'],
   [/^\/_matrix\/federation\/v1\/send_(join|leave)\//, 'v1 send_join/send_leave, removed from the spec in favour of v2, still used by older servers'],
 ];
+
+/** Operations whose error answers cannot be provoked here (each with why). */
+const NO_ERROR_PATH: Array<[RegExp, string]> = [
+  [/^GET \/_matrix\/key\/v2\/server$/, 'public, unsigned: the spec documents no error'],
+  [/^GET \/_matrix\/key\/v2\/query\/\{serverName\}$/, 'a notary answers with the keys it has, possibly none'],
+  [/^GET \/_matrix\/federation\/v1\/version$/, 'public: the spec documents no error'],
+  [/^GET \/\.well-known\/matrix\/server$/, 'static document'],
+];
+/** Operations whose success cannot be reached here (each with why). */
+const NO_SUCCESS_PATH: Array<[RegExp, string]> = [];
 
 /** Wraps a server's federation client so that every answer it receives is validated. */
 function validateAnswers(m: FedMember, failures: string[]): void {
@@ -98,6 +108,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation API responses match th
 
   beforeAll(async () => {
     validatedOperations.clear();
+    validatedStatuses.clear();
     fed = await createFederation(engine);
     // Legacy unauthenticated downloads are served for media uploaded from now on.
     a = await fed.add('a.test', { media: { freeze_unauthenticated: false } });
@@ -188,6 +199,11 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation API responses match th
     // Leaving over federation: make_leave and v2 send_leave.
     expect((await carol.post(`${C}/rooms/${enc(priv)}/leave`, {})).status).toBe(200);
 
+    // Rejecting an invite to a room B is not in: make_leave and v2 send_leave.
+    const other = (await alice.post(`${C}/createRoom`, { preset: 'private_chat', invite: ['@carol:b.test'] })).body.room_id as string;
+    await eventually(async () => (await carol.get(`${C}/sync?timeout=0`)).body.rooms?.invite?.[other], 20_000, 'second invite on B');
+    expect((await carol.post(`${C}/rooms/${enc(other)}/leave`, {})).status).toBe(200);
+
     const knockRoom = (await alice.post(`${C}/createRoom`, { initial_state: [{ type: 'm.room.join_rules', state_key: '', content: { join_rule: 'knock' } }] })).body.room_id as string;
     expect((await carol.post(`${C}/knock/${enc(knockRoom)}?via=a.test`, { reason: 'please' })).status).toBe(200);
     expect(await statusOf(fromB.get('a.test', `${F}/make_knock/${enc(roomId)}/${enc('@dave:b.test')}`, { query: { ver: ['12', '11', '10'] } }))).toBe(403);
@@ -209,6 +225,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation API responses match th
     expect(pub.chunk.map((c: any) => c.room_id)).toContain(roomId);
     expect((await fromB.post<any>('a.test', `${F}/publicRooms`, { limit: 10, filter: { generic_search_term: 'Fed' } })).chunk.length).toBe(1);
     expect(await statusOf(fromB.get('a.test', `${F}/publicRooms`, { query: { since: 'garbage' } }))).toBe(400);
+    expect(await statusOf(fromB.post('a.test', `${F}/publicRooms`, { since: 'garbage' }))).toBe(400);
 
     // A device without keys is not listed (each listed device carries its keys).
     expect((await fromB.get<any>('a.test', `${F}/user/devices/${enc('@alice:a.test')}`)).devices).toEqual([]);
@@ -261,8 +278,10 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation API responses match th
     expect((await readAll(legacy.body)).equals(png)).toBe(true);
     expect(await statusOf(fromB.getStream('a.test', '/_matrix/media/v3/download/a.test/nosuchmedia'))).toBe(404);
     expect(await statusOf(fromB.getStream('a.test', `/_matrix/media/v3/download/a.test/${mediaId}/x.png`))).toBe(200);
+    expect(await statusOf(fromB.getStream('a.test', '/_matrix/media/v3/download/a.test/nosuchmedia/x.png'))).toBe(404);
     const lt = await fromB.getStream('a.test', `/_matrix/media/v3/thumbnail/a.test/${mediaId}`, { query: { width: 1, height: 1 } });
     await readAll(lt.body);
+    expect(await statusOf(fromB.getStream('a.test', `/_matrix/media/v3/thumbnail/a.test/${mediaId}`, { query: { width: 1, height: 1, method: 'wobble' } }))).toBe(400);
   });
 
   it('every answer received matched the spec, and every route of the federation listener was validated', async () => {
@@ -278,5 +297,14 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation API responses match th
     }
     expect(unknown).toEqual([]);
     expect([...new Set(missing)]).toEqual([]);
+    // Each operation answered at least once with success and once with an error.
+    const incomplete: string[] = [];
+    for (const [op, statuses] of validatedStatuses) {
+      const ok = [...statuses].some((s) => s < 300);
+      const failed = [...statuses].some((s) => s >= 400);
+      if (!ok && !NO_SUCCESS_PATH.some(([re]) => re.test(op))) incomplete.push(`${op}: no success`);
+      if (!failed && !NO_ERROR_PATH.some(([re]) => re.test(op))) incomplete.push(`${op}: no error`);
+    }
+    expect(incomplete).toEqual([]);
   });
 });
