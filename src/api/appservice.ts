@@ -50,7 +50,13 @@ export function registerAppServiceApi(app: HttpApp, ctx: AppContext): void {
       `${prefix}/appservice/:appserviceId/ping`,
       { schema: { body: Type.Object({ transaction_id: Type.Optional(Type.String()) }) } },
       async (req) => {
-        const svc = ctx.appservices.requireToken(accessTokenOf(req));
+        const token = accessTokenOf(req);
+        const svc = token === undefined ? undefined : ctx.appservices.byToken(token);
+        if (!svc) {
+          // A missing or unknown token is 401; a user's (valid) token is not a service's: 403.
+          await requireUser(ctx, req);
+          throw errors.forbidden("This access token is not an application service's");
+        }
         const { appserviceId } = req.params as P;
         if (svc.id !== appserviceId) throw errors.forbidden('This token does not belong to that application service');
         return ctx.appservices.ping(svc, (req.body as { transaction_id?: string }).transaction_id);

@@ -759,9 +759,11 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     const as = new SpecClient(t.clientUrl, AS_TOKEN);
     const ping = await as.post(`${V1}/appservice/specnet/ping`, { transaction_id: 'spec' });
     expect(typeof ping.body.duration_ms).toBe('number');
-    // Another service's ID: 403; a user's token is not an application service's: 401.
+    // Another service's ID, or a user's token (not a service's): 403 M_FORBIDDEN; no token: 401.
     expect((await as.post(`${V1}/appservice/othernet/ping`, {})).status).toBe(403);
-    expect((await alice.post(`${V1}/appservice/specnet/ping`, {})).status).toBe(401);
+    expect((await alice.post(`${V1}/appservice/specnet/ping`, {})).body.errcode).toBe('M_FORBIDDEN');
+    expect((await anon.post(`${V1}/appservice/specnet/ping`, {})).status).toBe(401);
+    expect((await anon.post(`${V1}/appservice/specnet/ping`, {}, { token: 'not-a-token' })).body.errcode).toBe('M_UNKNOWN_TOKEN');
     const previous = fakeAs.handler;
     fakeAs.handler = (r) => (r.path === '/_matrix/app/v1/ping' ? { status: 500, body: { errcode: 'M_UNKNOWN' } } : previous(r));
     const bad = await as.post(`${V1}/appservice/specnet/ping`, {});
