@@ -180,6 +180,11 @@ describe.each<Engine>(['sqlite', 'postgres'])('matrix-js-sdk Rust crypto on %s',
     await alice.client.invite(roomId, carol.userId);
     await until('carol to be invited', () => carol.client.getRoom(roomId));
     await carol.client.joinRoom(roomId);
+    // Senders share the room key with the members their client knows: wait until both have
+    // seen carol's join through sync, as a user's client would before typing.
+    for (const d of [alice, bob]) {
+      await until(`${d.userId} to see carol join`, () => d.client.getRoom(roomId)?.getMember(carol.userId)?.membership === 'join' || undefined);
+    }
     await knowsDevice(alice, carol.userId, carol.deviceId);
     await knowsDevice(bob, carol.userId, carol.deviceId);
     const fromAlice = await send(alice, 'welcome carol');
