@@ -257,7 +257,8 @@ describe.each<Engine>(['sqlite', 'postgres'])('spaces, restricted joins and late
   }, 120_000);
 
   it('applies a redaction held before its target arrives through backfill, and indexes backfilled messages for search', async () => {
-    const roomId = await createRoom(alice, { preset: 'public_chat', name: 'Late' });
+    const roomId = await createRoom(alice, { preset: 'public_chat', name: 'Late', topic: 'flamingo topic' });
+    const topicId = (await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state`)).body.find((e: any) => e.type === 'm.room.topic').event_id;
     const early = await sendText(alice, roomId, 'pelican before the join');
     const kept = await sendText(alice, roomId, 'albatross history kept');
     const j = await bob.post(`/_matrix/client/v3/join/${enc(roomId)}?via=a.test`, {});
@@ -293,6 +294,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('spaces, restricted joins and late
     };
     expect(await search('albatross')).toEqual([kept]);
     expect(await search('pelican')).toEqual([]);
+    // The topic came with the join as an outlier and took its place in the timeline through backfill.
+    expect((await b.server!.ctx.eventStore.getEvent(topicId))?.outlier).toBeFalsy();
+    expect(await search('flamingo')).toEqual([topicId]);
   }, 120_000);
 
   it('createRoom returns the room when an invitee\'s server refuses the invite or cannot be reached', async () => {
