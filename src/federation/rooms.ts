@@ -554,7 +554,16 @@ export class FederationRooms {
       const signed = await checkPdu(res.event, version, roomId, this.deps.keyring).catch(() => undefined);
       if (signed && signed.event.event_id === event.event_id && !signed.redacted) event = signed.event;
     }
-    await this.adoptRoomState(server, roomId, version, event, res.state ?? [], res.auth_chain ?? []);
+    if (await this.isResident(roomId)) {
+      // Already in the room (another server had to authorise a restricted join): the join is
+      // an ordinary event on top of the state we hold.
+      const status = await this.deps.roomEvents.withRoomLock(roomId, async () =>
+        (await this.events.getEvent(event.event_id)) ? ('accepted' as const) : this.deps.handler.processTimelineEvent(server, roomId, version, event, true),
+      );
+      if (status !== 'accepted') throw errors.forbidden(`The join was not accepted here: ${status}`);
+    } else {
+      await this.adoptRoomState(server, roomId, version, event, res.state ?? [], res.auth_chain ?? []);
+    }
     this.deps.log.info({ roomId, userId, via: server }, 'joined a room over federation');
     return roomId;
   }

@@ -256,6 +256,30 @@ describe.each<Engine>(['sqlite', 'postgres'])('spaces, restricted joins and late
     expect(await ctxA.eventStore.getEvent(forgedId)).toBeUndefined();
   }, 120_000);
 
+  it('a restricted join on a server already in the room goes through a resident server that can authorise it', async () => {
+    const allowed = await createRoom(alice, { preset: 'public_chat', name: 'Allowed 2' });
+    for (const c of [bob, dave]) expect((await c.post(`/_matrix/client/v3/join/${enc(allowed)}?via=a.test`, {})).status).toBe(200);
+    const restricted = await createRoom(alice, {
+      preset: 'private_chat',
+      power_level_content_override: { invite: 50 },
+      initial_state: [{ type: 'm.room.join_rules', state_key: '', content: { join_rule: 'restricted', allow: [{ type: 'm.room_membership', room_id: allowed }] } }],
+    });
+    expect((await bob.post(`/_matrix/client/v3/join/${enc(restricted)}?via=a.test`, {})).status).toBe(200);
+    // B is in the room now, but bob may not invite: the join of dave is authorised by A.
+    const res = await dave.post(`/_matrix/client/v3/join/${enc(restricted)}`, {});
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const onA = await alice.get(`/_matrix/client/v3/rooms/${enc(restricted)}/state/m.room.member/${enc('@dave:b.test')}`);
+    expect(onA.body).toMatchObject({ membership: 'join', join_authorised_via_users_server: '@alice:a.test' });
+    const onB = await bob.get(`/_matrix/client/v3/rooms/${enc(restricted)}/joined_members`);
+    expect(Object.keys(onB.body.joined).sort()).toEqual(['@alice:a.test', '@bob:b.test', '@dave:b.test']);
+    // The room still works both ways afterwards.
+    await sendText(dave, restricted, 'hello from dave');
+    await eventually(async () => {
+      const m = await alice.get(`/_matrix/client/v3/rooms/${enc(restricted)}/messages?dir=b&limit=5`);
+      return m.body.chunk.some((e: any) => e.content?.body === 'hello from dave');
+    }, 20_000, "dave's message on A");
+  }, 120_000);
+
   it('applies a redaction held before its target arrives through backfill, and indexes backfilled messages for search', async () => {
     const roomId = await createRoom(alice, { preset: 'public_chat', name: 'Late', topic: 'flamingo topic' });
     const topicId = (await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state`)).body.find((e: any) => e.type === 'm.room.topic').event_id;

@@ -251,7 +251,15 @@ export class RoomService {
       const jr = await this.events.getCurrentStateEvent(roomId, 'm.room.join_rules', '');
       const rule = jr?.event.content['join_rule'];
       if (rule === 'restricted' || rule === 'knock_restricted') {
-        const authoriser = await this.restrictedJoinAuthoriser(roomId, userId, jr!.event);
+        let authoriser: string | undefined;
+        try {
+          authoriser = await this.restrictedJoinAuthoriser(roomId, userId, jr!.event);
+        } catch (err) {
+          // No local member may vouch for the user: a resident server that can does it instead.
+          if (!(this.remote && err instanceof MatrixError && err.errcode === 'M_UNABLE_TO_GRANT_JOIN')) throw err;
+          const others = (await this.events.members(roomId)).map((m) => serverNameOf(m)!).filter((s) => s && s !== this.deps.serverName);
+          return this.remote.join(userId, roomId, [...new Set([...via, ...others])], extra);
+        }
         if (authoriser) content['join_authorised_via_users_server'] = authoriser;
       }
     }
