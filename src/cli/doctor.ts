@@ -9,6 +9,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { connectDatabase, describeDatabase } from '../storage/db.js';
 import { migrationStatus } from '../storage/migrate.js';
+import { runNetworkChecks, type NetworkCheckOptions } from './doctor-network.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -24,6 +25,11 @@ export interface DoctorOptions {
   dataDir: string;
   configPath?: string;
   env?: NodeJS.ProcessEnv;
+  /** Values applied over the file and the environment (as for `Myelin.create`). */
+  overrides?: Record<string, unknown>;
+  /** Also look at the server from outside (DNS, well-known, TLS, published keys, relay). */
+  network?: boolean;
+  networkOptions?: NetworkCheckOptions;
 }
 
 const GiB = 1024 ** 3;
@@ -50,7 +56,9 @@ function certificateCheck(name: string, file: string): Check {
 
 /**
  * Checks a data directory without changing it: Node.js, configuration, disk, signing key,
- * database (schema version, owner), memory, ports, certificates and the tunnel's files.
+ * database (schema version, owner), memory, ports, certificates and the tunnel's files; with
+ * `network`, also DNS, the well-known documents, federation discovery, TLS and the published
+ * signing key as another server sees them, and the tunnel's relay.
  */
 export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
   const checks: Check[] = [];
@@ -74,7 +82,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
   }
   let config: Config;
   try {
-    config = loadConfig({ dataDir: paths.dataDir, configPath: paths.configPath, env: opts.env ?? process.env });
+    config = loadConfig({ dataDir: paths.dataDir, configPath: paths.configPath, env: opts.env ?? process.env, overrides: opts.overrides });
     add({ name: 'config', status: 'ok', detail: `${paths.configPath} is valid; server_name ${config.server_name}` });
   } catch (err) {
     add({ name: 'config', status: 'fail', detail: (err as Error).message, fix: `edit ${paths.configPath}` });
@@ -146,6 +154,13 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
         fix: "set tunnel.host_key to the relay's SHA256 fingerprint (ssh-keyscan <relay> | ssh-keygen -lf -)",
       });
     } else add({ name: 'tunnel', status: 'ok', detail: `relay ${t.host}, key ${keyFile}, host key pinned` });
+  }
+  if (opts.network) {
+    try {
+      checks.push(...(await runNetworkChecks(config, readSigningKey(paths.signingKeyPath), opts.networkOptions)));
+    } catch (err) {
+      add({ name: 'network', status: 'fail', detail: (err as Error).message });
+    }
   }
   return checks;
 }

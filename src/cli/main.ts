@@ -17,7 +17,8 @@ Commands:
   start                      run the server (creates the data directory on first run)
   init --server-name NAME    create the data directory: myelin.yaml, signing key, database
   version                    print the version
-  doctor                     check the data directory, configuration, database, ports and certificates
+  doctor [--offline]         check the data directory, configuration, database, ports, certificates,
+                             and (unless --offline) DNS, well-known, TLS and federation as others see them
   register-user NAME [--admin] [--password P]
                              create a user (prompts for the password, or generates one)
   registration-token create [--uses N] [--expires-in 7d] [--token T]
@@ -106,6 +107,7 @@ async function main(argv: string[]) {
       'expires-in': { type: 'string' },
       token: { type: 'string' },
       'older-than': { type: 'string' },
+      offline: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -121,7 +123,7 @@ async function main(argv: string[]) {
       process.stdout.write(`myelin ${VERSION}\n`);
       return;
     case 'doctor': {
-      const checks = await runDoctor({ dataDir: dataDir ?? './data', configPath });
+      const checks = await runDoctor({ dataDir: dataDir ?? './data', configPath, network: !values.offline });
       process.exitCode = formatChecks(checks, (t) => process.stdout.write(t));
       return;
     }

@@ -9,6 +9,9 @@ import { Myelin } from '../../src/app.js';
 import { runDoctor } from '../../src/cli/doctor.js';
 import { MIGRATION_TABLE } from '../../src/storage/migrate.js';
 import { memoryLog, tempDir } from '../_util/server.js';
+import { createFederation, type Federation } from '../_util/federation.js';
+import { staticResolver } from '../../src/federation/dns.js';
+import { encodeSigningKeyFile, generateSigningKey } from '../../src/protocol/signing.js';
 
 const run = promisify(execFile);
 const CLI = ['--import', 'tsx', join(import.meta.dirname, '../../src/cli/main.ts')];
@@ -54,7 +57,7 @@ describe('myelin doctor', () => {
     const checks = await runDoctor({ dataDir: dir, env: {} });
     expect(byName(checks, 'config')?.status).toBe('fail');
     expect(byName(checks, 'config')?.detail).toContain('registratio');
-    const err = await run(process.execPath, [...CLI, 'doctor', '--data-dir', dir]).catch((e: unknown) => e as { code: number; stdout: string });
+    const err = await run(process.execPath, [...CLI, 'doctor', '--offline', '--data-dir', dir]).catch((e: unknown) => e as { code: number; stdout: string });
     expect((err as { code: number }).code).toBe(1);
     expect((err as { stdout: string }).stdout).toMatch(/FAIL config/);
   });
@@ -79,5 +82,61 @@ describe('myelin doctor', () => {
     const checks = await runDoctor({ dataDir: dir, env: {} });
     expect(byName(checks, 'config')).toMatchObject({ status: 'fail' });
     expect(byName(checks, 'config')?.fix).toContain('myelin init');
+  });
+});
+
+describe('myelin doctor, looking from outside', () => {
+  let fed: Federation | undefined;
+  afterEach(async () => {
+    await fed?.close();
+    fed = undefined;
+  });
+
+  it('follows discovery to the server over TLS and finds its own signing key published', async () => {
+    fed = await createFederation('sqlite');
+    const a = await fed.add('doctor.test');
+    const dataDir = a.server!.config.data_dir;
+    const env = { MYELIN_LISTENERS__CLIENT__PORT: '0', MYELIN_LISTENERS__FEDERATION__PORT: '0' };
+    const trust = { federation: { ca_files: a.server!.config.federation.ca_files, use_system_ca: false } };
+    const checks = await runDoctor({ dataDir, env, overrides: trust, network: true, networkOptions: { resolver: staticResolver(fed.dns), timeoutMs: 3000 } });
+    const get = (n: string) => checks.find((c) => c.name === n);
+    expect(get('dns')).toMatchObject({ status: 'ok', detail: 'doctor.test → 127.0.0.1' });
+    expect(get('federation discovery')?.status).toBe('ok');
+    expect(get('federation discovery')?.detail).toContain('(srv)');
+    expect(get('federation keys'), JSON.stringify(get('federation keys'))).toMatchObject({ status: 'ok' });
+    expect(get('federation keys')?.detail).toContain(a.server!.ctx.signingKey.keyId);
+    // Nothing serves https://doctor.test/ here: reported as a warning with what to do.
+    expect(get('well-known server')?.status).toBe('warn');
+    expect(get('well-known client')?.status).toBe('warn');
+  });
+
+  it('notices a certificate for another name, a different published key, and a name that leads nowhere', async () => {
+    fed = await createFederation('sqlite');
+    const a = await fed.add('one.test');
+    await fed.add('two.test');
+    const dataDir = a.server!.config.data_dir;
+    const trust = { federation: { ca_files: a.server!.config.federation.ca_files, use_system_ca: false } };
+    const doctor = () => runDoctor({ dataDir, env: {}, overrides: trust, network: true, networkOptions: { resolver: staticResolver(fed!.dns), timeoutMs: 3000 } });
+    const keysOf = (checks: Awaited<ReturnType<typeof runDoctor>>) => checks.find((c) => c.name === 'federation keys');
+
+    // one.test's SRV record sends other servers to two.test, whose certificate is not for one.test.
+    const srv = fed.dns.srv!['_matrix-fed._tcp.one.test']!;
+    fed.dns.srv!['_matrix-fed._tcp.one.test'] = fed.dns.srv!['_matrix-fed._tcp.two.test']!;
+    const wrongCert = keysOf(await doctor());
+    expect(wrongCert?.status).toBe('fail');
+    expect(wrongCert?.fix).toContain('certificate for one.test');
+    fed.dns.srv!['_matrix-fed._tcp.one.test'] = srv;
+
+    // The data directory's key is not the key the server at that name publishes.
+    writeFileSync(join(dataDir, 'signing.key'), encodeSigningKeyFile(generateSigningKey()));
+    const otherKey = keysOf(await doctor());
+    expect(otherKey?.status).toBe('fail');
+    expect(otherKey?.fix).toContain('points at another server');
+
+    delete fed.dns.srv!['_matrix-fed._tcp.one.test'];
+    delete fed.dns.a!['one.test'];
+    const lost = await doctor();
+    expect(lost.find((c) => c.name === 'dns')?.status).toBe('warn');
+    expect(keysOf(lost)?.status).toBe('fail');
   });
 });
