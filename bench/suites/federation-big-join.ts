@@ -1,0 +1,139 @@
+/**
+ * Joining a big room over federation: server A holds a room with MYELIN_BENCH_BIG_MEMBERS
+ * members (default 20,000) and MYELIN_BENCH_BIG_MESSAGES messages of history (default 5,000),
+ * generated on A's database before A starts (bench/lib/big-room-generator.ts: real signed
+ * events with their state groups, written in batches); then a user of server B joins it.
+ * A and B are separate processes (bench/lib/fed-server.ts) over TLS on loopback, so B's RSS is
+ * its own. Figures: time to joined (the client's /join returning) and B's peak RSS during the
+ * join (sampled every 20 ms). Goal on this machine: under 30 s and under 300 MB.
+ */
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeSigningKeyFile, generateSigningKey } from '../../src/protocol/signing.js';
+import { createTestCa } from '../../test/_util/test-ca.js';
+import { report } from '../report.js';
+
+const SUITE = 'federation-big-join';
+const MEMBERS = Number(process.env.MYELIN_BENCH_BIG_MEMBERS ?? 20_000);
+const MESSAGES = Number(process.env.MYELIN_BENCH_BIG_MESSAGES ?? 5_000);
+const TIMEOUT_MS = Number(process.env.MYELIN_BENCH_BIG_TIMEOUT_S ?? 300) * 1000;
+const enc = encodeURIComponent;
+
+interface Node {
+  name: string;
+  proc: ChildProcess;
+  clientUrl: string;
+  fedPort: number;
+  call(msg: Record<string, unknown>, timeoutMs?: number): Promise<any>;
+}
+
+function prepare(name: string, ca: ReturnType<typeof createTestCa>, root: string): string {
+  const dir = mkdtempSync(join(root, `${name}-`));
+  writeFileSync(join(dir, 'signing.key'), encodeSigningKeyFile(generateSigningKey()), { mode: 0o600 });
+  const cert = ca.issue({ dnsNames: [name], ips: ['127.0.0.1'] });
+  writeFileSync(join(dir, 'fed.crt'), cert.certPem);
+  writeFileSync(join(dir, 'fed.key'), cert.keyPem, { mode: 0o600 });
+  return dir;
+}
+
+async function startNode(name: string, dir: string, caFile: string): Promise<Node> {
+  const proc = fork(join(import.meta.dirname, '../lib/fed-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  let queue = Promise.resolve<unknown>(undefined);
+  const call = (msg: Record<string, unknown>, timeoutMs = TIMEOUT_MS): Promise<any> => {
+    const p = queue.then(
+      () =>
+        new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`${name}: ${String(msg['cmd'])} timed out`)), timeoutMs);
+          proc.once('message', (m: any) => {
+            clearTimeout(timer);
+            if (m.ok) resolve(m);
+            else reject(new Error(`${name}: ${m.error}`));
+          });
+          proc.send(msg);
+        }),
+    );
+    queue = p.catch(() => undefined);
+    return p;
+  };
+  const started = await call({ cmd: 'start', name, dataDir: dir, caFile }, 120_000);
+  return { name, proc, clientUrl: `http://127.0.0.1:${started.clientPort}`, fedPort: started.fedPort, call };
+}
+
+async function req(base: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
+  return text ? JSON.parse(text) : {};
+}
+
+async function register(base: string, username: string): Promise<string> {
+  const password = 'federation bench';
+  const first = await fetch(`${base}/_matrix/client/v3/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });
+  const session = ((await first.json()) as { session: string }).session;
+  const done = await req(base, '', 'POST', '/_matrix/client/v3/register', { username, password, auth: { type: 'm.login.dummy', session } });
+  return done.access_token as string;
+}
+
+const root = mkdtempSync(join(tmpdir(), 'myelin-bench-bigjoin-'));
+const ca = createTestCa();
+const caFile = join(root, 'ca.pem');
+writeFileSync(caFile, ca.certPem);
+const nodes: Node[] = [];
+const hardStop = setTimeout(() => {
+  console.error('federation-big-join bench: overall deadline reached');
+  for (const n of nodes) n.proc.kill('SIGKILL');
+  process.exit(1);
+}, 3 * TIMEOUT_MS);
+hardStop.unref();
+
+try {
+  const dirA = prepare('a.bench', ca, root);
+  const g0 = performance.now();
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../lib/big-room-generator.ts'), dirA, 'a.bench', String(MEMBERS), String(MESSAGES)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 3 * TIMEOUT_MS,
+  });
+  const { roomId } = JSON.parse(out.trim().split('\n').pop()!) as { roomId: string };
+  // A starts as a fresh process would (its first run writes its own configuration file).
+  rmSync(join(dirA, 'myelin.yaml'), { force: true });
+  console.error(`federation-big-join bench: room of ${MEMBERS} members and ${MESSAGES} messages generated on A in ${Math.round(performance.now() - g0)} ms`);
+  const a = await startNode('a.bench', dirA, caFile);
+  nodes.push(a);
+  const b = await startNode('b.bench', prepare('b.bench', ca, root), caFile);
+  nodes.push(b);
+  const dns = {
+    a: { 'a.bench': ['127.0.0.1'], 'b.bench': ['127.0.0.1'] },
+    srv: {
+      '_matrix-fed._tcp.a.bench': [{ name: 'a.bench', port: a.fedPort, priority: 10, weight: 5 }],
+      '_matrix-fed._tcp.b.bench': [{ name: 'b.bench', port: b.fedPort, priority: 10, weight: 5 }],
+    },
+  };
+  await a.call({ cmd: 'dns', dns });
+  await b.call({ cmd: 'dns', dns });
+  const bob = await register(b.clientUrl, 'bob');
+  const before = await b.call({ cmd: 'rss-reset' });
+  const j0 = performance.now();
+  await req(b.clientUrl, bob, 'POST', `/_matrix/client/v3/join/${enc(roomId)}?via=a.bench`, {});
+  const joinMs = performance.now() - j0;
+  const after = await b.call({ cmd: 'rss-peak' });
+  const members = await req(b.clientUrl, bob, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`);
+  const count = Object.keys(members.joined ?? {}).length;
+  if (count < MEMBERS + 2) throw new Error(`joined room shows ${count} members on B, expected ${MEMBERS + 2}`);
+  const label = `join a room of ${MEMBERS} members and ${MESSAGES} messages from B`;
+  report(SUITE, `${label}: time to joined`, joinMs, 'ms');
+  report(SUITE, `${label}: B peak RSS`, after.peak / 1048576, 'MB');
+  report(SUITE, `${label}: B RSS before`, before.rss / 1048576, 'MB');
+  report(SUITE, `${label}: B RSS after`, after.rss / 1048576, 'MB');
+} finally {
+  for (const n of nodes) await n.call({ cmd: 'stop' }, 20_000).catch(() => n.proc.kill('SIGKILL'));
+  rmSync(root, { recursive: true, force: true });
+  clearTimeout(hardStop);
+}
