@@ -44,7 +44,9 @@ const fileCache = new Map<string, Json>();
 const ERRATA: Array<{ file: string; why: string; fix: (doc: Json) => void }> = [
   {
     file: 'api/server-server/definitions/invite_event.yaml',
-    why: 'the top-level `origin` of PDUs was removed (rooms v11: "origin … no longer"; pdu_base has none), yet the invite event still requires it',
+    why:
+      'PDUs have no top-level `origin` (definitions/components/pdu_base.yaml; room version 11 stopped protecting it from ' +
+      'redaction), yet the invite event still requires it; /invite answers with the PDU as signed, which cannot gain fields',
     fix: (doc) => {
       const part = doc.allOf[0];
       part.required = part.required.filter((k: string) => k !== 'origin');
