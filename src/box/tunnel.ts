@@ -1,9 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { Client, type ClientChannel, type TcpConnectionDetails } from 'ssh2';
+import { createRequire } from 'node:module';
+import type { Client, ClientChannel, TcpConnectionDetails } from 'ssh2';
 import { backoffDelay } from './backoff.js';
 import { pinnedFingerprint, sshFingerprint } from './host-key.js';
+
+// ssh2 (with its native crypto add-ons) is loaded only when a tunnel connects, not at start-up.
+const require = createRequire(import.meta.url);
+let ssh2: typeof import('ssh2') | undefined;
 
 export type TunnelState = 'connecting' | 'up' | 'reconnecting' | 'stopped';
 
@@ -153,7 +158,8 @@ export class ReverseTunnel extends EventEmitter<TunnelEvents> {
   private connect(): void {
     if (this.stopped) return;
     const o = this.opts;
-    const client = new Client();
+    ssh2 ??= require('ssh2') as typeof import('ssh2');
+    const client = new ssh2.Client();
     this.client = client;
     let hostKeyProblem: string | undefined;
     this.setState(this.everUp || this.attempt > 0 ? 'reconnecting' : 'connecting');

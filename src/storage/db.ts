@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type LogEvent, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, SqliteAdapter, SqliteDialect, type DialectAdapter, type LogEvent, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Dialect } from './dialect.js';
@@ -38,8 +38,25 @@ function queryLogger(hooks: QueryHooks): (event: LogEvent) => void {
   };
 }
 
+/** A transaction waiting to join the next shared SQLite commit. */
+interface PendingTransaction {
+  fn: (tx: Tx) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** The most transactions that share one SQLite commit. */
+const MAX_SHARED_TRANSACTIONS = 200;
+
+// Captured at load: batches are gathered on the real event loop even where timers are faked.
+const nextTurn: (fn: () => void) => void = globalThis.setImmediate.bind(globalThis);
+
 /** The server's database: a Kysely instance over SQLite or PostgreSQL. */
 export class Database {
+  private readonly pending: PendingTransaction[] = [];
+  private draining = false;
+  private savepointSeq = 0;
+
   constructor(
     readonly dialect: Dialect,
     readonly db: Kysely<Tables>,
@@ -55,10 +72,32 @@ export class Database {
   /**
    * Runs `fn` in one transaction. Hooks registered with `tx.onCommit` run after the commit
    * (never if it rolls back), so notifications never announce unwritten data.
+   *
+   * On SQLite (one connection, and a commit with synchronous=FULL is a disk sync that blocks the
+   * process) transactions requested in the same turn of the event loop, or while a commit is in
+   * progress, share one commit: each runs in order inside its own savepoint, so one that fails is
+   * rolled back alone and rejects alone; the others commit together. Each caller's promise
+   * resolves (after its hooks ran) only once the shared commit is durable.
    */
-  async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (this.dialect !== 'sqlite') return this.transactionAlone(fn);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.draining) {
+        this.draining = true;
+        nextTurn(() => void this.drain());
+      }
+    });
+  }
+
+  private async transactionAlone<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     const hooks: Array<() => void> = [];
     const result = await this.db.transaction().execute((trx) => fn({ db: trx, onCommit: (h) => hooks.push(h) }));
+    this.runHooks(hooks);
+    return result;
+  }
+
+  private runHooks(hooks: Array<() => void>): void {
     for (const hook of hooks) {
       try {
         hook();
@@ -66,7 +105,66 @@ export class Database {
         this.log.error({ err }, 'post-commit hook failed');
       }
     }
-    return result;
+  }
+
+  /**
+   * Commits what is pending, one batch per turn of the event loop: waiting for the next turn
+   * lets requests whose input arrived meanwhile join the batch, and keeps a chain of writes
+   * triggered by commits (each resolving without I/O) from starving everything else.
+   */
+  private async drain(): Promise<void> {
+    try {
+      const batch = this.pending.splice(0, MAX_SHARED_TRANSACTIONS);
+      if (batch.length === 1) {
+        const job = batch[0]!;
+        await this.transactionAlone(job.fn).then(job.resolve, job.reject);
+      } else if (batch.length > 1) {
+        await this.commitShared(batch);
+      }
+    } finally {
+      if (this.pending.length > 0) nextTurn(() => void this.drain());
+      else this.draining = false;
+    }
+  }
+
+  /** Runs a batch in one transaction, each job in a savepoint; resolves each after the commit. */
+  private async commitShared(batch: PendingTransaction[]): Promise<void> {
+    type Outcome = { ok: true; value: unknown; hooks: Array<() => void> } | { ok: false; error: unknown };
+    let outcomes: Outcome[];
+    try {
+      outcomes = await this.db.transaction().execute(async (trx) => {
+        const out: Outcome[] = [];
+        for (const job of batch) {
+          const name = sql.id(`myelin_sp${++this.savepointSeq % 1_000_000}`);
+          const hooks: Array<() => void> = [];
+          await sql`savepoint ${name}`.execute(trx);
+          try {
+            const value = await job.fn({ db: trx, onCommit: (h) => hooks.push(h) });
+            await sql`release ${name}`.execute(trx);
+            out.push({ ok: true, value, hooks });
+          } catch (error) {
+            // Undo this job's writes only; a failure here aborts the whole batch (retried below).
+            await sql`rollback to ${name}`.execute(trx);
+            await sql`release ${name}`.execute(trx);
+            out.push({ ok: false, error });
+          }
+        }
+        return out;
+      });
+    } catch {
+      // The shared transaction itself failed: every job gets a transaction of its own.
+      for (const job of batch) await this.transactionAlone(job.fn).then(job.resolve, job.reject);
+      return;
+    }
+    batch.forEach((job, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) {
+        this.runHooks(o.hooks);
+        job.resolve(o.value);
+      } else {
+        job.reject(o.error);
+      }
+    });
   }
 
   async close(): Promise<void> {

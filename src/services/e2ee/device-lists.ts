@@ -4,7 +4,7 @@ import type { E2eeStore } from '../../storage/stores/e2ee.js';
 import type { EventStore } from '../../storage/stores/events.js';
 import type { Notifier } from '../../streams/notifier.js';
 import { KeyedMutex } from '../../util/mutex.js';
-import type { SyncExtension, SyncWindow } from '../sync/sync-service.js';
+import { streamMoved, type SyncExtension, type SyncWindow } from '../sync/sync-service.js';
 import type { StreamPositions } from '../sync/token.js';
 
 /**
@@ -29,10 +29,13 @@ export class DeviceListService {
   async markChanged(userIds: Iterable<string>): Promise<void> {
     for (const userId of new Set(userIds)) {
       const position = await this.mutex.run('device_lists', () => this.database.transaction((tx) => this.store.insertDeviceListChange(tx, userId, this.now())));
+      // Announced as soon as it commits (sync follows stream positions from the notifier); the
+      // users sharing a room are woken once known.
+      this.notifier.publish({ stream: 'device_lists', position, userId }, [userId]);
       try {
         const wake = await this.usersSharingRoomsWith(userId);
-        wake.add(userId);
-        this.notifier.publish({ stream: 'device_lists', position, userId }, wake);
+        wake.delete(userId);
+        this.notifier.wake(wake);
       } catch (err) {
         this.log.warn({ err, userId }, 'could not notify a device-list change');
       }
@@ -57,7 +60,12 @@ export class DeviceListService {
    * members who joined one of the user's rooms, everyone in a room the user joined, and
    * `left` for members of rooms the user or they left when no shared room remains.
    */
-  async changesBetween(userId: string, from: StreamPositions, to: StreamPositions): Promise<{ changed: string[]; left: string[] }> {
+  async changesBetween(
+    userId: string,
+    from: StreamPositions,
+    to: StreamPositions,
+    parts: { keys: boolean; members: boolean } = { keys: true, members: true },
+  ): Promise<{ changed: string[]; left: string[] }> {
     const myRooms = new Set((await this.events.roomsForUser(userId, ['join'])).map((r) => r.roomId));
     const sharedCache = new Map<string, boolean>();
     const shares = async (other: string): Promise<boolean> => {
@@ -71,11 +79,13 @@ export class DeviceListService {
     const changed = new Set<string>();
     const leftCandidates = new Set<string>();
 
-    for (const u of await this.store.usersWithDeviceChanges(from.device_lists, to.device_lists)) {
-      if (u === userId || (await shares(u))) changed.add(u);
+    if (parts.keys) {
+      for (const u of await this.store.usersWithDeviceChanges(from.device_lists, to.device_lists)) {
+        if (u === userId || (await shares(u))) changed.add(u);
+      }
     }
 
-    if (to.events > from.events) {
+    if (parts.members && to.events > from.events) {
       for (const ev of await this.store.membershipEventsInRooms([...myRooms], from.events, to.events)) {
         if (ev.userId === userId) continue;
         if (ev.membership === 'join') {
@@ -113,7 +123,14 @@ export class DeviceListService {
       collect: async (w) => {
         await extra(w);
         if (!w.since) return false;
-        const { changed, left } = await this.changesBetween(w.req.userId, w.since, w.to);
+        // Key changes need the device_lists stream to have moved; membership-based changes need
+        // a membership event in one of the user's rooms or of the user.
+        const since = w.since;
+        const keysMoved = streamMoved(w, 'device_lists');
+        const membersMoved =
+          w.since.events < w.to.events && (w.membershipChanged || w.joinedRoomIds.some((r) => w.activity.roomMemberships.last(r) > since.events));
+        if (!keysMoved && !membersMoved) return false;
+        const { changed, left } = await this.changesBetween(w.req.userId, w.since, w.to, { keys: keysMoved, members: membersMoved });
         w.response.device_lists = { changed, left };
         return changed.length > 0 || left.length > 0;
       },

@@ -4,6 +4,7 @@ import type { Database } from '../../storage/db.js';
 import type { AccountStore } from '../../storage/stores/accounts.js';
 import type { E2eeStore } from '../../storage/stores/e2ee.js';
 import type { Notifier } from '../../streams/notifier.js';
+import { LruCache } from '../../util/lru.js';
 import { KeyedMutex } from '../../util/mutex.js';
 import type { SyncExtension } from '../sync/sync-service.js';
 
@@ -28,6 +29,8 @@ export class ToDeviceService {
   /** Inserts are serialised so stream positions commit in order. */
   private readonly mutex = new KeyedMutex();
   private position: number | undefined;
+  /** Per device (`user\0device`): the position its messages were last deleted up to. */
+  private readonly acked = new LruCache<string, number>(10_000);
 
   constructor(
     private readonly database: Database,
@@ -90,7 +93,19 @@ export class ToDeviceService {
       collect: async (w) => {
         const { userId, deviceId } = w.req;
         const after = w.since?.to_device ?? 0;
-        if (w.since) await this.store.ackToDevice(userId, deviceId, after);
+        // The user's last message (an upper bound, from the notifier): nothing is stored for the
+        // device beyond it, so nothing up to it that was already acknowledged needs deleting and
+        // nothing after `since` is pending when it is not after `since`.
+        const last = w.activity.toDevice.last(userId);
+        const device = `${userId}\u0000${deviceId}`;
+        if (w.since) {
+          const acked = this.acked.get(device);
+          if (acked === undefined || (last > acked && after > acked)) {
+            await this.store.ackToDevice(userId, deviceId, after);
+            this.acked.set(device, after);
+          }
+          if (last <= after || w.to.to_device <= after) return false;
+        }
         const pending = await this.store.pendingToDevice(userId, deviceId, after, w.to.to_device, TO_DEVICE_BATCH);
         if (pending.length === 0) return false;
         if (pending.length === TO_DEVICE_BATCH) w.to.to_device = pending[pending.length - 1]!.streamId;

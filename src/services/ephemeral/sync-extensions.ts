@@ -5,7 +5,7 @@ import type { UserDataService } from '../accounts/user-data.js';
 import type { PushActions } from '../push/push-actions.js';
 import type { PushRulesService } from '../push/push-rules.js';
 import { eventMatches, roomAllowed } from '../sync/filter.js';
-import type { SyncExtension, SyncWindow } from '../sync/sync-service.js';
+import { streamMoved, type SyncExtension, type SyncWindow } from '../sync/sync-service.js';
 import { receiptEvents, type ReceiptService } from './receipts.js';
 import type { TypingService } from './typing.js';
 
@@ -19,6 +19,8 @@ export function accountDataExtension(userData: UserDataService, pushRules: PushR
     async collect(w: SyncWindow): Promise<boolean> {
       const userId = w.req.userId;
       const to = w.to.account_data;
+      // Nothing of this user's was written after `since`: nothing to read.
+      if (w.since && (!streamMoved(w, 'account_data') || w.activity.accountData.last(userId) <= w.since.account_data)) return false;
       const joined = new Set(w.joinedRoomIds);
       const filter = w.req.filter;
       let from = w.since?.account_data ?? 0;
@@ -68,6 +70,7 @@ export function presenceExtension(userData: UserDataService, events: EventStore)
     async collect(w: SyncWindow): Promise<boolean> {
       const f = w.req.filter.presence;
       if (f?.limit === 0 || (f?.types && f.types.length === 0)) return false;
+      if (!streamMoved(w, 'presence')) return false;
       const users = new Set<string>([w.req.userId]);
       for (const roomId of w.joinedRoomIds) for (const u of await events.members(roomId, ['join'])) users.add(u);
       const list = [...users];
@@ -118,9 +121,11 @@ export function receiptsExtension(receipts: ReceiptService, pushActions: PushAct
     async collect(w: SyncWindow): Promise<boolean> {
       const userId = w.req.userId;
       const joined = new Set(w.joinedRoomIds);
-      const rows = w.since
-        ? (await receipts.store.between(w.since.receipts, w.to.receipts)).filter((r) => joined.has(r.roomId))
-        : await receipts.store.forRooms(w.joinedRoomIds, w.to.receipts);
+      const rows = !w.since
+        ? await receipts.store.forRooms(w.joinedRoomIds, w.to.receipts)
+        : streamMoved(w, 'receipts')
+          ? (await receipts.store.between(w.since.receipts, w.to.receipts)).filter((r) => joined.has(r.roomId))
+          : [];
       let changed = false;
       for (const [roomId, content] of receiptEvents(rows, userId)) {
         if (!eventMatches(w.req.filter.room?.ephemeral, { type: 'm.receipt', room_id: roomId })) continue;

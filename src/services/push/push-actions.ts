@@ -48,6 +48,9 @@ export interface PushActionsDeps {
  */
 export class PushActions {
   private position: number | undefined;
+  /** The highest position a waiting catchUp asked for, and whether one asked for the end. */
+  private wanted = 0;
+  private wantEnd = false;
   private readonly lock = new KeyedMutex();
   private readonly committedListeners: Array<(position: number, notified: ReadonlySet<string>) => void> = [];
 
@@ -61,13 +64,24 @@ export class PushActions {
     this.committedListeners.push(fn);
   }
 
-  /** Evaluates every event up to stream position `to` (default: the end of the stream). */
+  /**
+   * Evaluates every event up to stream position `to` (default: the end of the stream). Calls
+   * waiting for a run in progress are served together: the next run goes up to the highest
+   * position asked for meanwhile, so a burst of events is evaluated and committed in batches
+   * rather than one transaction per event.
+   */
   catchUp(to?: number): Promise<void> {
     if (to !== undefined && this.position !== undefined && this.position >= to) return Promise.resolve();
+    if (to === undefined) this.wantEnd = true;
+    else this.wanted = Math.max(this.wanted, to);
     return this.lock.run('events', async () => {
       const { store, events, database } = this.deps;
       this.position ??= await store.progress();
-      const target = to ?? (await events.maxStreamOrdering());
+      let target = this.wanted;
+      if (this.wantEnd) {
+        this.wantEnd = false;
+        target = Math.max(target, await events.maxStreamOrdering());
+      }
       while (this.position < target) {
         const batch = await store.eventsBetween(this.position, target, BATCH);
         const end = batch.length < BATCH ? target : batch[batch.length - 1]!.streamOrdering;

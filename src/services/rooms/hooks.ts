@@ -38,12 +38,15 @@ export function wireRoomHooks(ctx: AppContext): void {
     ctx.notifier.publish({ stream: 'account_data', position, userId, roomId: roomId ?? undefined }, [userId]);
   });
   ctx.streams.on('presence', (userId, position) => {
+    // Announced as it commits (sync follows stream positions from the notifier, so a token
+    // handed out after the write includes it); the users sharing a room are woken once known.
+    ctx.notifier.publish({ stream: 'presence', position, userId }, [userId]);
     void (async () => {
-      const wake = new Set<string>([userId]);
+      const wake = new Set<string>();
       for (const { roomId } of await ctx.eventStore.roomsForUser(userId, ['join'])) {
-        for (const m of await ctx.eventStore.members(roomId)) wake.add(m);
+        for (const m of await ctx.eventStore.members(roomId)) if (m !== userId) wake.add(m);
       }
-      ctx.notifier.publish({ stream: 'presence', position, userId }, wake);
+      ctx.notifier.wake(wake);
     })().catch((err: unknown) => log.warn({ err }, 'presence notification failed'));
   });
 }

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
-import type { Notifier } from '../../streams/notifier.js';
+import type { Notifier, StreamChange } from '../../streams/notifier.js';
+import { StreamActivity } from './activity.js';
 import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
 import type { HistoryVisibility } from '../rooms/visibility.js';
 import { eventMatches, roomAllowed, type Filter } from './filter.js';
@@ -56,14 +57,30 @@ export interface SyncWindow {
   to: StreamPositions;
   /** Rooms the user is joined to at `to`. */
   joinedRoomIds: string[];
+  /**
+   * Whether the user's own memberships may have changed in the window (always true on an
+   * initial sync). When false, the user's set of rooms is the same as at `since`.
+   */
+  membershipChanged: boolean;
+  /** What moved on the streams since start-up (per room and per user), kept in memory. */
+  activity: StreamActivity;
   response: SyncResponse;
   /** Gets (creating) the joined-room entry of a room to add ephemeral events or account data. */
   joinedRoom(roomId: string): JoinedRoomSync;
 }
 
+/** Whether a stream moved in the window: always on an initial sync. */
+export function streamMoved(w: Pick<SyncWindow, 'since' | 'to'>, stream: StreamName): boolean {
+  return !w.since || w.since[stream] < w.to[stream];
+}
+
 /**
  * A stream other than room events that contributes to /sync (account data, presence, to-device,
  * receipts, typing, device lists). `collect` returns true if it added anything.
+ *
+ * `currentPosition()` is asked once, when sync first runs; after that the stream's position is
+ * followed from the notifier (every write is announced there after it commits), so an extension
+ * can tell from `since` and `to` alone whether its stream moved (`streamMoved`).
  */
 export interface SyncExtension {
   stream: StreamName;
@@ -106,34 +123,49 @@ export class SyncService {
   private readonly extensions: SyncExtension[] = [];
 
   /**
-   * The end of the event stream, followed from the notifier (every committed event is
-   * announced there) instead of asking the database on every /sync; read once at first use.
+   * The end of every stream, followed from the notifier (every committed change is announced
+   * there) instead of asking the database on every /sync; read once at first use.
    */
-  private eventsPosition: number | undefined;
+  private positions: StreamPositions | undefined;
+  private loading: Promise<StreamPositions> | undefined;
+  /** Positions announced before the first read finished (merged into it). */
+  private readonly early = zeroPositions();
+  private activityTracker: StreamActivity | undefined;
+  private readonly earlyChanges: StreamChange[] = [];
 
   constructor(private readonly deps: SyncDeps) {
     deps.notifier.on('change', (c) => {
-      if (c.stream === 'events') this.eventsPosition = Math.max(this.eventsPosition ?? 0, c.position);
+      const p = this.positions ?? this.early;
+      if (c.position > p[c.stream]) p[c.stream] = c.position;
+      if (this.activityTracker) this.activityTracker.observe(c);
+      else this.earlyChanges.push(c);
     });
-  }
-
-  private async eventsEnd(): Promise<number> {
-    if (this.eventsPosition !== undefined) return this.eventsPosition;
-    const fromDb = await this.deps.events.maxStreamOrdering();
-    // An event announced while the query ran may be newer than its answer.
-    this.eventsPosition = Math.max(this.eventsPosition ?? 0, fromDb);
-    return this.eventsPosition;
   }
 
   addExtension(ext: SyncExtension): void {
     this.extensions.push(ext);
   }
 
-  async currentPositions(): Promise<StreamPositions> {
+  private async load(): Promise<StreamPositions> {
     const p = zeroPositions();
-    p.events = await this.eventsEnd();
-    for (const ext of this.extensions) p[ext.stream] = await ext.currentPosition();
+    p.events = await this.deps.events.maxStreamOrdering();
+    for (const ext of this.extensions) p[ext.stream] = Math.max(p[ext.stream], await ext.currentPosition());
+    // Something announced while the queries ran may be newer than their answers.
+    for (const s of STREAMS) p[s] = Math.max(p[s], this.early[s]);
+    this.activityTracker = new StreamActivity(p);
+    for (const c of this.earlyChanges.splice(0)) this.activityTracker.observe(c);
+    this.positions = p;
     return p;
+  }
+
+  /** The current end of every stream (a copy). */
+  async currentPositions(): Promise<StreamPositions> {
+    const p = this.positions ?? (await (this.loading ??= this.load()));
+    return { ...p };
+  }
+
+  private get activity(): StreamActivity {
+    return this.activityTracker!;
   }
 
   async sync(req: SyncRequest): Promise<SyncResponse> {
@@ -164,14 +196,27 @@ export class SyncService {
   private async build(req: SyncRequest, since: StreamPositions | undefined, to: StreamPositions): Promise<{ response: SyncResponse; changed: boolean }> {
     const { events } = this.deps;
     const response = emptyResponse(formatSyncToken(to));
+    const activity = this.activity;
     const memberships = await events.roomsForUser(req.userId, ['join', 'invite', 'leave', 'ban', 'knock']);
     const joined = memberships.filter((m) => m.membership === 'join' && roomAllowed(req.filter, m.roomId));
-    const changes = since ? await events.membershipChanges(req.userId, since.events, to.events) : [];
+    const membershipChanged = !since || activity.userMemberships.last(req.userId) > since.events;
+    const changes = since && membershipChanged ? await events.membershipChanges(req.userId, since.events, to.events) : [];
     const changedRooms = new Map(changes.map((c) => [c.roomId, c]));
     let changed = false;
 
-    // Joined rooms.
-    const withNewEvents = since ? await events.roomsWithEventsSince(joined.map((j) => j.roomId), since.events, to.events) : undefined;
+    // Joined rooms: those with an event after `since` (known from the notifier; rooms it cannot
+    // tell about are asked of the database).
+    let withNewEvents: Set<string> | undefined;
+    if (since) {
+      withNewEvents = new Set();
+      const unsure: string[] = [];
+      for (const j of joined) {
+        if (activity.roomEvents.last(j.roomId) <= since.events) continue;
+        if (activity.roomEvents.known(j.roomId)) withNewEvents.add(j.roomId);
+        else unsure.push(j.roomId);
+      }
+      if (unsure.length) for (const r of await events.roomsWithEventsSince(unsure, since.events, to.events)) withNewEvents.add(r);
+    }
     for (const m of joined) {
       const newlyJoined = !!since && changedRooms.has(m.roomId) && (await events.membershipAt(m.roomId, req.userId, since.events))?.membership !== 'join';
       if (since && !req.fullState && !newlyJoined && !withNewEvents!.has(m.roomId)) continue;
@@ -213,6 +258,8 @@ export class SyncService {
       since,
       to,
       joinedRoomIds: joined.map((j) => j.roomId),
+      membershipChanged,
+      activity,
       response,
       joinedRoom: (roomId) => (response.rooms.join[roomId] ??= newJoinedRoom()),
     };

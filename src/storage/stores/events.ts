@@ -77,10 +77,61 @@ const MAX_DELTA_DEPTH = 32;
 
 type Q = Kysely<Tables>;
 
+/** A member row of a room's current state: user ID, membership, member event ID. */
+type MemberRow = [userId: string, membership: string | null, eventId: string];
+
+/**
+ * A cache of facts read from the current state that is never stale: an entry is dropped when a
+ * transaction changing the fact writes (so nothing read meanwhile is kept) and again once it
+ * commits; a read that began before the last drop does not store its (maybe older) answer.
+ */
+class CurrentStateCache<K, V> {
+  private readonly lru: LruCache<K, V>;
+  private generation = 0;
+
+  constructor(capacity: number) {
+    this.lru = new LruCache(capacity);
+  }
+
+  get(key: K): V | undefined {
+    return this.lru.get(key);
+  }
+
+  /** Reads through the cache: `load` runs on a miss and its answer is kept unless a write intervened. */
+  async read(key: K, load: () => Promise<V>): Promise<V> {
+    const hit = this.lru.get(key);
+    if (hit !== undefined) return hit;
+    const gen = this.generation;
+    const v = await load();
+    if (gen === this.generation) this.lru.set(key, v);
+    return v;
+  }
+
+  /** Drops `key` now and after the transaction commits. */
+  drop(tx: Tx | undefined, key: K): void {
+    this.generation++;
+    this.lru.delete(key);
+    tx?.onCommit(() => {
+      this.generation++;
+      this.lru.delete(key);
+    });
+  }
+}
+
 /** Events, room state and memberships. */
 export class EventStore {
   private readonly eventCache: LruCache<string, StoredEvent>;
   private readonly stateCache: LruCache<number, StateIds>;
+  /** Rooms (the version never changes; publicity changes through setRoomPublic). */
+  private readonly roomCache = new CurrentStateCache<string, RoomRow>(2000);
+  /** Current state IDs per room (copied out: callers may change what they get). */
+  private readonly currentStateCache = new CurrentStateCache<string, StateIds>(256);
+  /** Member rows of the current state per room. */
+  private readonly memberCache = new CurrentStateCache<string, MemberRow[]>(1000);
+  /** Event ID → the state group of the state after it (set once; changed only for outliers taken into the timeline). */
+  private readonly stateGroupOfCache = new CurrentStateCache<string, number>(5000);
+  /** Per user: the rooms they have a member event in, with its membership. */
+  private readonly userRoomsCache = new CurrentStateCache<string, Array<{ roomId: string; membership: string; eventId: string }>>(5000);
 
   constructor(
     private readonly database: Database,
@@ -90,16 +141,35 @@ export class EventStore {
     this.stateCache = new LruCache(opts.stateCacheSize ?? 64);
   }
 
+  /** Drops what the caches hold about a changed state key of a room. */
+  private stateChanged(tx: Tx | undefined, roomId: string, type: string, stateKey: string): void {
+    this.currentStateCache.drop(tx, roomId);
+    if (type === 'm.room.member') {
+      this.memberCache.drop(tx, roomId);
+      this.userRoomsCache.drop(tx, stateKey);
+    }
+  }
+
   private get db(): Q {
     return this.database.db;
   }
 
   async getRoom(roomId: string, q: Q = this.db): Promise<RoomRow | undefined> {
-    const r = await q.selectFrom('rooms').selectAll().where('room_id', '=', roomId).executeTakeFirst();
-    return r && { roomId: r.room_id, roomVersion: r.room_version, creator: r.creator, isPublic: !!r.is_public, createdTs: r.created_ts };
+    const load = async (): Promise<RoomRow | undefined> => {
+      const r = await q.selectFrom('rooms').selectAll().where('room_id', '=', roomId).executeTakeFirst();
+      return r && { roomId: r.room_id, roomVersion: r.room_version, creator: r.creator, isPublic: !!r.is_public, createdTs: r.created_ts };
+    };
+    if (q !== this.db) return load();
+    const hit = this.roomCache.get(roomId);
+    if (hit) return { ...hit };
+    // Unknown rooms are not remembered (a room may be created next).
+    const row = await load();
+    if (row) await this.roomCache.read(roomId, async () => row);
+    return row && { ...row };
   }
 
   async insertRoom(tx: Tx, room: RoomRow): Promise<void> {
+    this.roomCache.drop(tx, room.roomId);
     await tx.db
       .insertInto('rooms')
       .values({
@@ -113,7 +183,9 @@ export class EventStore {
   }
 
   async setRoomPublic(roomId: string, isPublic: boolean): Promise<void> {
+    this.roomCache.drop(undefined, roomId);
     await this.db.updateTable('rooms').set({ is_public: isPublic ? 1 : 0 }).where('room_id', '=', roomId).execute();
+    this.roomCache.drop(undefined, roomId);
   }
 
   async publicRooms(): Promise<string[]> {
@@ -163,8 +235,32 @@ export class EventStore {
   }
 
   async getCurrentStateIds(roomId: string, q: Q = this.db): Promise<StateIds> {
+    if (q !== this.db) return this.loadCurrentStateIds(roomId, q);
+    return new Map(await this.currentStateIdsShared(roomId));
+  }
+
+  private async loadCurrentStateIds(roomId: string, q: Q): Promise<StateIds> {
     const rows = await q.selectFrom('current_state').select(['type', 'state_key', 'event_id']).where('room_id', '=', roomId).execute();
     return new Map(rows.map((r) => [stateKeyOf(r.type, r.state_key), r.event_id]));
+  }
+
+  /** The cached current state IDs of a room, not copied: only for reading here. */
+  private currentStateIdsShared(roomId: string): Promise<StateIds> {
+    return this.currentStateCache.read(roomId, () => this.loadCurrentStateIds(roomId, this.db));
+  }
+
+  /** Member rows of a room's current state (cached). */
+  private async memberRows(roomId: string, q: Q): Promise<MemberRow[]> {
+    const load = async (): Promise<MemberRow[]> => {
+      const rows = await q
+        .selectFrom('current_state')
+        .select(['state_key', 'membership', 'event_id'])
+        .where('room_id', '=', roomId)
+        .where('type', '=', 'm.room.member')
+        .execute();
+      return rows.map((r) => [r.state_key, r.membership, r.event_id]);
+    };
+    return q === this.db ? this.memberCache.read(roomId, load) : load();
   }
 
   /** Current state as events. */
@@ -183,6 +279,10 @@ export class EventStore {
   }
 
   async getCurrentStateEvent(roomId: string, type: string, stateKey: string, q: Q = this.db): Promise<StoredEvent | undefined> {
+    if (q === this.db) {
+      const id = (await this.currentStateIdsShared(roomId)).get(stateKeyOf(type, stateKey));
+      return id === undefined ? undefined : this.getEvent(id, q);
+    }
     const row = await q
       .selectFrom('current_state')
       .select('event_id')
@@ -194,6 +294,7 @@ export class EventStore {
   }
 
   async getMembership(roomId: string, userId: string, q: Q = this.db): Promise<string | undefined> {
+    if (q === this.db) return (await this.memberRows(roomId, q)).find((m) => m[0] === userId)?.[1] ?? undefined;
     const row = await q
       .selectFrom('current_state')
       .select('membership')
@@ -206,6 +307,18 @@ export class EventStore {
 
   /** Rooms where the user's current membership is one of `memberships`. */
   async roomsForUser(userId: string, memberships: string[], q: Q = this.db): Promise<Array<{ roomId: string; membership: string; eventId: string }>> {
+    if (q === this.db) {
+      const all = await this.userRoomsCache.read(userId, async () => {
+        const rows = await q
+          .selectFrom('current_state')
+          .select(['room_id', 'membership', 'event_id'])
+          .where('type', '=', 'm.room.member')
+          .where('state_key', '=', userId)
+          .execute();
+        return rows.map((r) => ({ roomId: r.room_id, membership: r.membership ?? '', eventId: r.event_id }));
+      });
+      return all.filter((r) => memberships.includes(r.membership)).map((r) => ({ ...r }));
+    }
     const rows = await q
       .selectFrom('current_state')
       .select(['room_id', 'membership', 'event_id'])
@@ -218,6 +331,7 @@ export class EventStore {
 
   /** User IDs whose current membership is one of `memberships` (default: join). */
   async members(roomId: string, memberships: string[] = ['join'], q: Q = this.db): Promise<string[]> {
+    if (q === this.db) return (await this.memberRows(roomId, q)).filter((m) => m[1] !== null && memberships.includes(m[1])).map((m) => m[0]);
     const rows = await q
       .selectFrom('current_state')
       .select('state_key')
@@ -234,7 +348,12 @@ export class EventStore {
   }
 
   async getStateGroupOf(eventId: string, q: Q = this.db): Promise<number | undefined> {
+    if (q === this.db) {
+      const hit = this.stateGroupOfCache.get(eventId);
+      if (hit !== undefined) return hit;
+    }
     const row = await q.selectFrom('event_state').select('state_group').where('event_id', '=', eventId).executeTakeFirst();
+    if (q === this.db && row) await this.stateGroupOfCache.read(eventId, async () => row.state_group);
     return row?.state_group;
   }
 
@@ -324,6 +443,10 @@ export class EventStore {
     for (const [key, id] of state) if (current.get(key) !== id) changed.push(key);
     const removed = [...current.keys()].filter((k) => !state.has(k));
     const evs = await this.getEvents(changed.map((k) => state.get(k)!), tx.db);
+    for (const key of [...changed, ...removed]) {
+      const [type, stateKey] = parseStateKey(key);
+      this.stateChanged(tx, roomId, type, stateKey);
+    }
     for (const key of changed) {
       const [type, stateKey] = parseStateKey(key);
       const id = state.get(key)!;
@@ -382,6 +505,7 @@ export class EventStore {
       .set({ outlier: 0, stream_ordering: streamOrdering, prev_state_event_id: prevStateEventId })
       .where('event_id', '=', eventId)
       .execute();
+    this.stateGroupOfCache.drop(tx, eventId);
     await tx.db.deleteFrom('event_state').where('event_id', '=', eventId).execute();
     await tx.db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }).execute();
     await tx.db.updateTable('room_memberships').set({ stream_ordering: streamOrdering }).where('event_id', '=', eventId).execute();
@@ -392,6 +516,7 @@ export class EventStore {
   /** Turns a stored outlier into a timeline event with a state group (after fetching its state). */
   async deOutlier(tx: Tx, eventId: string, stateGroup: number): Promise<void> {
     await tx.db.updateTable('events').set({ outlier: 0 }).where('event_id', '=', eventId).execute();
+    this.stateGroupOfCache.drop(tx, eventId);
     await tx.db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }).execute();
     tx.onCommit(() => this.eventCache.delete(eventId));
   }
@@ -506,6 +631,7 @@ export class EventStore {
       await tx.db.insertInto('forward_extremities').values({ room_id: roomId, event_id: event.event_id }).execute();
       if (isState) {
         const membership = event.type === 'm.room.member' ? String(event.content['membership'] ?? '') : null;
+        this.stateChanged(tx, roomId, event.type, event.state_key!);
         await tx.db
           .insertInto('current_state')
           .values({ room_id: roomId, type: event.type, state_key: event.state_key!, event_id: event.event_id, membership })
