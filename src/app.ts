@@ -19,6 +19,7 @@ import { wireRoomHooks } from './services/rooms/hooks.js';
 import { createMessagingServices, type MessagingContext } from './services/messaging/index.js';
 import { createEphemeralServices, wireEphemeral, type EphemeralContext } from './services/ephemeral/index.js';
 import { createMetricsServices, instrumentHttp, registerMetricsEndpoint, type MetricsContext } from './metrics/index.js';
+import { wireSubsystemMetrics } from './metrics/wiring.js';
 import { createStatsServices, registerStats, type StatsContext } from './stats/index.js';
 import { createAppServiceServices, loadRegistrations, type AppServiceContext } from './appservice/index.js';
 import { wireAppServiceEphemeral } from './appservice/ephemeral.js';
@@ -146,6 +147,7 @@ export class Myelin {
     wireEphemeral(ctx);
     wireAppServiceEphemeral(ctx);
     wireFederation(ctx);
+    wireSubsystemMetrics(ctx);
     wirePushSender(ctx);
     return ctx;
   }

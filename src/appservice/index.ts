@@ -107,6 +107,13 @@ export class AppServiceManager implements AppServiceAuthenticator {
     return this.senders.get(appserviceId)?.status();
   }
 
+  /** Transactions queued for all services and not yet acknowledged. */
+  get queueDepth(): number {
+    let n = 0;
+    for (const s of this.senders.values()) n += s.status().queued;
+    return n;
+  }
+
   // ---- lookup and authentication
 
   byToken(token: string): AppService | undefined {

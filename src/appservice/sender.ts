@@ -39,6 +39,8 @@ export interface SenderStatus {
   /** Consecutive failures of the current transaction. */
   failures: number;
   delivered: number;
+  /** Transactions queued and not yet acknowledged. */
+  queued: number;
   lastError?: string;
 }
 
@@ -59,7 +61,7 @@ export class TransactionSender {
   private wakeSleep: (() => void) | undefined;
   private ephemeral: JsonObject[] = [];
   private toDevice: JsonObject[] = [];
-  private readonly stat: SenderStatus = { position: 0, lastTxnId: 0, attempts: 0, failures: 0, delivered: 0 };
+  private readonly stat: SenderStatus = { position: 0, lastTxnId: 0, attempts: 0, failures: 0, delivered: 0, queued: 0 };
 
   constructor(
     readonly service: AppService,
@@ -79,6 +81,7 @@ export class TransactionSender {
     const st = await this.deps.store.state(this.service.id, () => this.deps.events.maxStreamOrdering());
     this.stat.position = st.position;
     this.stat.lastTxnId = st.lastTxnId;
+    this.stat.queued = await this.deps.store.pendingCount(this.service.id);
     this.started = true;
     this.kick();
   }
@@ -160,7 +163,10 @@ export class TransactionSender {
     const any = eventIds.length > 0 || ephemeral.length > 0 || toDevice.length > 0;
     try {
       const txnId = await this.deps.store.advance(this.service.id, position, any ? { eventIds, ephemeral, toDevice } : undefined, this.now());
-      if (txnId !== undefined) this.stat.lastTxnId = txnId;
+      if (txnId !== undefined) {
+        this.stat.lastTxnId = txnId;
+        this.stat.queued++;
+      }
     } catch (err) {
       // Not queued: keep the ephemeral data for the next attempt.
       this.ephemeral.unshift(...ephemeral);
@@ -235,6 +241,7 @@ export class TransactionSender {
           signal: this.abort.signal,
         });
         await this.deps.store.acknowledge(this.service.id, txn.txnId);
+        this.stat.queued = Math.max(0, this.stat.queued - 1);
         if (this.stat.failures > 0) this.log.info({ appservice: this.service.id, txn_id: txn.txnId }, 'application service reachable again');
         this.stat.failures = 0;
         this.stat.delivered++;

@@ -15,7 +15,7 @@ import type { JsonObject } from '../protocol/json.js';
 import { getRoomVersion } from '../protocol/room-versions.js';
 import type { Database } from '../storage/db.js';
 import type { EventStore } from '../storage/stores/events.js';
-import type { FederationQueueStore } from '../storage/stores/federation-queue.js';
+import type { DestinationState, FederationQueueStore } from '../storage/stores/federation-queue.js';
 import type { Notifier } from '../streams/notifier.js';
 import type { FederationClient } from './client.js';
 
@@ -47,7 +47,17 @@ export interface SenderDeps {
   random?: () => number;
 }
 
+/** What the sender reports to the metrics (set after the context is built). */
+export interface SenderObserver {
+  transaction(result: 'ok' | 'error', pdus: number): void;
+}
+
 export class FederationSender {
+  /** Rows in the persistent queue, kept in step with it (read at start, then counted). */
+  private queued = 0;
+  /** Destinations with a failure recorded and their retry time. */
+  private readonly retryAt = new Map<string, number>();
+  observer: SenderObserver | undefined;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly backoff: SenderBackoff;
@@ -76,6 +86,8 @@ export class FederationSender {
       const max = await this.deps.events.maxStreamOrdering();
       await this.deps.database.transaction((tx) => this.deps.queue.setPosition(tx, 'events', max));
     }
+    this.queued = await this.deps.queue.countAll();
+    for (const d of await this.deps.queue.destinationsInBackoff()) this.retryAt.set(d.destination, d.retryAt);
     this.deps.notifier.on('change', this.onChange);
     this.pumpEvents();
     for (const d of await this.deps.queue.destinationsWithQueue()) this.wake(d);
@@ -88,6 +100,24 @@ export class FederationSender {
     this.timers.clear();
     await this.pumping?.catch(() => undefined);
     await Promise.allSettled([...this.running.values()]);
+  }
+
+  /** PDUs and EDUs waiting in the persistent queue. */
+  get queueDepth(): number {
+    return this.queued;
+  }
+
+  /** Destinations whose next retry lies in the future. */
+  backoffDestinations(now = this.now()): number {
+    let n = 0;
+    for (const at of this.retryAt.values()) if (at > now) n++;
+    return n;
+  }
+
+  private setState(state: DestinationState): Promise<void> {
+    if (state.retryAt > 0) this.retryAt.set(state.destination, state.retryAt);
+    else this.retryAt.delete(state.destination);
+    return this.deps.queue.setDestination(state);
   }
 
   /** Resolves once the event stream has been read up to now and queued (tests, shutdown). */
@@ -150,6 +180,7 @@ export class FederationSender {
       await queue.enqueue(tx, out, this.now());
       await queue.setPosition(tx, 'events', last);
     });
+    this.queued += out.length;
     for (const d of new Set(out.map((o) => o.destination))) this.wake(d);
     return rows.length === STREAM_BATCH;
   }
@@ -158,6 +189,7 @@ export class FederationSender {
   async sendEvent(eventId: string, destinations: string[]): Promise<void> {
     const dests = destinations.filter((d) => d !== this.deps.serverName && this.deps.isAllowed(d));
     await this.deps.queue.enqueue(undefined, dests.map((destination) => ({ destination, eventId })), this.now());
+    this.queued += dests.length;
     for (const d of dests) this.wake(d);
   }
 
@@ -167,6 +199,7 @@ export class FederationSender {
     const dests = [...new Set(destinations)].filter((d) => d !== this.deps.serverName && this.deps.isAllowed(d));
     if (dests.length === 0) return;
     await this.deps.queue.enqueue(undefined, dests.map((destination) => ({ destination, edu })), this.now());
+    this.queued += dests.length;
     for (const d of dests) this.wake(d);
   }
 
@@ -174,7 +207,7 @@ export class FederationSender {
   async destinationIsUp(destination: string): Promise<void> {
     const state = await this.deps.queue.getDestination(destination);
     if (state && state.failures > 0) {
-      await this.deps.queue.setDestination({ ...state, failures: 0, retryAt: 0 });
+      await this.setState({ ...state, failures: 0, retryAt: 0 });
       const t = this.timers.get(destination);
       if (t) clearTimeout(t);
       this.timers.delete(destination);
@@ -224,6 +257,7 @@ export class FederationSender {
     }
     while (!this.stopped) {
       const dropped = await queue.trimPdus(destination, MAX_QUEUED_PDUS);
+      this.queued = Math.max(0, this.queued - dropped);
       if (dropped) log.info({ destination, dropped }, 'destination fell far behind: sending only the newest events');
       const batch = await queue.peek(destination, MAX_PDUS_PER_TXN, MAX_EDUS_PER_TXN);
       if (batch.pdus.length === 0 && batch.edus.length === 0) return;
@@ -250,16 +284,19 @@ export class FederationSender {
           if (r && typeof r.error === 'string') log.info({ destination, eventId: id, error: r.error }, 'destination refused a PDU');
         }
       } catch (err) {
+        this.observer?.transaction('error', pdus.length);
         const failures = (state?.failures ?? 0) + 1;
         const retryAt = this.now() + this.delayFor(failures);
-        await queue.setDestination({ destination, failures, retryAt, lastSuccessTs: state?.lastSuccessTs ?? null });
+        await this.setState({ destination, failures, retryAt, lastSuccessTs: state?.lastSuccessTs ?? null });
         log.info({ destination, failures, retry_in_ms: retryAt - this.now(), err: (err as Error).message }, 'federation transaction failed; backing off');
         this.schedule(destination, retryAt);
         return;
       }
+      this.observer?.transaction('ok', pdus.length);
       await queue.remove([...batch.pdus, ...batch.edus].map((r) => r.id));
+      this.queued = Math.max(0, this.queued - batch.pdus.length - batch.edus.length);
       if (!state || state.failures > 0 || state.lastSuccessTs === null || this.now() - state.lastSuccessTs > 60_000) {
-        await queue.setDestination({ destination, failures: 0, retryAt: 0, lastSuccessTs: this.now() });
+        await this.setState({ destination, failures: 0, retryAt: 0, lastSuccessTs: this.now() });
       }
     }
   }

@@ -10,6 +10,10 @@ export const PREFIX = 'myelin_';
 export const EVENT_CLASSES = ['message', 'encrypted', 'membership', 'state', 'reaction', 'redaction', 'other'] as const;
 export type EventClass = (typeof EVENT_CLASSES)[number];
 
+/** What became of a PDU received in a transaction (`known`: already held; `error`: not processed). */
+export const FEDERATION_PDU_OUTCOMES = ['accepted', 'soft_failed', 'rejected', 'known', 'error'] as const;
+export type FederationPduOutcome = (typeof FEDERATION_PDU_OUTCOMES)[number];
+
 /** The class of an event type; `message` and `encrypted` are what people call messages. */
 export function eventClass(type: string, stateKey: string | undefined): EventClass {
   if (type === 'm.room.member') return 'membership';
@@ -183,7 +187,7 @@ export class Metrics {
   // Federation and appservices (updated by those subsystems)
   readonly federationTxnIn: Counter<'result'>;
   readonly federationTxnOut: Counter<'result'>;
-  readonly federationPdusIn: Counter;
+  readonly federationPdusIn: Counter<'outcome'>;
   readonly federationPdusOut: Counter;
   readonly federationQueueDepth: Gauge;
   readonly federationBackoffDestinations: Gauge;
@@ -303,7 +307,13 @@ export class Metrics {
       this.federationTxnIn.inc({ result }, 0);
       this.federationTxnOut.inc({ result }, 0);
     }
-    this.federationPdusIn = new Counter({ name: PREFIX + 'federation_pdus_in_total', help: 'PDUs received over federation.', registers });
+    this.federationPdusIn = new Counter({
+      name: PREFIX + 'federation_pdus_in_total',
+      help: 'PDUs received in federation transactions, by outcome (accepted, soft_failed, rejected, known, error).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of FEDERATION_PDU_OUTCOMES) this.federationPdusIn.inc({ outcome }, 0);
     this.federationPdusOut = new Counter({ name: PREFIX + 'federation_pdus_out_total', help: 'PDUs sent over federation (counted once per destination).', registers });
     this.federationQueueDepth = sourcedGauge('federation_queue_depth', 'PDUs and EDUs waiting to be sent to other servers.');
     this.federationBackoffDestinations = sourcedGauge('federation_backoff_destinations', 'Destinations in back-off after failed sends.');
@@ -313,7 +323,7 @@ export class Metrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
-    this.appserviceQueueDepth = sourcedGauge('appservice_queue_depth', 'Events waiting to be pushed to application services.');
+    this.appserviceQueueDepth = sourcedGauge('appservice_queue_depth', 'Transactions waiting to be pushed to application services.');
 
     this.dbQueryDuration = new Histogram({
       name: PREFIX + 'db_query_duration_seconds',

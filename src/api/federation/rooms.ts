@@ -34,6 +34,16 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
   const seenTxns = new Map<string, JsonObject>();
 
   app.put('/_matrix/federation/v1/send/:txnId', { ...auth, schema: { body: Type.Object({ origin: Type.String(), origin_server_ts: Type.Integer(), pdus: Type.Array(Type.Unknown()), edus: Type.Optional(Type.Array(Type.Unknown())) }) } }, async (req) => {
+    try {
+      const res = await receiveTransaction(req);
+      ctx.metrics.federationTxnIn.inc({ result: 'ok' });
+      return res;
+    } catch (err) {
+      ctx.metrics.federationTxnIn.inc({ result: 'error' });
+      throw err;
+    }
+  });
+  const receiveTransaction = async (req: FastifyRequest): Promise<JsonObject> => {
     const origin = originOf(req);
     const body = req.body as { origin: string; pdus: unknown[]; edus?: unknown[] };
     if (body.origin !== origin) throw errors.forbidden('origin does not match the request signature');
@@ -44,7 +54,9 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
     if (seen) return seen;
     const pdus: Record<string, JsonObject> = {};
     for (const raw of body.pdus) {
-      const r = await handler.receivePdu(origin, raw);
+      const done = ctx.metrics.federationPduProcessing.startTimer();
+      const r = await handler.receivePdu(origin, raw).finally(done);
+      ctx.metrics.federationPdusIn.inc({ outcome: r.ok ? r.status : 'error' });
       const id = r.eventId ?? eventIdGuess(raw);
       if (id) pdus[id] = r.ok ? (r.status === 'rejected' ? { error: 'Event was rejected by the auth rules' } : {}) : { error: r.error };
     }
@@ -59,7 +71,7 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
     seenTxns.set(key, res);
     if (seenTxns.size > 1000) seenTxns.delete(seenTxns.keys().next().value!);
     return res;
-  });
+  };
 
   app.get('/_matrix/federation/v1/event/:eventId', auth, async (req) => {
     const origin = originOf(req);

@@ -109,6 +109,18 @@ export class FederationQueueStore {
     }
   }
 
+  /** Rows in all queues. */
+  async countAll(): Promise<number> {
+    const row = await this.db.selectFrom('federation_outbox').select((eb) => eb.fn.countAll().as('n')).executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  /** Destinations with a retry time set (back-off after failures). */
+  async destinationsInBackoff(): Promise<Array<{ destination: string; retryAt: number }>> {
+    const rows = await this.db.selectFrom('federation_destinations').select(['destination', 'retry_at']).where('retry_at', '>', 0).execute();
+    return rows.map((r) => ({ destination: r.destination, retryAt: Number(r.retry_at) }));
+  }
+
   async destinationsWithQueue(): Promise<string[]> {
     const rows = await this.db.selectFrom('federation_outbox').select('destination').distinct().execute();
     return rows.map((r) => r.destination);
