@@ -148,6 +148,8 @@ export class Myelin {
     wireAppServiceEphemeral(ctx);
     wireFederation(ctx);
     wireSubsystemMetrics(ctx);
+    // Application services that receive ephemeral data get the to-device messages of their users.
+    ctx.e2ee.toDevice.localObserver = (userId, deviceId, message) => ctx.appservices.pushToDevice(userId, deviceId, message);
     wirePushSender(ctx);
     return ctx;
   }

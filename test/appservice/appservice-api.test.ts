@@ -279,6 +279,36 @@ describe.each(['sqlite', 'postgres'] as const)('application service API (%s)', (
     expect(Object.keys(receipt.content[msg]['m.read'])).toEqual(['@_fake_bob:localhost']);
   });
 
+  it('passes to-device messages for its users when it receives ephemeral data', async () => {
+    fake.handler = () => ({ status: 200, body: {} });
+    // A namespaced user with a device, made by the service (registration, then login).
+    await as.post('/_matrix/client/v3/register', { type: 'm.login.application_service', username: '_fake_td', inhibit_login: true });
+    const login = await as.post('/_matrix/client/v3/login', {
+      type: 'm.login.application_service',
+      identifier: { type: 'm.id.user', user: '@_fake_td:localhost' },
+      device_id: 'BRIDGEDEV',
+    });
+    expect(login.status).toBe(200);
+    const sent = await alice.put('/_matrix/client/v3/sendToDevice/m.test.ping/td1', {
+      messages: { '@_fake_td:localhost': { BRIDGEDEV: { hello: 'bridge' } } },
+    });
+    expect(sent.status).toBe(200);
+    const msg = await eventually(() =>
+      fake.transactions().flatMap((r) => r.body['de.sorunome.msc2409.to_device'] ?? []).find((m: any) => m.type === 'm.test.ping'),
+    );
+    expect(msg).toMatchObject({
+      type: 'm.test.ping',
+      sender: '@alice:localhost',
+      to_user_id: '@_fake_td:localhost',
+      to_device_id: 'BRIDGEDEV',
+      content: { hello: 'bridge' },
+    });
+    // The same transaction ID again delivers nothing new.
+    await alice.put('/_matrix/client/v3/sendToDevice/m.test.ping/td1', { messages: { '@_fake_td:localhost': { BRIDGEDEV: { hello: 'bridge' } } } });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(fake.transactions().flatMap((r) => r.body['de.sorunome.msc2409.to_device'] ?? []).filter((m: any) => m.type === 'm.test.ping')).toHaveLength(1);
+  });
+
   it('asks the service about unknown users and aliases in its namespaces', async () => {
     fake.handler = (r) => {
       if (r.path === `/_matrix/app/v1/users/${encodeURIComponent('@_fake_queried:localhost')}`) {

@@ -52,6 +52,9 @@ export class ToDeviceService {
   /** Forwards messages for users of other servers (set by federation). */
   remoteSender: ((s: ToDeviceSend, messages: Record<string, Record<string, JsonObject>>) => Promise<void>) | undefined;
 
+  /** Told of each message stored for a local device, once, after commit (application services). */
+  localObserver: ((userId: string, deviceId: string, message: JsonObject) => void) | undefined;
+
   async send(s: ToDeviceSend): Promise<void> {
     const rows: Array<{ userId: string; deviceId: string; sender: string; type: string; content: string }> = [];
     const remote: Record<string, Record<string, JsonObject>> = {};
@@ -75,6 +78,9 @@ export class ToDeviceService {
         return rows.length > 0 ? this.store.insertToDevice(tx, rows, this.now()) : 0;
       });
       if (max === undefined || rows.length === 0) return;
+      for (const r of rows) {
+        this.localObserver?.(r.userId, r.deviceId, { type: r.type, sender: r.sender, content: JSON.parse(r.content) as JsonObject });
+      }
       this.position = Math.max(this.position ?? 0, max);
       const users = new Set(rows.map((r) => r.userId));
       for (const userId of users) this.notifier.publish({ stream: 'to_device', position: max, userId }, [userId]);
