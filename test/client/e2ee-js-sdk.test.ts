@@ -6,35 +6,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientEvent, createClient, SyncState, type MatrixClient, type MatrixEvent } from 'matrix-js-sdk';
-import { logger } from 'matrix-js-sdk/lib/logger.js';
 import type { Engine } from '../_util/server.js';
 import { TestClient } from './_client.js';
 import { startRestartable, type RestartableServer } from './_restartable.js';
+import { quietJsSdk, until as waitUntil } from '../_util/js-sdk.js';
 
-// At run time the SDK's logger is a loglevel logger; its type leaves setLevel out.
-(logger as unknown as { setLevel(level: string): void }).setLevel('silent');
-// The crypto library traces at debug level to the console; keep warnings and errors only.
-for (const level of ['log', 'info', 'debug'] as const) {
-  const orig = console[level].bind(console);
-  console[level] = (...args: unknown[]) => {
-    if (typeof args[0] === 'string' && /^\s*(TRACE|DEBUG|INFO) /.test(args[0])) return;
-    orig(...args);
-  };
-}
+quietJsSdk();
 
 const C = '/_matrix/client/v3';
 const PW = 'correct horse battery';
 const WAIT_MS = 30_000;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT_MS) =>
+  waitUntil(what, fn, timeoutMs, 100);
 
 interface Device {
   userId: string;

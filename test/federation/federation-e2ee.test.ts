@@ -5,33 +5,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientEvent, createClient, SyncState, type MatrixClient } from 'matrix-js-sdk';
-import { logger } from 'matrix-js-sdk/lib/logger.js';
 import { TestClient } from '../client/_client.js';
 import { createFederation, type Federation, type FedMember } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
+import { quietJsSdk, until as waitUntil } from '../_util/js-sdk.js';
 
-(logger as unknown as { setLevel(level: string): void }).setLevel('silent');
-for (const level of ['log', 'info', 'debug'] as const) {
-  const orig = console[level].bind(console);
-  console[level] = (...args: unknown[]) => {
-    if (typeof args[0] === 'string' && /^\s*(TRACE|DEBUG|INFO) /.test(args[0])) return;
-    orig(...args);
-  };
-}
+quietJsSdk();
 
 const C = '/_matrix/client/v3';
 const PW = 'correct horse battery';
 const WAIT_MS = 40_000;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT_MS) =>
+  waitUntil(what, fn, timeoutMs, 150);
 
 interface Device {
   userId: string;
