@@ -11,6 +11,7 @@ import { connect, type PeerCertificate } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, tempDir } from '../_util/server.js';
 import { freePort } from './_sshd.js';
+import { requireProgram } from '../_util/require-program.js';
 
 const PEBBLE = '/usr/bin/pebble';
 const CHALLTESTSRV = '/usr/bin/pebble-challtestsrv';
@@ -47,7 +48,10 @@ function servedCertificate(port: number, servername: string, ca: string): Promis
   });
 }
 
-describe.skipIf(!existsSync(PEBBLE) || !existsSync(CHALLTESTSRV))('ACME with a real Pebble', () => {
+requireProgram(PEBBLE, 'pebble');
+requireProgram(CHALLTESTSRV, 'pebble');
+
+describe('ACME with a real Pebble', () => {
   const dir = tempDir('myelin-pebble-');
   const procs: ChildProcess[] = [];
   let directoryUrl: string;

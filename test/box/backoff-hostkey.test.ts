@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { backoffDelay, parseDuration } from '../../src/box/backoff.js';
 import { pinnedFingerprint, sshFingerprint } from '../../src/box/host-key.js';
 import { tempDir } from '../_util/server.js';
+import { requireProgram } from '../_util/require-program.js';
 
 describe('backoffDelay', () => {
   it('stays within [ceiling/2, ceiling] where the ceiling doubles up to the maximum', () => {
@@ -41,7 +42,9 @@ describe('parseDuration', () => {
   });
 });
 
-describe.skipIf(!existsSync('/usr/bin/ssh-keygen'))('host-key fingerprints', () => {
+requireProgram('/usr/bin/ssh-keygen', 'openssh-client');
+
+describe('host-key fingerprints', () => {
   it('match ssh-keygen -lf for ed25519, ecdsa and rsa keys, in every accepted spelling', () => {
     const dir = tempDir();
     try {

@@ -13,6 +13,7 @@ import { TestClient, TEST_OVERRIDES } from '../client/_client.js';
 import { startServer, tempDir, type TestServer } from '../_util/server.js';
 import { freePort } from './_sshd.js';
 import { expectMatchesSpec } from '../_util/openapi.js';
+import { requireProgram } from '../_util/require-program.js';
 
 const SECRET = 'a-long-coturn-static-auth-secret';
 const URIS = ['turn:127.0.0.1:3478?transport=udp', 'turns:turn.example.org:443?transport=tcp'];
@@ -81,7 +82,10 @@ describe('TURN credentials', () => {
 const TURNSERVER = '/usr/bin/turnserver';
 const UCLIENT = '/usr/bin/turnutils_uclient';
 
-describe.skipIf(!existsSync(TURNSERVER) || !existsSync(UCLIENT))('TURN credentials with a real coturn', () => {
+requireProgram(TURNSERVER, 'coturn');
+requireProgram(UCLIENT, 'coturn');
+
+describe('TURN credentials with a real coturn', () => {
   const dir = tempDir('myelin-coturn-');
   let turn: ChildProcess;
   let port: number;

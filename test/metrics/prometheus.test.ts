@@ -11,6 +11,7 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../_util/server.js';
 import { sendText, startMetricsServer, userWithRoom, type MetricsServer } from './_metrics.js';
+import { requireProgram } from '../_util/require-program.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const ROOT = join(import.meta.dirname, '../..');
@@ -60,7 +61,9 @@ function dashboardQueries(): Array<{ panel: string; expr: string }> {
   return out;
 }
 
-describe.skipIf(!existsSync(PROMETHEUS) && !process.env.CI)('Prometheus scraping Myelin with the shipped config', () => {
+requireProgram(PROMETHEUS, 'prometheus');
+
+describe('Prometheus scraping Myelin with the shipped config', () => {
   let t: MetricsServer;
   let prom: ChildProcess | undefined;
   let promUrl: string;

@@ -9,6 +9,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { sendText, startMetricsServer, userWithRoom, type MetricsServer } from './_metrics.js';
 import type { TestClient } from '../client/_client.js';
+import { requireProgram } from '../_util/require-program.js';
 
 // Browser globals, for the functions evaluated in the page (the project compiles without the DOM lib).
 declare const document: any;
@@ -44,7 +45,9 @@ async function overflow(page: Page): Promise<string[]> {
   });
 }
 
-describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('live stats page in Chromium', () => {
+requireProgram(CHROMIUM, 'chromium');
+
+describe('live stats page in Chromium', () => {
   let t: MetricsServer;
   let browser: Browser;
   let client: TestClient;
