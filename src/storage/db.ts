@@ -243,18 +243,20 @@ export function withStatementCache<S, D extends { prepare(sql: string): S; close
   });
 }
 
-async function postgresDialect(cfg: DatabaseConfig): Promise<PostgresDialect> {
+async function postgresDialect(cfg: DatabaseConfig, log?: Logger): Promise<PostgresDialect> {
   const { default: pg } = await import('pg');
   // 64-bit integers (stream positions, millisecond timestamps) fit a JS number.
   const int8Parser = (oid: number, format?: string) =>
     oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text');
-  return new PostgresDialect({
-    pool: new pg.Pool({
-      connectionString: cfg.url,
-      max: cfg.pool_size,
-      types: { getTypeParser: int8Parser as typeof pg.types.getTypeParser },
-    }),
+  const pool = new pg.Pool({
+    connectionString: cfg.url,
+    max: cfg.pool_size,
+    types: { getTypeParser: int8Parser as typeof pg.types.getTypeParser },
   });
+  // An idle connection dropped by the server (restart, failover, an administrator) is removed
+  // from the pool and replaced on next use; without a listener it would crash the process.
+  pool.on('error', (err) => log?.warn({ err: err.message }, 'a PostgreSQL connection was closed by the server; it will be replaced'));
+  return new PostgresDialect({ pool });
 }
 
 /** Where a database config points, for logs (never prints a password). */
@@ -278,7 +280,7 @@ export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Da
   const dialect: Dialect = cfg.engine;
   const hooks: QueryHooks = {};
   const kysely = new Kysely<Tables>({
-    dialect: dialect === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg),
+    dialect: dialect === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg, log),
     log: queryLogger(hooks),
   });
   try {

@@ -2,7 +2,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { openDatabase, type Database } from '../../src/storage/db.js';
 import { MIGRATION_TABLE, migrateToLatest, SchemaTooNewError } from '../../src/storage/migrate.js';
@@ -91,6 +92,26 @@ describe.each<Engine>(['sqlite', 'postgres'])('storage on %s', (engine) => {
     );
     const tables = (await db.db.introspection.getTables()).map((t) => t.name);
     expect(tables).not.toContain('half_written');
+  });
+});
+
+describe('PostgreSQL connections', () => {
+  it('survives the server closing idle connections, and reconnects on the next query', async () => {
+    const { db, config } = await open('postgres');
+    const meta = new ServerMetaStore(db);
+    await meta.set('k', 'v1');
+    const name = new URL(config.url!).pathname.slice(1);
+    const admin = new pg.Client({ connectionString: inject('postgresUrl') });
+    await admin.connect();
+    try {
+      const killed = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [name]);
+      expect(killed.rowCount).toBeGreaterThan(0);
+    } finally {
+      await admin.end();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    await meta.set('k', 'v2');
+    expect(await meta.get('k')).toBe('v2');
   });
 });
 
