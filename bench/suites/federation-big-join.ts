@@ -7,12 +7,13 @@
  * its own. Figures: time to joined (the client's /join returning) and B's peak RSS during the
  * join (sampled every 20 ms). Goal on this machine: under 30 s and under 300 MB.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSigningKeyFile, generateSigningKey } from '../../src/protocol/signing.js';
 import { createTestCa } from '../../test/_util/test-ca.js';
+import { forkFedServer } from '../lib/fed-server-process.js';
 import { report } from '../report.js';
 
 const SUITE = 'federation-big-join';
@@ -39,26 +40,7 @@ function prepare(name: string, ca: ReturnType<typeof createTestCa>, root: string
 }
 
 async function startNode(name: string, dir: string, caFile: string): Promise<Node> {
-  const proc = fork(join(import.meta.dirname, '../lib/fed-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  let queue = Promise.resolve<unknown>(undefined);
-  const call = (msg: Record<string, unknown>, timeoutMs = TIMEOUT_MS): Promise<any> => {
-    const p = queue.then(
-      () =>
-        new Promise((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`${name}: ${String(msg['cmd'])} timed out`)), timeoutMs);
-          proc.once('message', (m: any) => {
-            clearTimeout(timer);
-            if (m.ok) resolve(m);
-            else reject(new Error(`${name}: ${m.error}`));
-          });
-          proc.send(msg);
-        }),
-    );
-    queue = p.catch(() => undefined);
-    return p;
-  };
-  const started = await call({ cmd: 'start', name, dataDir: dir, caFile }, 120_000);
-  return { name, proc, clientUrl: `http://127.0.0.1:${started.clientPort}`, fedPort: started.fedPort, call };
+  return forkFedServer(name, dir, caFile, { callTimeoutMs: TIMEOUT_MS, startTimeoutMs: 120_000 });
 }
 
 async function req(base: string, token: string, method: string, path: string, body?: unknown): Promise<any> {

@@ -13,12 +13,13 @@
  * Every phase has a deadline (MYELIN_BENCH_FED_TIMEOUT_S, default 180 s); the servers are
  * stopped at the end or on failure.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSigningKeyFile, generateSigningKey } from '../../src/protocol/signing.js';
 import { createTestCa } from '../../test/_util/test-ca.js';
+import { forkFedServer } from '../lib/fed-server-process.js';
 import { report } from '../report.js';
 
 const SUITE = 'federation';
@@ -50,26 +51,8 @@ async function startNode(name: string, caFile: string, ca: ReturnType<typeof cre
   const cert = ca.issue({ dnsNames: [name], ips: ['127.0.0.1'] });
   writeFileSync(join(dir, 'fed.crt'), cert.certPem);
   writeFileSync(join(dir, 'fed.key'), cert.keyPem, { mode: 0o600 });
-  const proc = fork(join(import.meta.dirname, '../lib/fed-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  let queue = Promise.resolve<unknown>(undefined);
-  const call = (msg: Record<string, unknown>, timeoutMs = TIMEOUT_MS): Promise<any> => {
-    const p = queue.then(
-      () =>
-        new Promise((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`${name}: ${String(msg['cmd'])} timed out`)), timeoutMs);
-          proc.once('message', (m: any) => {
-            clearTimeout(timer);
-            if (m.ok) resolve(m);
-            else reject(new Error(`${name}: ${m.error}`));
-          });
-          proc.send(msg);
-        }),
-    );
-    queue = p.catch(() => undefined);
-    return p;
-  };
-  const started = await call({ cmd: 'start', name, dataDir: dir, caFile }, 60_000);
-  return { name, proc, dataDir: dir, clientUrl: `http://127.0.0.1:${started.clientPort}`, fedPort: started.fedPort, call };
+  const node = await forkFedServer(name, dir, caFile, { callTimeoutMs: TIMEOUT_MS, startTimeoutMs: 60_000 });
+  return { ...node, dataDir: dir };
 }
 
 // ---------------------------------------------------------------------------------------------
