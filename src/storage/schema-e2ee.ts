@@ -85,6 +85,15 @@ export interface KeyBackupSessionsTable {
   session_data: string;
 }
 
+/** Row type of migration 0015-dehydrated-devices. */
+export interface DehydratedDevicesTable {
+  user_id: string;
+  device_id: string;
+  /** The client's `device_data` object as JSON. */
+  device_data: string;
+  created_ts: number;
+}
+
 export interface E2eeTables {
   e2e_device_keys: E2eDeviceKeysTable;
   e2e_one_time_keys: E2eOneTimeKeysTable;
@@ -96,4 +105,5 @@ export interface E2eeTables {
   to_device_txns: ToDeviceTxnsTable;
   key_backup_versions: KeyBackupVersionsTable;
   key_backup_sessions: KeyBackupSessionsTable;
+  dehydrated_devices: DehydratedDevicesTable;
 }
