@@ -30,6 +30,7 @@ import { registerAppServiceApi } from '../appservice.js';
 import { registerKeys } from './keys.js';
 import { registerRoomKeys } from './room-keys.js';
 import { registerToDevice } from './to-device.js';
+import { registerDehydratedDevice } from './dehydrated-device.js';
 import { registerVoip } from './voip.js';
 import { registerSpaces } from './spaces.js';
 
@@ -38,7 +39,7 @@ import { registerSpaces } from './spaces.js';
  * spec's operation; each exports a register function called here.
  */
 export function registerClientApi(app: HttpApp, ctx: AppContext): void {
-  registerVersions(app, () => ({}));
+  registerVersions(app, () => ({ 'org.matrix.msc3814': true }));
   // Accounts, devices, authentication and per-user data.
   registerRegister(app, ctx);
   registerLogin(app, ctx);
@@ -73,6 +74,7 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   // End-to-end encryption.
   registerKeys(app, ctx);
   registerToDevice(app, ctx);
+  registerDehydratedDevice(app, ctx);
   registerRoomKeys(app, ctx);
   // Calls: TURN credentials.
   registerVoip(app, ctx);

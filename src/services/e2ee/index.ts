@@ -4,6 +4,7 @@ import { E2eeStore } from '../../storage/stores/e2ee.js';
 import type { AccountContext } from '../accounts/index.js';
 import type { RoomContext } from '../rooms/index.js';
 import { KeyBackupService } from './backup.js';
+import { DehydratedDeviceService } from './dehydrated-devices.js';
 import { DeviceListService } from './device-lists.js';
 import { KeyService } from './keys.js';
 import { ToDeviceService } from './to-device.js';
@@ -12,6 +13,7 @@ export { KeyService } from './keys.js';
 export { DeviceListService } from './device-lists.js';
 export { ToDeviceService, TO_DEVICE_BATCH } from './to-device.js';
 export { KeyBackupService, MEGOLM_BACKUP_V1 } from './backup.js';
+export { DehydratedDeviceService } from './dehydrated-devices.js';
 
 /** The parts of the AppContext for end-to-end encryption. */
 export interface E2eeContext {
@@ -20,6 +22,7 @@ export interface E2eeContext {
     readonly deviceLists: DeviceListService;
     readonly toDevice: ToDeviceService;
     readonly backup: KeyBackupService;
+    readonly dehydrated: DehydratedDeviceService;
   };
 }
 
@@ -36,6 +39,7 @@ export function createE2eeServices(database: Database, log: Logger, accounts: Ac
   const keys = new KeyService(database, store, accounts.accounts.store, deviceLists, isLocal);
   const toDevice = new ToDeviceService(database, store, accounts.accounts.store, rooms.notifier, isLocal, e2eLog);
   const backup = new KeyBackupService(database, store);
+  const dehydrated = new DehydratedDeviceService(database, store, accounts.accounts, keys, e2eLog);
 
   accounts.accounts.hooks.onDeviceCreated.push((userId) => deviceLists.markChanged([userId]));
   accounts.accounts.hooks.onDevicesDeleted.push((userId, deviceIds) => keys.devicesDeleted(userId, deviceIds));
@@ -47,5 +51,5 @@ export function createE2eeServices(database: Database, log: Logger, accounts: Ac
       w.response.device_unused_fallback_key_types = await keys.unusedFallbackKeyTypes(w.req.userId, w.req.deviceId);
     }),
   );
-  return { e2ee: { keys, deviceLists, toDevice, backup } };
+  return { e2ee: { keys, deviceLists, toDevice, backup, dehydrated } };
 }

@@ -86,6 +86,7 @@ export class E2eeStore {
     await tx.db.deleteFrom('e2e_fallback_keys').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('device_inbox').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('to_device_txns').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
+    await this.deleteDehydratedDevice(tx, userId, deviceIds);
     await tx.db
       .deleteFrom('e2e_signatures')
       .where('target_user_id', '=', userId)
@@ -345,6 +346,29 @@ export class E2eeStore {
       .limit(limit)
       .execute();
     return rows.map((r) => ({ streamId: Number(r.stream_id), sender: r.sender, type: r.type, content: r.content }));
+  }
+
+  // ---- dehydrated devices (MSC3814)
+
+  async getDehydratedDevice(userId: string, q: Q = this.db): Promise<{ deviceId: string; deviceData: string } | undefined> {
+    const r = await q.selectFrom('dehydrated_devices').select(['device_id', 'device_data']).where('user_id', '=', userId).executeTakeFirst();
+    return r && { deviceId: r.device_id, deviceData: r.device_data };
+  }
+
+  /** Sets the user's dehydrated device, replacing the previous one. */
+  async putDehydratedDevice(tx: Tx, userId: string, deviceId: string, deviceData: string, now: number): Promise<void> {
+    await tx.db.deleteFrom('dehydrated_devices').where('user_id', '=', userId).execute();
+    await tx.db.insertInto('dehydrated_devices').values({ user_id: userId, device_id: deviceId, device_data: deviceData, created_ts: now }).execute();
+  }
+
+  /** Forgets the user's dehydrated device if it is one of `deviceIds` (or whichever it is, without them). */
+  async deleteDehydratedDevice(tx: Tx, userId: string, deviceIds?: readonly string[]): Promise<void> {
+    let q = tx.db.deleteFrom('dehydrated_devices').where('user_id', '=', userId);
+    if (deviceIds) {
+      if (deviceIds.length === 0) return;
+      q = q.where('device_id', 'in', deviceIds);
+    }
+    await q.execute();
   }
 
   // ---- key backup
