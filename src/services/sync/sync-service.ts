@@ -353,7 +353,8 @@ export class SyncService {
   /** Stripped state sent along with invites from other servers (set by federation). */
   remoteInviteState: ((roomId: string, userId: string) => Promise<JsonObject[] | undefined>) | undefined;
 
-  private async strippedRoomState(roomId: string, membershipEventId: string): Promise<JsonObject[]> {
+  /** The stripped state shown with an invite or knock (also used by sliding sync). */
+  async strippedRoomState(roomId: string, membershipEventId: string): Promise<JsonObject[]> {
     const { events } = this.deps;
     const remote = this.remoteInviteState && (await events.getEvent(membershipEventId));
     if (remote && remote.outlier && remote.event.state_key) {
