@@ -84,10 +84,7 @@ export class DehydratedDeviceService {
   async delete(userId: string): Promise<{ device_id: string }> {
     const d = await this.store.getDehydratedDevice(userId);
     if (!d) throw errors.notFound('No dehydrated device');
-    await this.database.transaction(async (tx) => {
-      await this.store.deleteDehydratedDevice(tx, userId, [d.deviceId]);
-      await this.accounts.deleteDevices(userId, [d.deviceId], tx);
-    });
+    await this.accounts.deleteDevices(userId, [d.deviceId]);
     return { device_id: d.deviceId };
   }
 

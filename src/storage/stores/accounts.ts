@@ -142,7 +142,7 @@ export class AccountStore {
       .execute();
   }
 
-  /** Deletes devices with their access and refresh tokens. Returns the IDs that existed. */
+  /** Deletes devices with their access and refresh tokens (and a dehydrated device among them). Returns the IDs that existed. */
   async deleteDevices(tx: Tx, userId: string, deviceIds: readonly string[]): Promise<string[]> {
     if (deviceIds.length === 0) return [];
     const existing = await tx.db
@@ -153,6 +153,7 @@ export class AccountStore {
       .execute();
     await tx.db.deleteFrom('access_tokens').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('refresh_tokens').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
+    await tx.db.deleteFrom('dehydrated_devices').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('devices').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     return existing.map((r) => r.device_id);
   }

@@ -86,7 +86,6 @@ export class E2eeStore {
     await tx.db.deleteFrom('e2e_fallback_keys').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('device_inbox').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('to_device_txns').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
-    await this.deleteDehydratedDevice(tx, userId, deviceIds);
     await tx.db
       .deleteFrom('e2e_signatures')
       .where('target_user_id', '=', userId)
@@ -359,16 +358,6 @@ export class E2eeStore {
   async putDehydratedDevice(tx: Tx, userId: string, deviceId: string, deviceData: string, now: number): Promise<void> {
     await tx.db.deleteFrom('dehydrated_devices').where('user_id', '=', userId).execute();
     await tx.db.insertInto('dehydrated_devices').values({ user_id: userId, device_id: deviceId, device_data: deviceData, created_ts: now }).execute();
-  }
-
-  /** Forgets the user's dehydrated device if it is one of `deviceIds` (or whichever it is, without them). */
-  async deleteDehydratedDevice(tx: Tx, userId: string, deviceIds?: readonly string[]): Promise<void> {
-    let q = tx.db.deleteFrom('dehydrated_devices').where('user_id', '=', userId);
-    if (deviceIds) {
-      if (deviceIds.length === 0) return;
-      q = q.where('device_id', 'in', deviceIds);
-    }
-    await q.execute();
   }
 
   // ---- key backup
