@@ -88,11 +88,19 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation paths on %s', (engine)
   it('presence of a user reaches the servers sharing a room', async () => {
     const res = await alice.put(`/_matrix/client/v3/presence/${enc('@alice:a.test')}/status`, { presence: 'online', status_msg: 'at the booth' });
     expect(res.status).toBe(200);
-    // B's clients see it in /sync (GET /presence serves local users only).
+    // B's clients see it in /sync and through GET /presence.
     await eventually(async () => {
       const sync = await bob.get('/_matrix/client/v3/sync?timeout=0');
       const events = sync.body.presence?.events ?? [];
       return events.some((e: any) => e.sender === '@alice:a.test' && e.content.presence === 'online' && e.content.status_msg === 'at the booth');
     }, 20_000, 'B to see Alice online');
+    const got = await bob.get(`/_matrix/client/v3/presence/${enc('@alice:a.test')}/status`);
+    expect(got.status).toBe(200);
+    expect(got.body).toMatchObject({ presence: 'online', status_msg: 'at the booth', currently_active: true });
+    // A user of another server B has heard nothing about, and a malformed ID.
+    const unknown = await bob.get(`/_matrix/client/v3/presence/${enc('@nobody:a.test')}/status`);
+    expect([unknown.status, unknown.body.errcode]).toEqual([404, 'M_NOT_FOUND']);
+    const bad = await bob.get(`/_matrix/client/v3/presence/${enc('not-a-user')}/status`);
+    expect([bad.status, bad.body.errcode]).toEqual([400, 'M_INVALID_PARAM']);
   }, 60_000);
 });

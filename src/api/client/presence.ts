@@ -1,23 +1,30 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
+import { isValidUserId } from '../../protocol/identifiers.js';
 import { PRESENCE_STATES } from '../../services/accounts/user-data.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
 
 /**
- * GET/PUT /presence/{userId}/status. Local users only for now (remote presence arrives over
- * federation); any authenticated user may read a local user's presence.
+ * GET/PUT /presence/{userId}/status. Any authenticated user may read a local user's presence;
+ * for a user of another server, the presence last received from it over federation.
  */
 export function registerPresence(app: HttpApp, ctx: AppContext): void {
   const P = Type.Object({ userId: Type.String() });
   for (const prefix of V3) {
     app.get(`${prefix}/presence/:userId/status`, { schema: { params: P } }, async (req) => {
       await requireUser(ctx, req);
-      const user = await ctx.accounts.getUser(req.params.userId);
-      if (!user) throw errors.notFound('Unknown user');
-      return ctx.userData.getPresence(user.user_id);
+      const userId = req.params.userId;
+      if (!isValidUserId(userId, { historical: true })) throw errors.invalidParam(`${userId} is not a valid user ID`);
+      if (ctx.accounts.isLocalUser(userId)) {
+        if (!(await ctx.accounts.getUser(userId))) throw errors.notFound('Unknown user');
+        return ctx.userData.getPresence(userId);
+      }
+      const known = await ctx.userData.getPresence(userId, { knownOnly: true });
+      if (!known) throw errors.notFound('No presence has been received for this user');
+      return known;
     });
 
     app.put(

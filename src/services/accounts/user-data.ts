@@ -135,10 +135,12 @@ export class UserDataService {
     });
   }
 
-  /** A user's presence as clients see it; users who never set one are offline. */
-  async getPresence(userId: string): Promise<PresenceStatus> {
+  /** A user's presence as clients see it; users who never set one are offline (or, with `knownOnly`, undefined). */
+  async getPresence(userId: string): Promise<PresenceStatus>;
+  async getPresence(userId: string, opts: { knownOnly: true }): Promise<PresenceStatus | undefined>;
+  async getPresence(userId: string, opts: { knownOnly?: boolean } = {}): Promise<PresenceStatus | undefined> {
     const row = await this.store.getPresence(userId);
-    if (!row) return { presence: 'offline' };
+    if (!row) return opts.knownOnly ? undefined : { presence: 'offline' };
     const ago = Math.max(0, this.now() - row.last_active_ts);
     return {
       presence: row.state as PresenceState,
