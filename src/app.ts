@@ -33,6 +33,7 @@ import { createMediaServices, type MediaContext } from './media/index.js';
 import { registerMediaApi } from './api/media/index.js';
 import { registerFederationMediaApi } from './api/media/federation.js';
 import { createPushServices, wirePushSender, type PushContext } from './services/push/index.js';
+import { createSlidingSyncServices, type SlidingSyncContext } from './services/sliding-sync/index.js';
 
 export interface CreateOptions {
   /** Data directory (default ./data, or MYELIN_DATA_DIR). */
@@ -51,7 +52,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MessagingContext, EphemeralContext, E2eeContext, AppServiceContext, MetricsContext, StatsContext, FederationContext, BoxContext, FederationRoomContext, MediaContext, PushContext {
+export interface AppContext extends AccountContext, RoomContext, MessagingContext, EphemeralContext, E2eeContext, AppServiceContext, MetricsContext, StatsContext, FederationContext, BoxContext, FederationRoomContext, MediaContext, PushContext, SlidingSyncContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -142,7 +143,8 @@ export class Myelin {
     const messaging = createMessagingServices(config, database, log, rooms, profileOf);
     const box = createBoxServices(config, log, metrics.metrics, env);
     const push = createPushServices(config, log, { ...ephemeral, ...rooms, ...federation });
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media, ...push };
+    const slidingSync = createSlidingSyncServices(database, log, { ...accounts, ...rooms, ...ephemeral, ...e2ee });
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media, ...push, ...slidingSync };
     wireRoomHooks(ctx);
     wireEphemeral(ctx);
     wireAppServiceEphemeral(ctx);

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ERRCODES, MatrixError } from '../../src/errors.js';
+import { ERRCODES, MatrixError, UNSTABLE_ERRCODES } from '../../src/errors.js';
 import { findSpecDir } from '../_util/spec.js';
 
 function specText(dir: string): string {
@@ -22,6 +22,14 @@ describe('errors', () => {
   it('every errcode the server uses is documented in the Matrix specification', () => {
     const undocumented = ERRCODES.filter((code) => !fixture.includes(code));
     expect(undocumented).toEqual([]);
+  });
+
+  it('errcodes of unstable proposals are not in the specification yet (else they belong in ERRCODES)', () => {
+    for (const [code, msc] of Object.entries(UNSTABLE_ERRCODES)) {
+      expect(msc).toMatch(/^MSC\d+$/);
+      expect(fixture).not.toContain(code);
+      expect(ERRCODES as readonly string[]).not.toContain(code);
+    }
   });
 
   it('the errcode list matches the specification checkout when it is present', () => {

@@ -18,6 +18,7 @@ import { registerMembership } from './membership.js';
 import { registerMessages } from './messages.js';
 import { registerRoomEvents } from './roomEvents.js';
 import { registerSync } from './sync.js';
+import { registerSlidingSync } from './sliding-sync.js';
 import { registerTyping } from './typing.js';
 import { registerReceipts } from './receipts.js';
 import { registerPushRules } from './pushrules.js';
@@ -39,7 +40,7 @@ import { registerSpaces } from './spaces.js';
  * spec's operation; each exports a register function called here.
  */
 export function registerClientApi(app: HttpApp, ctx: AppContext): void {
-  registerVersions(app, () => ({ 'org.matrix.msc3814': true }));
+  registerVersions(app, () => ({ 'org.matrix.msc3814': true, 'org.matrix.simplified_msc3575': true }));
   // Accounts, devices, authentication and per-user data.
   registerRegister(app, ctx);
   registerLogin(app, ctx);
@@ -59,6 +60,7 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerMessages(app, ctx);
   registerDirectory(app, ctx);
   registerSync(app, ctx);
+  registerSlidingSync(app, ctx);
   // Typing, receipts, read markers, push rules, pushers and notifications.
   registerTyping(app, ctx);
   registerReceipts(app, ctx);
