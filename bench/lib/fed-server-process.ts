@@ -19,6 +19,7 @@ export async function forkFedServer(
   caFile: string,
   opts: { callTimeoutMs: number; startTimeoutMs: number },
 ): Promise<FedServerProcess> {
+  // MYELIN_BENCH_CPU_PROF=dir (inherited): each server writes a V8 CPU profile there when it stops.
   const proc = fork(join(import.meta.dirname, 'fed-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   let queue = Promise.resolve<unknown>(undefined);
   const call = (msg: Record<string, unknown>, timeoutMs = opts.callTimeoutMs): Promise<any> => {

@@ -8,13 +8,27 @@
  *   → { cmd: 'wake', destination }                   the sender retries a destination at once
  *   → { cmd: 'rss-reset' } ← { ok, rss }  → { cmd: 'rss-peak' } ← { ok, peak, rss }
  *   → { cmd: 'stop' }                                 ← { ok } and exit
- * RSS is sampled every 20 ms; the peak is kept since the last reset.
+ * RSS is sampled every 20 ms; the peak is kept since the last reset. With MYELIN_BENCH_CPU_PROF=dir
+ * the process profiles itself from start to stop and writes `<name>-<pid>.cpuprofile` there.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Myelin } from '../../src/app.js';
 import { staticResolver, type StaticDnsRecords } from '../../src/federation/dns.js';
 
 const dns: StaticDnsRecords = { a: {}, srv: {} };
+const profDir = process.env['MYELIN_BENCH_CPU_PROF'];
+let profiler: Session | undefined;
+let serverName = 'server';
+if (profDir) {
+  profiler = new Session();
+  profiler.connect();
+  await profiler.post('Profiler.enable');
+  await profiler.post('Profiler.setSamplingInterval', { interval: 1000 });
+  await profiler.post('Profiler.start');
+}
 let server: Myelin | undefined;
 let peak = process.memoryUsage().rss;
 const sampler = setInterval(() => {
@@ -39,6 +53,7 @@ process.on('message', (msg: any) => {
     try {
       switch (msg.cmd) {
         case 'start': {
+          serverName = msg.name;
           server = await Myelin.create({
             dataDir: msg.dataDir,
             env: {},
@@ -106,6 +121,10 @@ process.on('message', (msg: any) => {
           break;
         case 'stop':
           await server?.stop();
+          if (profiler) {
+            const { profile } = await profiler.post('Profiler.stop');
+            writeFileSync(join(profDir!, `${serverName}-${process.pid}.cpuprofile`), JSON.stringify(profile));
+          }
           reply({ ok: true });
           process.exit(0);
       }

@@ -115,7 +115,7 @@ try {
   report(SUITE, `${label}: B RSS before`, before.rss / 1048576, 'MB');
   report(SUITE, `${label}: B RSS after`, after.rss / 1048576, 'MB');
 } finally {
-  for (const n of nodes) await n.call({ cmd: 'stop' }, 20_000).catch(() => n.proc.kill('SIGKILL'));
+  for (const n of nodes) await n.call({ cmd: 'stop' }, 60_000).catch(() => n.proc.kill('SIGKILL'));
   rmSync(root, { recursive: true, force: true });
   clearTimeout(hardStop);
 }

@@ -130,22 +130,44 @@ export class FederationClient {
    * A signed GET whose successful body is handed over as a stream (media downloads). Non-2xx
    * answers are read (up to 64 KiB) and thrown as FederationHttpError.
    */
-  async getStream(destination: string, path: string, options: Omit<RequestOptions, 'maxBytes'> = {}): Promise<StreamResponse> {
+  getStream(destination: string, path: string, options: Omit<RequestOptions, 'maxBytes'> = {}): Promise<StreamResponse> {
+    return this.requestStream(destination, 'GET', path, undefined, { ...options, accept: '*/*' });
+  }
+
+  /**
+   * A signed request whose successful body is handed over as a stream (big JSON answers such
+   * as send_join, read incrementally). Non-2xx answers are read (up to 64 KiB) and thrown as
+   * FederationHttpError. `timeoutMs` bounds the wait for the headers and every pause in the data.
+   */
+  async requestStream(
+    destination: string,
+    method: HttpMethod,
+    path: string,
+    body?: JsonValue,
+    options: Omit<RequestOptions, 'maxBytes'> & { accept?: string } = {},
+  ): Promise<StreamResponse> {
     if (this.opts.isAllowed && !this.opts.isAllowed(destination)) throw new FederationNotAllowedError(destination);
     const uri = withQuery(path, options.query);
-    const headers: Record<string, string> = { accept: '*/*', 'user-agent': 'Myelin' };
+    const content = body === undefined && (method === 'POST' || method === 'PUT') ? {} : body;
+    const headers: Record<string, string> = { accept: options.accept ?? 'application/json', 'user-agent': 'Myelin' };
+    let payload: string | undefined;
+    if (content !== undefined) {
+      payload = JSON.stringify(content);
+      headers['content-type'] = 'application/json';
+    }
     if (options.signed !== false) {
-      headers['authorization'] = signRequest({ method: 'GET', uri, origin: this.opts.serverName, destination, key: this.opts.signingKey });
+      headers['authorization'] = signRequest({ method, uri, origin: this.opts.serverName, destination, content, key: this.opts.signingKey });
     }
     const target = await this.opts.discovery.resolve(destination);
     const res = await this.opts.transport.open(target, {
       destination,
-      method: 'GET',
+      method,
       path: uri,
       headers,
+      body: payload,
       timeoutMs: options.timeoutMs ?? this.opts.defaultTimeoutMs,
     });
-    this.opts.log?.debug({ destination, method: 'GET', path: path.split('?')[0], status: res.status }, 'federation stream request');
+    this.opts.log?.debug({ destination, method, path: path.split('?')[0], status: res.status }, 'federation stream request');
     if (res.status >= 200 && res.status < 300) return res;
     const chunks: Buffer[] = [];
     let size = 0;

@@ -12,6 +12,7 @@ import { isValidEventId, isValidUserId } from '../protocol/identifiers.js';
 import { isJsonObject, type JsonObject } from '../protocol/json.js';
 import { redactEvent } from '../protocol/redaction.js';
 import type { RoomVersion } from '../protocol/room-versions.js';
+import { verifyJsonSignature } from '../protocol/signing.js';
 import type { Keyring } from './keyring.js';
 
 /** Events over 64 KiB are refused (server-server-api "Size limits"). */
@@ -94,4 +95,83 @@ export async function checkPdu(raw: unknown, version: RoomVersion, roomId: strin
   const redacted = redactEvent(event, version) as RoomEvent;
   redacted.event_id = event.event_id;
   return { event: redacted, redacted: true };
+}
+
+/**
+ * Checks a batch of PDUs like checkPdu, each on its own merits, with the signing keys looked up
+ * once per server and key ID for the whole batch (valid at the latest timestamp of the batch
+ * where the room version enforces validity), then every signature verified in one pass. An
+ * event whose key does not cover its timestamp that way is checked alone. Returns, in order,
+ * the checked event or the PduError that drops it.
+ */
+export async function checkPduBatch(raws: readonly unknown[], version: RoomVersion, roomId: string, keyring: Keyring): Promise<Array<CheckedPdu | PduError>> {
+  const out: Array<CheckedPdu | PduError> = new Array(raws.length);
+  const items: Array<{ i: number; pdu: Pdu; redacted: JsonObject; servers: string[] }> = [];
+  const wanted = new Map<string, { server: string; keyId: string; atTs: number | undefined }>();
+  for (let i = 0; i < raws.length; i++) {
+    let pdu: Pdu;
+    try {
+      pdu = checkPduFormat(raws[i], version, roomId);
+    } catch (err) {
+      out[i] = err instanceof PduError ? err : new PduError(String(err));
+      continue;
+    }
+    const redacted = redactEvent(federationForm(pdu, version), version) as JsonObject;
+    const servers = requiredSignatureServers(pdu, version);
+    const sigs = isJsonObject(redacted['signatures']) ? redacted['signatures'] : {};
+    for (const server of servers) {
+      const byServer = sigs[server];
+      for (const keyId of isJsonObject(byServer) ? Object.keys(byServer) : []) {
+        if (!keyId.startsWith('ed25519:')) continue;
+        const k = `${server}\u0000${keyId}`;
+        const atTs = version.enforceKeyValidity ? pdu.origin_server_ts : undefined;
+        const w = wanted.get(k);
+        if (!w) wanted.set(k, { server, keyId, atTs });
+        else if (atTs !== undefined && (w.atTs === undefined || atTs > w.atTs)) w.atTs = atTs;
+      }
+    }
+    items.push({ i, pdu, redacted, servers });
+  }
+  // One key lookup per server and key ID (fetched from the server when unknown).
+  const keys = new Map<string, Uint8Array>();
+  for (const [k, w] of wanted) {
+    const info = await keyring.getKeyInfo(w.server, w.keyId, { atTs: w.atTs });
+    if (info) keys.set(k, info.publicKey);
+  }
+  for (const { i, pdu, redacted, servers } of items) {
+    let sigErr: string | undefined;
+    let alone = false;
+    const sigs = isJsonObject(redacted['signatures']) ? redacted['signatures'] : {};
+    for (const server of servers) {
+      const byServer = sigs[server];
+      const keyIds = isJsonObject(byServer) ? Object.keys(byServer).filter((id) => id.startsWith('ed25519:')) : [];
+      if (keyIds.length === 0) {
+        sigErr = `signature of ${server}: unsigned`;
+        break;
+      }
+      const usable = keyIds.filter((id) => keys.has(`${server}\u0000${id}`));
+      if (usable.length < keyIds.length) {
+        // A key not valid at the batch's latest time may still be valid at this event's.
+        alone = true;
+        break;
+      }
+      if (!usable.some((id) => verifyJsonSignature(redacted, server, id, keys.get(`${server}\u0000${id}`)!))) {
+        sigErr = `signature of ${server}: bad_signature`;
+        break;
+      }
+    }
+    if (alone) sigErr = await checkPduSignatures(pdu, version, keyring);
+    if (sigErr) {
+      out[i] = new PduError(`Bad signature (${sigErr})`);
+      continue;
+    }
+    const event = withEventId(pdu, version);
+    if (checkContentHash(pdu, version)) out[i] = { event, redacted: false };
+    else {
+      const r = redactEvent(event, version) as RoomEvent;
+      r.event_id = event.event_id;
+      out[i] = { event: r, redacted: true };
+    }
+  }
+  return out;
 }

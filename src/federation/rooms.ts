@@ -25,11 +25,14 @@ import type { FederationQueueStore } from '../storage/stores/federation-queue.js
 import type { Notifier } from '../streams/notifier.js';
 import type { RoomEvents } from '../services/rooms/room-events.js';
 import type { FederationClient } from './client.js';
-import { FederationHttpError } from './errors.js';
+import { FederationBadResponseError, FederationHttpError } from './errors.js';
 import type { FederationEventHandler } from './event-handler.js';
+import { JsonObjectStream, JsonStreamError } from './json-stream.js';
+import { JoinStateIngest, type JoinProgress } from './join-state.js';
 import type { Keyring } from './keyring.js';
 import { checkPdu, checkPduFormat, checkPduSignatures, PduError } from './pdu.js';
 import type { FederationSender } from './sender.js';
+import type { StreamResponse } from './transport.js';
 
 const MAX_PREV_EVENTS = 10;
 /** How long a room whose history could not be extended is not asked about again. */
@@ -53,12 +56,40 @@ export interface FederationRoomsDeps {
   profile: (userId: string) => Promise<{ displayname?: string | null; avatar_url?: string | null }>;
 }
 
+/** Largest send_join answer read (streamed; only one event of it is held at a time). */
+const MAX_JOIN_ANSWER_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Reads a send_join answer as it arrives: each element of `state` and `auth_chain` goes to
+ * `onEvent` (awaited before more of the body is read); returns the other members.
+ */
+async function readJoinAnswer(server: string, res: StreamResponse, onEvent: (key: string, value: unknown) => Promise<void> | void): Promise<Record<string, unknown>> {
+  const queue: Array<[string, unknown]> = [];
+  const parser = new JsonObjectStream({ streamed: ['state', 'auth_chain'], onElement: (k, v) => queue.push([k, v]), maxValueBytes: 4 * 1024 * 1024 });
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      parser.write(chunk);
+      if (parser.bytes > MAX_JOIN_ANSWER_BYTES) throw new FederationBadResponseError(server, `the send_join answer of ${server} is larger than ${MAX_JOIN_ANSWER_BYTES} bytes`, res.status);
+      for (let i = 0; i < queue.length; i++) await onEvent(queue[i]![0], queue[i]![1]);
+      queue.length = 0;
+    }
+    return parser.end();
+  } catch (err) {
+    res.abort();
+    if (err instanceof JsonStreamError) throw new FederationBadResponseError(server, `the send_join answer of ${server} is not valid JSON: ${err.message}`, res.status);
+    throw err;
+  }
+}
+
 function strippedOf(ev: RoomEvent): JsonObject {
   const out: JsonObject = { type: ev.type, state_key: ev.state_key ?? '', sender: ev.sender, content: ev.content };
   return out;
 }
 
 export class FederationRooms {
+  /** Told the progress of each join's state as it is stored (metrics). */
+  joinObserver: ((p: JoinProgress) => void) | undefined;
+
   constructor(private readonly deps: FederationRoomsDeps) {}
 
   private get events(): EventStore {
@@ -144,8 +175,12 @@ export class FederationRooms {
 
   /** An event as sent over federation. */
   async pduOf(ev: StoredEvent): Promise<JsonObject> {
-    const version = await this.versionOf(ev.roomId);
-    const { unsigned: _u, ...pdu } = federationForm(ev.event, version);
+    return this.pduFormOf(ev.event, await this.versionOf(ev.roomId));
+  }
+
+  /** An event of a room of `version` as sent over federation. */
+  pduFormOf(ev: RoomEvent, version: RoomVersion): JsonObject {
+    const { unsigned: _u, ...pdu } = federationForm(ev, version);
     return pdu as JsonObject;
   }
 
@@ -536,11 +571,12 @@ export class FederationRooms {
     const template = { ...made.event, sender: userId, state_key: userId, type: 'm.room.member', room_id: roomId };
     let event = await this.signOwn(template, version, content);
     const res = await this.deps.client
-      .put<{ state?: unknown[]; auth_chain?: unknown[]; event?: unknown }>(
+      .requestStream(
         server,
+        'PUT',
         `/_matrix/federation/v2/send_join/${encodeURIComponent(roomId)}/${encodeURIComponent(event.event_id)}`,
         federationForm(event, version) as JsonObject,
-        { timeoutMs: 120_000, maxBytes: 512 * 1024 * 1024 },
+        { timeoutMs: 120_000 },
       )
       .catch((err: unknown) => {
         if (err instanceof FederationHttpError && (err.errcode === 'M_UNABLE_TO_AUTHORISE_JOIN' || err.errcode === 'M_UNABLE_TO_GRANT_JOIN')) {
@@ -549,47 +585,49 @@ export class FederationRooms {
         if (err instanceof FederationHttpError && err.status < 500) throw new MatrixError('M_FORBIDDEN', 403, err.errorText ?? 'The join was refused');
         throw err;
       });
-    if (res.event !== undefined) {
-      // Restricted joins come back signed by the authorising server.
-      const signed = await checkPdu(res.event, version, roomId, this.deps.keyring).catch(() => undefined);
-      if (signed && signed.event.event_id === event.event_id && !signed.redacted) event = signed.event;
-    }
+    const t0 = Date.now();
     if (await this.isResident(roomId)) {
       // Already in the room (another server had to authorise a restricted join): the join is
-      // an ordinary event on top of the state we hold.
+      // an ordinary event on top of the state we hold; the answer's state is not needed.
+      const rest = await readJoinAnswer(server, res, () => undefined);
+      const joined = await this.authorisedJoinEvent(rest['event'], event, version, roomId);
       const status = await this.deps.roomEvents.withRoomLock(roomId, async () =>
-        (await this.events.getEvent(event.event_id)) ? ('accepted' as const) : this.deps.handler.processTimelineEvent(server, roomId, version, event, true),
+        (await this.events.getEvent(joined.event_id)) ? ('accepted' as const) : this.deps.handler.processTimelineEvent(server, roomId, version, joined, true),
       );
       if (status !== 'accepted') throw errors.forbidden(`The join was not accepted here: ${status}`);
     } else {
-      await this.adoptRoomState(server, roomId, version, event, res.state ?? [], res.auth_chain ?? []);
+      // The answer's state and auth chain are checked and stored as they arrive, in chunks.
+      await this.deps.roomEvents.withRoomLock(roomId, async () => {
+        const ingest = new JoinStateIngest(
+          { database: this.deps.database, events: this.events, roomEvents: this.deps.roomEvents, keyring: this.deps.keyring, log: this.deps.log, onProgress: this.joinObserver },
+          roomId,
+          version,
+          server,
+          async (createEv) => {
+            if (await this.events.getRoom(roomId)) return;
+            await this.deps.database.transaction((tx) =>
+              this.events.insertRoom(tx, { roomId, roomVersion: version.id, creator: createEv.sender, isPublic: false, createdTs: createEv.origin_server_ts }),
+            );
+          },
+        );
+        const rest = await readJoinAnswer(server, res, (key, value) => ingest.add(value, key === 'state'));
+        const state = await ingest.finish();
+        event = await this.authorisedJoinEvent(rest['event'], event, version, roomId);
+        if (!state.has(stateKeyOf('m.room.create', ''))) throw new MatrixError('M_BAD_JSON', 502, 'The resident server returned no create event');
+        if (await this.events.getEvent(event.event_id)) return;
+        await this.deps.handler.persistWithState(roomId, version, event, state);
+        this.deps.log.info({ roomId, via: server, state: state.size, ms: Date.now() - t0 }, 'stored the state of a joined room');
+      });
     }
     this.deps.log.info({ roomId, userId, via: server }, 'joined a room over federation');
     return roomId;
   }
 
-  /** Stores a returned state and auth chain (checked) and our membership event on top of it. */
-  private async adoptRoomState(origin: string, roomId: string, version: RoomVersion, event: RoomEvent, stateRaw: unknown[], authRaw: unknown[]): Promise<void> {
-    const checkedState = await this.deps.handler.checkMany(stateRaw, version, roomId);
-    const createEv = checkedState.find((e) => e.type === 'm.room.create' && e.state_key === '');
-    if (!createEv) throw new MatrixError('M_BAD_JSON', 502, 'The resident server returned no create event');
-    await this.deps.roomEvents.withRoomLock(roomId, async () => {
-      if (!(await this.events.getRoom(roomId))) {
-        await this.deps.database.transaction((tx) =>
-          this.events.insertRoom(tx, { roomId, roomVersion: version.id, creator: createEv.sender, isPublic: false, createdTs: createEv.origin_server_ts }),
-        );
-      }
-      await this.deps.handler.persistOutliers(origin, roomId, version, [...authRaw, ...checkedState]);
-      const stored = await this.events.getEvents(checkedState.map((e) => e.event_id));
-      const state: StateIds = new Map();
-      for (const e of checkedState) {
-        const s = stored.get(e.event_id);
-        if (s && !s.rejected && typeof e.state_key === 'string') state.set(stateKeyOf(e.type, e.state_key), e.event_id);
-      }
-      const existing = await this.events.getEvent(event.event_id);
-      if (existing) return;
-      await this.deps.handler.persistWithState(roomId, version, event, state);
-    });
+  /** Restricted joins come back signed by the authorising server: that form replaces ours. */
+  private async authorisedJoinEvent(raw: unknown, ours: RoomEvent, version: RoomVersion, roomId: string): Promise<RoomEvent> {
+    if (raw === undefined) return ours;
+    const signed = await checkPdu(raw, version, roomId, this.deps.keyring).catch(() => undefined);
+    return signed && signed.event.event_id === ours.event_id && !signed.redacted ? signed.event : ours;
   }
 
   /** Leaves (or rejects an invite to) a room this server is not in: make_leave, send_leave. */

@@ -191,7 +191,7 @@ export class FederationTransport {
    * caller as a stream. `timeoutMs` bounds the wait for the headers and, after that, every pause
    * in the data.
    */
-  open(target: ConnectTarget, req: Omit<SendOptions, 'maxBytes' | 'body'>): Promise<StreamResponse> {
+  open(target: ConnectTarget, req: Omit<SendOptions, 'maxBytes'>): Promise<StreamResponse> {
     const { destination, timeoutMs } = req;
     const port = this.opts.connectPort ? this.opts.connectPort(target.host, target.port) : target.port;
     const tlsName = target.tlsName;
@@ -202,7 +202,7 @@ export class FederationTransport {
         port,
         method: req.method,
         path: req.path,
-        headers: { host: target.hostHeader, ...req.headers },
+        headers: { host: target.hostHeader, ...req.headers, ...(req.body !== undefined ? { 'content-length': String(Buffer.byteLength(req.body)) } : {}) },
         servername: isIP(tlsName) ? '' : tlsName,
         lookup: this.lookup as never,
         ...({ autoSelectFamily: true } as object),
@@ -216,7 +216,8 @@ export class FederationTransport {
         res.on('error', () => {});
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, abort: () => r.destroy() });
       });
-      r.end();
+      if (req.body !== undefined) r.end(req.body);
+      else r.end();
     });
   }
 

@@ -192,6 +192,7 @@ export class Metrics {
   readonly federationQueueDepth: Gauge;
   readonly federationBackoffDestinations: Gauge;
   readonly federationPduProcessing: Histogram;
+  readonly federationJoinProgress: Gauge<'phase'>;
   readonly appserviceQueueDepth: Gauge;
 
   // Storage
@@ -323,6 +324,13 @@ export class Metrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
+    this.federationJoinProgress = new Gauge({
+      name: PREFIX + 'federation_join_progress_events',
+      help: 'State and auth chain events of the latest room joined over federation, by phase (received, checked, persisted); done is 1 once its state is stored.',
+      labelNames: ['phase'],
+      registers,
+    });
+    for (const phase of ['received', 'checked', 'persisted', 'done']) this.federationJoinProgress.set({ phase }, 0);
     this.appserviceQueueDepth = sourcedGauge('appservice_queue_depth', 'Transactions waiting to be pushed to application services.');
 
     this.dbQueryDuration = new Histogram({

@@ -4,7 +4,8 @@
  * profile queries, public rooms, user devices and keys.
  */
 import { Type } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../../app.js';
 import { errors, MatrixError } from '../../errors.js';
 import { originOf } from '../../federation/request-auth.js';
@@ -18,6 +19,8 @@ import { federationAuth } from './index.js';
 const MAX_TXN_PDUS = 50;
 const MAX_TXN_EDUS = 100;
 const MAX_BACKFILL = 100;
+/** Events read from the store at a time while writing a send_join answer. */
+const JOIN_ANSWER_CHUNK = 500;
 
 type P = Record<string, string>;
 
@@ -150,23 +153,45 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
     return rooms.makeMembershipTemplate(roomId!, userId!, 'knock', originOf(req), list((req.query as { ver?: string | string[] }).ver));
   });
 
-  const joinResponse = async (req: FastifyRequest, v2: boolean) => {
+  /**
+   * send_join's answer, written as it is read from the store (the state and auth chain of a big
+   * room are never one string): the auth chain first, oldest first, then the state, so that
+   * each event's auth events come before it.
+   */
+  const joinResponse = async (req: FastifyRequest, reply: FastifyReply, v2: boolean) => {
     const origin = originOf(req);
     const { roomId, eventId } = req.params as P;
     const { event, signedByUs, stateBefore } = await rooms.acceptMembership(origin, roomId!, eventId!, req.body, 'join');
-    const stateEvents = [...(await ctx.eventStore.getEvents(stateBefore.values())).values()];
-    const chain = await rooms.authChain([...stateEvents.map((s) => s.event.event_id), event.event_id]);
-    const res: JsonObject = {
-      origin: ctx.config.server_name,
-      state: await Promise.all(stateEvents.map((s) => rooms.pduOf(s))),
-      auth_chain: await Promise.all(chain.map((s) => rooms.pduOf(s))),
-      members_omitted: false,
-    };
-    if (signedByUs) res['event'] = await rooms.pduOf((await ctx.eventStore.getEvent(event.event_id))!);
-    return v2 ? res : [200, res];
+    const version = await rooms.versionOf(roomId!);
+    const stateIds = [...stateBefore.values()];
+    const chain = await rooms.authChain([...stateIds, event.event_id]);
+    chain.sort((x, y) => x.event.depth - y.event.depth || x.streamOrdering - y.streamOrdering);
+    const chainIds = chain.map((s) => s.event.event_id);
+    chain.length = 0;
+    const joined = signedByUs ? rooms.pduFormOf((await ctx.eventStore.getEvent(event.event_id))!.event, version) : undefined;
+    async function* body(): AsyncGenerator<string> {
+      yield `${v2 ? '' : '[200,'}{"origin":${JSON.stringify(ctx.config.server_name)},"members_omitted":false`;
+      if (joined) yield `,"event":${JSON.stringify(joined)}`;
+      for (const [key, ids] of [['auth_chain', chainIds], ['state', stateIds]] as const) {
+        yield `,"${key}":[`;
+        for (let i = 0; i < ids.length; i += JOIN_ANSWER_CHUNK) {
+          const got = await ctx.eventStore.getEvents(ids.slice(i, i + JOIN_ANSWER_CHUNK));
+          const parts: string[] = [];
+          for (const id of ids.slice(i, i + JOIN_ANSWER_CHUNK)) {
+            const s = got.get(id);
+            if (s) parts.push(JSON.stringify(rooms.pduFormOf(s.event, version)));
+          }
+          if (parts.length) yield (i === 0 ? '' : ',') + parts.join(',');
+        }
+        yield ']';
+      }
+      yield v2 ? '}' : '}]';
+    }
+    reply.header('content-type', 'application/json');
+    return reply.send(Readable.from(body(), { objectMode: false }));
   };
-  app.put('/_matrix/federation/v2/send_join/:roomId/:eventId', auth, (req) => joinResponse(req, true));
-  app.put('/_matrix/federation/v1/send_join/:roomId/:eventId', auth, (req) => joinResponse(req, false));
+  app.put('/_matrix/federation/v2/send_join/:roomId/:eventId', auth, (req, reply) => joinResponse(req, reply, true));
+  app.put('/_matrix/federation/v1/send_join/:roomId/:eventId', auth, (req, reply) => joinResponse(req, reply, false));
 
   app.put('/_matrix/federation/v2/send_leave/:roomId/:eventId', auth, async (req) => {
     const { roomId, eventId } = req.params as P;
