@@ -260,6 +260,27 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
     expect(joined.lists.invites.count).toBe(0);
     expect(joined.rooms[roomId]).toMatchObject({ initial: true, membership: 'join', name: 'invite me', joined_count: 2 });
     expect(joined.rooms[roomId].timeline.at(-1).content.membership).toBe('join');
+
+    // A rejected invite comes back once as `leave`, still with stripped state only.
+    const other = await room(alice, 'reject me', [u]);
+    const invited = await ok(ss(u.c, body, { pos: joined.pos }));
+    expect(invited.rooms[other].membership).toBe('invite');
+    expect((await u.c.post(`${C}/rooms/${enc(other)}/leave`, {})).status).toBe(200);
+    const rejected = await ok(ss(u.c, body, { pos: invited.pos }));
+    expect(rejected.rooms[other]).toMatchObject({ membership: 'leave', initial: true });
+    expect(rejected.rooms[other].timeline).toBeUndefined();
+    expect(rejected.rooms[other].invite_state.find((e: any) => e.type === 'm.room.member' && e.state_key === u.userId).content.membership).toBe('leave');
+    expect((await ok(ss(u.c, body, { pos: rejected.pos }))).rooms).toEqual({});
+
+    // Kicked: the room stays in the list, its timeline ends with the kick.
+    expect((await alice.c.post(`${C}/rooms/${enc(roomId)}/kick`, { user_id: u.userId, reason: 'bye' })).status).toBe(200);
+    const kicked = await ok(ss(u.c, body, { pos: rejected.pos }));
+    expect(kicked.rooms[roomId].membership).toBe('leave');
+    expect(kicked.rooms[roomId].initial).toBeUndefined();
+    expect(kicked.rooms[roomId].timeline.at(-1).content).toMatchObject({ membership: 'leave', reason: 'bye' });
+    const fresh = await ok(ss(u.c, body));
+    expect(fresh.lists.all.ops[0].room_ids).toContain(roomId);
+    expect(fresh.lists.all.ops[0].room_ids).not.toContain(other);
   });
 
   it('unread counts, and the room comes back when the user reads it', async () => {

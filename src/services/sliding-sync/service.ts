@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import { parseStateKey, stateKeyOf } from '../../protocol/event.js';
-import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier, StreamChange } from '../../streams/notifier.js';
 import type { UserDataService } from '../accounts/user-data.js';
@@ -215,7 +214,7 @@ export class SlidingSyncService {
     for (const m of memberships) {
       const ev = memberEvents.get(m.eventId);
       if (!ev) continue;
-      const c = await this.candidate(userId, m, ev);
+      const c = await this.candidate(m, ev);
       if (m.membership === 'leave' && c.memberSender === userId && !prevRooms.has(m.roomId)) continue;
       if ((m.membership === 'leave' || m.membership === 'ban') && (await events.isForgotten(userId, m.roomId))) continue;
       out.push(c);
@@ -223,12 +222,11 @@ export class SlidingSyncService {
     return out;
   }
 
-  private async candidate(userId: string, m: { roomId: string; membership: string; eventId: string }, ev: StoredEvent): Promise<Candidate> {
+  private async candidate(m: { roomId: string; membership: string; eventId: string }, ev: StoredEvent): Promise<Candidate> {
     const memberPos = ev.streamOrdering;
     let bump = memberPos;
     if (m.membership === 'join') bump = (await this.deps.bumps.get(m.roomId)) ?? memberPos;
     else if (m.membership === 'leave' || m.membership === 'ban') bump = Math.min((await this.deps.bumps.get(m.roomId)) ?? memberPos, memberPos);
-    void userId;
     return { roomId: m.roomId, membership: m.membership, eventId: m.eventId, memberPos, memberSender: ev.event.sender, bump };
   }
 
@@ -242,7 +240,7 @@ export class SlidingSyncService {
       const before = await this.deps.events.membershipAt(roomId, userId, ev.streamOrdering - 1);
       if (!before || (before.membership !== 'join' && before.membership !== 'invite')) return undefined;
     }
-    return this.candidate(userId, { roomId, membership, eventId: ev.event.event_id }, ev);
+    return this.candidate({ roomId, membership, eventId: ev.event.event_id }, ev);
   }
 
   /** Rooms named in the user's `m.direct` account data. */
@@ -315,8 +313,10 @@ export class SlidingSyncService {
     });
     const sentBase = { membership: c.membership, membershipEventId: c.eventId, requiredState: cfg.requiredState, timelineLimit: cfg.timelineLimit };
 
-    // Invites and knocks: the stripped state, once per membership event.
-    if (c.membership === 'invite' || c.membership === 'knock') {
+    // Invites and knocks: the stripped state, once per membership event. So too for a rejected
+    // or withdrawn invite (or knock): the user was never in the room.
+    const neverJoined = (c.membership === 'leave' || c.membership === 'ban') && (prev?.membership === 'invite' || prev?.membership === 'knock');
+    if (c.membership === 'invite' || c.membership === 'knock' || neverJoined) {
       if (prev && prev.membershipEventId === c.eventId) return { sent: { ...prev, ...sentBase } };
       const stripped = await this.deps.sync.strippedRoomState(c.roomId, c.eventId);
       const result: SlidingRoomResult = { ...common(), initial: true, invite_state: stripped, stripped_state: stripped };
@@ -542,4 +542,3 @@ export class SlidingSyncService {
   }
 }
 
-export type { JsonObject };
