@@ -1,4 +1,5 @@
 /** Shared set-up for tests that drive the real matrix-js-sdk (with its Rust crypto). */
+import { ClientEvent, SyncState, type IStartClientOpts, type MatrixClient } from 'matrix-js-sdk';
 import { logger } from 'matrix-js-sdk/lib/logger.js';
 
 /**
@@ -31,4 +32,22 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/**
+ * Starts the client's sync loop and resolves once its first sync has been processed (the
+ * client is `Prepared` or already `Syncing`).
+ */
+export async function startSyncing(client: MatrixClient, opts: IStartClientOpts = { initialSyncLimit: 20 }): Promise<void> {
+  const ready = new Promise<void>((resolve) => {
+    const h = (state: SyncState) => {
+      if (state === SyncState.Prepared || state === SyncState.Syncing) {
+        client.off(ClientEvent.Sync, h);
+        resolve();
+      }
+    };
+    client.on(ClientEvent.Sync, h);
+  });
+  await client.startClient(opts);
+  await ready;
 }

@@ -5,9 +5,9 @@
  * while no client of hers runs, and a new login rehydrates the device and reads it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClientEvent, createClient, SyncState, type MatrixClient } from 'matrix-js-sdk';
+import { createClient, type MatrixClient } from 'matrix-js-sdk';
 import type { Engine, TestServer } from '../_util/server.js';
-import { quietJsSdk, until } from '../_util/js-sdk.js';
+import { quietJsSdk, until, startSyncing } from '../_util/js-sdk.js';
 import { startAccountsServer, TestClient, uiaPassword } from './_client.js';
 import { makeDevice, oneTimeKeys, sign, type TestDevice } from './_e2ee.js';
 
@@ -221,17 +221,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('dehydrated devices on %s', (engin
         cryptoCallbacks: { getSecretStorageKey: async ({ keys }) => (ssssKey.current ? [Object.keys(keys)[0]!, ssssKey.current] : null) },
       });
       await client.initRustCrypto({ useIndexedDB: false });
-      const ready = new Promise<void>((resolve) => {
-        const h = (state: SyncState) => {
-          if (state === SyncState.Prepared || state === SyncState.Syncing) {
-            client.off(ClientEvent.Sync, h);
-            resolve();
-          }
-        };
-        client.on(ClientEvent.Sync, h);
-      });
-      await client.startClient({ initialSyncLimit: 20 });
-      await ready;
+      await startSyncing(client);
       clients.push(client);
       return client;
     }

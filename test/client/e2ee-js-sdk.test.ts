@@ -5,11 +5,11 @@
  * to-device delivery across a server restart.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClientEvent, createClient, SyncState, type MatrixClient, type MatrixEvent } from 'matrix-js-sdk';
+import { ClientEvent, createClient, type MatrixClient, type MatrixEvent } from 'matrix-js-sdk';
 import type { Engine } from '../_util/server.js';
 import { TestClient } from './_client.js';
 import { startRestartable, type RestartableServer } from './_restartable.js';
-import { quietJsSdk, until as waitUntil } from '../_util/js-sdk.js';
+import { quietJsSdk, until as waitUntil, startSyncing } from '../_util/js-sdk.js';
 
 quietJsSdk();
 
@@ -63,17 +63,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('matrix-js-sdk Rust crypto on %s',
       },
     };
     client.on(ClientEvent.ToDeviceEvent, (ev: MatrixEvent) => d.toDevice.push(`${ev.getType()} ${JSON.stringify(ev.getWireContent())}`));
-    const prepared = new Promise<void>((resolve) => {
-      const h = (state: SyncState) => {
-        if (state === SyncState.Prepared || state === SyncState.Syncing) {
-          client.off(ClientEvent.Sync, h);
-          resolve();
-        }
-      };
-      client.on(ClientEvent.Sync, h);
-    });
-    await client.startClient({ initialSyncLimit: 20 });
-    await prepared;
+    await startSyncing(client);
     devices.push(d);
     return d;
   }

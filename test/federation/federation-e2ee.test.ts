@@ -4,11 +4,11 @@
  * to-device messages between servers.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClientEvent, createClient, SyncState, type MatrixClient } from 'matrix-js-sdk';
+import { createClient, type MatrixClient } from 'matrix-js-sdk';
 import { TestClient } from '../client/_client.js';
 import { createFederation, type Federation, type FedMember } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
-import { quietJsSdk, until as waitUntil } from '../_util/js-sdk.js';
+import { quietJsSdk, until as waitUntil, startSyncing } from '../_util/js-sdk.js';
 
 quietJsSdk();
 
@@ -39,17 +39,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('E2EE across servers with matrix-j
   async function startDevice(m: FedMember, userId: string, accessToken: string, deviceId: string): Promise<Device> {
     const client = createClient({ baseUrl: m.clientUrl, accessToken, userId, deviceId });
     await client.initRustCrypto({ useIndexedDB: false });
-    const prepared = new Promise<void>((resolve) => {
-      const h = (state: SyncState) => {
-        if (state === SyncState.Prepared || state === SyncState.Syncing) {
-          client.off(ClientEvent.Sync, h);
-          resolve();
-        }
-      };
-      client.on(ClientEvent.Sync, h);
-    });
-    await client.startClient({ initialSyncLimit: 20 });
-    await prepared;
+    await startSyncing(client);
     const d = { userId, deviceId, client, http: new TestClient(m.clientUrl, accessToken) };
     devices.push(d);
     return d;
