@@ -12,6 +12,10 @@ export interface UsersTable {
   displayname: string | null;
   avatar_url: string | null;
   profile_extra: string | null;
+  /** 0016: suspended by an administrator (0/1). */
+  suspended: Generated<number>;
+  /** 0016: locked by an administrator (0/1). */
+  locked: Generated<number>;
 }
 
 export interface DevicesTable {

@@ -15,6 +15,8 @@ export interface AccessTokenLookup {
   is_admin: number;
   is_guest: number;
   deactivated: number;
+  suspended: number;
+  locked: number;
 }
 
 export interface UiaSessionRow {
@@ -68,7 +70,7 @@ export class AccountStore {
 
   async updateUser(
     userId: string,
-    set: Partial<Pick<UserRow, 'password_hash' | 'is_admin' | 'deactivated' | 'displayname' | 'avatar_url' | 'profile_extra'>>,
+    set: Partial<Pick<UserRow, 'password_hash' | 'is_admin' | 'deactivated' | 'displayname' | 'avatar_url' | 'profile_extra' | 'suspended' | 'locked'>>,
     tx?: Tx,
   ): Promise<void> {
     await this.q(tx).updateTable('users').set(set).where('user_id', '=', userId).execute();
@@ -172,7 +174,7 @@ export class AccountStore {
     return this.database.db
       .selectFrom('access_tokens as t')
       .innerJoin('users as u', 'u.user_id', 't.user_id')
-      .select(['t.id', 't.user_id', 't.device_id', 't.expires_ts', 'u.is_admin', 'u.is_guest', 'u.deactivated'])
+      .select(['t.id', 't.user_id', 't.device_id', 't.expires_ts', 'u.is_admin', 'u.is_guest', 'u.deactivated', 'u.suspended', 'u.locked'])
       .where('t.token_hash', '=', tokenHash)
       .executeTakeFirst();
   }
