@@ -55,6 +55,7 @@ const RoomsExtension = Type.Object(
 const Body = Type.Object(
   {
     conn_id: Type.Optional(Type.String({ maxLength: 255 })),
+    txn_id: Type.Optional(Type.String({ maxLength: 255 })),
     pos: Type.Optional(Type.String()),
     timeout: Type.Optional(Type.Integer({ minimum: 0 })),
     lists: Type.Optional(Type.Record(Type.String(), List)),

@@ -199,6 +199,7 @@ export class SlidingSyncService {
       joined: new Set(candidates.filter((c) => c.membership === 'join').map((c) => c.roomId)),
       initialRooms: new Set(initialRooms),
     });
+    if (typeof req.body.txn_id === 'string') response.txn_id = req.body.txn_id;
     return { response, state: { positions: to, rooms }, hasData: hasData || extHasData };
   }
 
@@ -214,10 +215,9 @@ export class SlidingSyncService {
     for (const m of memberships) {
       const ev = memberEvents.get(m.eventId);
       if (!ev) continue;
-      const c = await this.candidate(m, ev);
-      if (m.membership === 'leave' && c.memberSender === userId && !prevRooms.has(m.roomId)) continue;
+      if (m.membership === 'leave' && ev.event.sender === userId && !prevRooms.has(m.roomId)) continue;
       if ((m.membership === 'leave' || m.membership === 'ban') && (await events.isForgotten(userId, m.roomId))) continue;
-      out.push(c);
+      out.push(await this.candidate(m, ev));
     }
     return out;
   }

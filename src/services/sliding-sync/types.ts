@@ -39,6 +39,8 @@ export interface RoomsExtensionRequest {
 
 export interface SlidingSyncBody {
   conn_id?: string;
+  /** Echoed in the response, so the client can tell which request it answers. */
+  txn_id?: string;
   lists?: Record<string, SlidingListRequest>;
   room_subscriptions?: Record<string, RoomConfigRequest>;
   extensions?: {
@@ -95,6 +97,7 @@ export interface SlidingRoomResult {
 
 export interface SlidingSyncResponse {
   pos: string;
+  txn_id?: string;
   lists: Record<string, { count: number; ops?: JsonObject[] }>;
   rooms: Record<string, SlidingRoomResult>;
   extensions: {
