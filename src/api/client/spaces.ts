@@ -1,7 +1,7 @@
 import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import { SpaceHierarchy } from '../../services/spaces/hierarchy.js';
-import { requireUser } from '../auth.js';
+import { optionalUser, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V1 } from './paths.js';
 
@@ -21,7 +21,18 @@ function parseInt(v: string | undefined, name: string, min: number): number | un
   return n;
 }
 
-/** GET /_matrix/client/v1/rooms/{roomId}/hierarchy: the space tree, depth first, paginated. */
+/** The servers named by repeated `via` query parameters. */
+function viaOf(query: unknown): string[] {
+  const v = (query as Record<string, unknown> | undefined)?.['via'];
+  const list = Array.isArray(v) ? v : v === undefined ? [] : [v];
+  return [...new Set(list.filter((x): x is string => typeof x === 'string' && x.length > 0))];
+}
+
+/**
+ * GET /_matrix/client/v1/rooms/{roomId}/hierarchy: the space tree, depth first, paginated.
+ * GET /_matrix/client/v1/room_summary/{roomIdOrAlias}: one room's summary (also without an
+ * access token for public, knockable and world-readable rooms).
+ */
 export function registerSpaces(app: HttpApp, ctx: AppContext): void {
   const hierarchy = new SpaceHierarchy({
     serverName: ctx.config.server_name,
@@ -43,6 +54,21 @@ export function registerSpaces(app: HttpApp, ctx: AppContext): void {
         limit: parseInt(q['limit'], 'limit', 1),
         from: q['from'],
       });
+    });
+    app.get(`${prefix}/room_summary/:roomIdOrAlias`, async (req) => {
+      const user = await optionalUser(ctx, req);
+      const target = (req.params as P).roomIdOrAlias!;
+      const via = viaOf(req.query);
+      let roomId: string;
+      if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
+        const found = await ctx.rooms.remote.queryAlias(target);
+        roomId = found.roomId;
+        via.push(...found.servers);
+      } else {
+        if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
+        roomId = await ctx.rooms.resolveRoom(target);
+      }
+      return hierarchy.roomSummary(user?.userId, roomId, via);
     });
   }
 }

@@ -238,6 +238,40 @@ export class SpaceHierarchy {
   // ---------------------------------------------------------------------------------------
   // Client side
 
+  /**
+   * GET /_matrix/client/v1/room_summary/{roomIdOrAlias}: a room's summary for `userId`, or for an
+   * unauthenticated caller (`undefined`: only rooms that are public, knockable or world-readable).
+   * Rooms this server does not hold are asked about through the federation hierarchy of the
+   * `via` servers (and the room ID's server). Rooms the caller may not see are 404, like unknown ones.
+   */
+  async roomSummary(userId: string | undefined, roomId: string, via: readonly string[]): Promise<RoomSummary> {
+    const notFound = () => errors.notFound('Room not found');
+    let summary: RoomSummary;
+    let info: { joinRule: string | undefined; worldReadable: boolean; allowed: string[] };
+    if (await this.holdsRoom(roomId)) {
+      const local = await this.localSummary(roomId);
+      summary = local.summary;
+      info = local;
+    } else {
+      const servers = [...via];
+      const own = serverNameOf(roomId);
+      if (own) servers.push(own);
+      const remote = await this.remoteHierarchy(roomId, servers, false);
+      if (!remote) throw notFound();
+      const { children_state: _children, ...rest } = remote.room;
+      summary = rest;
+      info = remoteInfo(remote.room);
+    }
+    if (userId === undefined) {
+      const open = info.joinRule === 'public' || (info.joinRule !== undefined && KNOCKABLE.has(info.joinRule)) || info.worldReadable;
+      if (!open) throw notFound();
+      return summary;
+    }
+    if (!(await this.userMaySee(userId, roomId, info))) throw notFound();
+    const membership = await this.deps.events.getMembership(roomId, userId).catch(() => undefined);
+    return { ...summary, membership: membership ?? 'leave' };
+  }
+
   /** Asks the `via` servers (not this one) for a room's hierarchy; cached for a while. */
   private async remoteHierarchy(roomId: string, via: string[], suggestedOnly: boolean): Promise<FederationHierarchy | undefined> {
     if (!this.deps.fetchRemote) return undefined;
