@@ -18,7 +18,10 @@ function deviceJson(d: DeviceRow) {
   };
 }
 
-/** GET /devices, GET/PUT/DELETE /devices/{deviceId}, POST /delete_devices. */
+/**
+ * GET /devices, GET/PUT/DELETE /devices/{deviceId}, POST /delete_devices. Application services
+ * may create devices with PUT and delete them without user-interactive auth (spec v1.17).
+ */
 export function registerDevices(app: HttpApp, ctx: AppContext): void {
   const accounts = ctx.accounts;
   for (const prefix of V3) {
@@ -37,8 +40,14 @@ export function registerDevices(app: HttpApp, ctx: AppContext): void {
     app.put(
       `${prefix}/devices/:deviceId`,
       { schema: { params: DeviceParams, body: Type.Object({ display_name: Type.Optional(Type.String({ maxLength: 255 })) }) } },
-      async (req) => {
+      async (req, reply) => {
         const me = await requireUser(ctx, req);
+        // Application services create their users' devices here (201); others only update them.
+        if (me.appserviceId !== undefined) {
+          const created = await accounts.createDevice(me.userId, req.params.deviceId, req.body.display_name, req.ip ?? null);
+          if (created) reply.code(201);
+          return {};
+        }
         const d = await accounts.getDevice(me.userId, req.params.deviceId);
         if (!d) throw errors.notFound('No such device');
         if (req.body.display_name !== undefined) await accounts.renameDevice(me.userId, d.device_id, req.body.display_name);
@@ -50,7 +59,8 @@ export function registerDevices(app: HttpApp, ctx: AppContext): void {
       const me = await requireUser(ctx, req);
       const body = req.body === undefined || req.body === null ? {} : req.body;
       if (!isPlainObject(body)) throw errors.notJson('The body must be a JSON object');
-      await accounts.requirePassword(me.userId, 'delete_devices', body.auth);
+      // Application services delete their users' devices without user-interactive auth.
+      if (me.appserviceId === undefined) await accounts.requirePassword(me.userId, 'delete_devices', body.auth);
       await accounts.deleteDevices(me.userId, [req.params.deviceId]);
       return {};
     });
@@ -60,7 +70,7 @@ export function registerDevices(app: HttpApp, ctx: AppContext): void {
       { schema: { body: Type.Object({ devices: Type.Array(Type.String(), { maxItems: 1000 }), auth: Auth }) } },
       async (req) => {
         const me = await requireUser(ctx, req);
-        await accounts.requirePassword(me.userId, 'delete_devices', req.body.auth);
+        if (me.appserviceId === undefined) await accounts.requirePassword(me.userId, 'delete_devices', req.body.auth);
         await accounts.deleteDevices(me.userId, req.body.devices);
         return {};
       },

@@ -72,7 +72,8 @@ export function registerKeys(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/keys/device_signing/upload`, { schema: { body: Obj } }, async (req) => {
       const me = await requireUser(ctx, req);
       const body = req.body as Record<string, unknown>;
-      if (await keys.crossSigningUploadNeedsAuth(me.userId, body)) {
+      // Application services replace their users' keys without user-interactive auth (spec v1.17).
+      if (me.appserviceId === undefined && (await keys.crossSigningUploadNeedsAuth(me.userId, body))) {
         await ctx.accounts.requirePassword(me.userId, 'device_signing_upload', body.auth);
       }
       await keys.uploadCrossSigningKeys(me.userId, body);

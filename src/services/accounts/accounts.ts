@@ -386,6 +386,24 @@ export class AccountService {
       if (opts.logoutDevices) await this.deleteOtherDevices(userId, opts.keepDeviceId, tx);
     });
   }
+  /**
+   * Creates a device without issuing tokens (application services manage their users' devices
+   * this way). Returns false, renaming it when asked, when the device already exists.
+   */
+  async createDevice(userId: string, deviceId: string, displayName: string | undefined, ip: string | null): Promise<boolean> {
+    if (deviceId.length === 0 || deviceId.length > MAX_DEVICE_ID_LENGTH) throw errors.invalidParam('device_id must be 1 to 255 characters');
+    return this.database.transaction(async (t) => {
+      const existing = await this.store.getDevice(userId, deviceId, t);
+      if (existing) {
+        if (displayName !== undefined) await this.store.renameDevice(userId, deviceId, displayName, t);
+        return false;
+      }
+      await this.store.upsertDevice(t, { user_id: userId, device_id: deviceId, display_name: displayName ?? null, created_ts: this.now(), ip });
+      t.onCommit(() => this.fire(this.hooks.onDeviceCreated, userId, deviceId));
+      return true;
+    });
+  }
+
 
   /** Deactivates: no password, no devices or tokens, profile cleared when `erase`. Irreversible. */
   async deactivate(userId: string, opts: { erase?: boolean } = {}): Promise<void> {
