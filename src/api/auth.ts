@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { AppContext } from '../app.js';
 import { MatrixError } from '../errors.js';
-import type { IdentityAssertion, Requester } from '../services/accounts/accounts.js';
+import { userSuspendedError, type IdentityAssertion, type Requester } from '../services/accounts/accounts.js';
 
 export type { Requester } from '../services/accounts/accounts.js';
 
@@ -39,12 +39,18 @@ export function identityAssertionOf(req: FastifyRequest): IdentityAssertion {
 /**
  * Authenticates a request. Throws M_MISSING_TOKEN (401) without a token, M_UNKNOWN_TOKEN (401,
  * with `soft_logout: true` when the token only expired) for an invalid one, and
- * M_USER_DEACTIVATED (403) for a deactivated account.
+ * M_USER_DEACTIVATED (403) for a deactivated account, M_USER_LOCKED (401, `soft_logout: true`)
+ * for a locked one unless `allowLocked` (logout).
  */
-export async function requireUser(ctx: AppContext, req: FastifyRequest): Promise<Requester> {
+export async function requireUser(ctx: AppContext, req: FastifyRequest, opts: { allowLocked?: boolean } = {}): Promise<Requester> {
   const token = accessTokenOf(req);
   if (token === undefined) throw new MatrixError('M_MISSING_TOKEN', 401, 'Missing access token');
-  return ctx.accounts.authenticate(token, req.ip ?? null, identityAssertionOf(req));
+  return ctx.accounts.authenticate(token, req.ip ?? null, identityAssertionOf(req), opts);
+}
+
+/** Throws 403 M_USER_SUSPENDED when the requester's account is suspended (for the actions a suspended user may not take). */
+export function requireNotSuspended(requester: Requester): void {
+  if (requester.suspended) throw userSuspendedError();
 }
 
 /** Like requireUser, but undefined when the request carries no token at all. */

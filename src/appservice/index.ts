@@ -146,7 +146,15 @@ export class AppServiceManager implements AppServiceAuthenticator {
       }
       deviceId = assertion.deviceId;
     }
-    return { userId, deviceId, isAdmin: user.is_admin === 1, isGuest: false, appserviceId: svc.id };
+    return {
+      userId,
+      deviceId,
+      isAdmin: user.is_admin === 1,
+      isGuest: false,
+      appserviceId: svc.id,
+      ...(user.suspended ? { suspended: true } : {}),
+      ...(user.locked ? { locked: true } : {}),
+    };
   }
 
   /** The service of an as_token request, or M_MISSING_TOKEN / M_UNKNOWN_TOKEN (401). */

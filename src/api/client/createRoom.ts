@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import type { CreateRoomRequest } from '../../services/rooms/room-service.js';
-import { requireUser } from '../auth.js';
+import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
 
@@ -28,6 +28,7 @@ export function registerCreateRoom(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/createRoom`, { schema: { body: Body } }, async (req) => {
       const user = await requireUser(ctx, req);
       const aliasName = (req.body as CreateRoomRequest).room_alias_name;
+      requireNotSuspended(user);
       if (aliasName !== undefined) ctx.appservices.checkAlias(`#${aliasName}:${ctx.config.server_name}`, user);
       const { roomId } = await ctx.rooms.createRoom(user.userId, req.body as CreateRoomRequest);
       return { room_id: roomId };

@@ -34,6 +34,7 @@ import { registerToDevice } from './to-device.js';
 import { registerDehydratedDevice } from './dehydrated-device.js';
 import { registerVoip } from './voip.js';
 import { registerSpaces } from './spaces.js';
+import { registerAdmin } from './admin.js';
 
 /**
  * The client-server API (/_matrix/client/...). One file per endpoint family, named after the
@@ -53,6 +54,7 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerPresence(app, ctx);
   registerUserDirectory(app, ctx);
   registerSharedSecretRegistration(app, ctx);
+  registerAdmin(app, ctx);
   // Rooms, events and sync.
   registerCreateRoom(app, ctx);
   registerMembership(app, ctx);

@@ -67,13 +67,15 @@ export function registerLogin(app: HttpApp, ctx: AppContext): void {
     });
 
     app.post(`${prefix}/logout`, async (req) => {
-      const me = await requireUser(ctx, req);
+      // Locked accounts may still log out.
+      const me = await requireUser(ctx, req, { allowLocked: true });
       await accounts.deleteDevices(me.userId, [me.deviceId]);
       return {};
     });
 
     app.post(`${prefix}/logout/all`, async (req) => {
-      const me = await requireUser(ctx, req);
+      // Locked accounts may still log out.
+      const me = await requireUser(ctx, req, { allowLocked: true });
       await accounts.deleteOtherDevices(me.userId, undefined);
       return {};
     });

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import type { JsonObject } from '../../protocol/json.js';
-import { requireUser } from '../auth.js';
+import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
 
@@ -24,12 +24,14 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/rooms/:roomId/join`, { schema: { body: JoinBody } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { reason } = req.body as { reason?: string };
+      requireNotSuspended(user);
       const roomId = await ctx.rooms.join(user.userId, (req.params as RoomParams).roomId, reason ? { reason } : {}, viaServers(req.query));
       return { room_id: roomId };
     });
     app.post(`${prefix}/join/:roomIdOrAlias`, { schema: { body: JoinBody } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { reason } = req.body as { reason?: string };
+      requireNotSuspended(user);
       const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
       // An unknown alias in an application service's namespace is asked for first.
       if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
@@ -39,6 +41,7 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/knock/:roomIdOrAlias`, { schema: { body: Reason } }, async (req) => {
       const user = await requireUser(ctx, req);
       const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
+      requireNotSuspended(user);
       const via = viaServers(req.query);
       let roomId: string;
       if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
@@ -54,6 +57,7 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/rooms/:roomId/invite`, { schema: { body: Target } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
+      requireNotSuspended(user);
       const roomId = (req.params as RoomParams).roomId;
       const extra: JsonObject = {};
       // An unknown user in an application service's namespace is asked for first.
@@ -80,18 +84,21 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
       const user = await requireUser(ctx, req);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       await ctx.rooms.kick(user.userId, (req.params as RoomParams).roomId, user_id, reason);
+      requireNotSuspended(user);
       return {};
     });
     app.post(`${prefix}/rooms/:roomId/ban`, { schema: { body: Target } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       await ctx.rooms.ban(user.userId, (req.params as RoomParams).roomId, user_id, reason);
+      requireNotSuspended(user);
       return {};
     });
     app.post(`${prefix}/rooms/:roomId/unban`, { schema: { body: Target } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       await ctx.rooms.unban(user.userId, (req.params as RoomParams).roomId, user_id, reason);
+      requireNotSuspended(user);
       return {};
     });
     app.get(`${prefix}/joined_rooms`, async (req) => {

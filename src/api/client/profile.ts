@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { MatrixError, errors } from '../../errors.js';
 import type { JsonValue } from '../../protocol/json.js';
-import { requireUser, type Requester } from '../auth.js';
+import { requireNotSuspended, requireUser, type Requester } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { isPlainObject, V3 } from './paths.js';
 
@@ -48,6 +48,7 @@ export function registerProfile(app: HttpApp, ctx: AppContext): void {
       const { userId, keyName } = req.params;
       checkKey(keyName);
       checkOwner(me, userId);
+      requireNotSuspended(me);
       if (!isPlainObject(req.body)) throw errors.notJson('The body must be a JSON object');
       if (!(keyName in req.body)) throw errors.missingParam(`${keyName} is required`);
       await accounts.setProfileField(userId, keyName, req.body[keyName] as JsonValue);
@@ -59,6 +60,7 @@ export function registerProfile(app: HttpApp, ctx: AppContext): void {
       const { userId, keyName } = req.params;
       checkKey(keyName);
       checkOwner(me, userId);
+      requireNotSuspended(me);
       await accounts.setProfileField(userId, keyName, undefined);
       return {};
     });

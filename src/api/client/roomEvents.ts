@@ -3,7 +3,7 @@ import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import { parseStateKey } from '../../protocol/event.js';
 import type { JsonObject } from '../../protocol/json.js';
-import { requireUser, type Requester } from '../auth.js';
+import { requireNotSuspended, requireUser, type Requester } from '../auth.js';
 import { massagedTimestamp } from '../appservice.js';
 import type { HttpApp } from '../http.js';
 import { parsePaginationToken } from '../../services/sync/token.js';
@@ -20,6 +20,13 @@ async function requireReadable(ctx: AppContext, user: Requester, roomId: string)
   await ctx.rooms.requireJoined(user.userId, roomId);
 }
 
+/** Suspended users may redact their own events only (M_USER_SUSPENDED otherwise). */
+async function requireOwnEventIfSuspended(ctx: AppContext, user: Requester, eventId: string): Promise<void> {
+  if (!user.suspended) return;
+  const target = await ctx.eventStore.getEvent(eventId);
+  if (!target || target.event.sender !== user.userId) requireNotSuspended(user);
+}
+
 /** Sending: message events with transaction IDs, state events, redactions; reading single events and state. */
 export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
@@ -27,6 +34,7 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
       const user = await requireUser(ctx, req);
       const { roomId, eventType, txnId } = req.params as P;
       takeSendToken(ctx, user);
+      requireNotSuspended(user);
       const stored = await ctx.rooms.sendMessage(user.userId, roomId!, eventType!, req.body as JsonObject, {
         deviceId: user.deviceId,
         txnId: txnId!,
@@ -35,6 +43,7 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
     });
 
     const putState = async (user: Requester, params: P, body: JsonObject, ts?: number) => {
+      requireNotSuspended(user);
       takeSendToken(ctx, user);
       const stored = await ctx.rooms.sendState(user.userId, params.roomId!, params.eventType!, params.stateKey ?? '', body, ts);
       return { event_id: stored.event.event_id };
@@ -78,6 +87,7 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
         const user = await requireUser(ctx, req);
         const { roomId, eventId, txnId } = req.params as P;
         takeSendToken(ctx, user);
+        await requireOwnEventIfSuspended(ctx, user, eventId!);
         const stored = await ctx.rooms.redact(user.userId, roomId!, eventId!, (req.body as { reason?: string }).reason, {
           deviceId: user.deviceId,
           txnId: txnId!,

@@ -19,6 +19,20 @@ export interface Requester {
   accessTokenId?: number;
   /** Set when the request was made with an application service's as_token. */
   appserviceId?: string;
+  /** The account is suspended by an administrator: it may read but not act (M_USER_SUSPENDED). */
+  suspended?: boolean;
+  /** The account is locked (only logout is answered; set only when the caller allowed it). */
+  locked?: boolean;
+}
+
+/** What a locked account gets on every request but logout (and on login). */
+export function userLockedError(): MatrixError {
+  return new MatrixError('M_USER_LOCKED', 401, 'This account has been locked', { soft_logout: true });
+}
+
+/** What a suspended account gets for the actions it may not take. */
+export function userSuspendedError(): MatrixError {
+  return new MatrixError('M_USER_SUSPENDED', 403, 'You cannot perform this action while suspended');
 }
 
 /** Identity assertion of an application-service request (`user_id`, `device_id` query parameters). */
@@ -247,17 +261,29 @@ export class AccountService {
    * Resolves an access token: M_UNKNOWN_TOKEN (401) when unknown, with `soft_logout: true`
    * when it merely expired (the client can refresh); M_USER_DEACTIVATED for deactivated users.
    */
-  async authenticate(token: string, ip: string | null, assertion: IdentityAssertion = {}): Promise<Requester> {
+  async authenticate(token: string, ip: string | null, assertion: IdentityAssertion = {}, opts: { allowLocked?: boolean } = {}): Promise<Requester> {
     const asRequester = await this.appServiceAuth?.authenticate(token, assertion);
-    if (asRequester) return asRequester;
+    if (asRequester) {
+      if (asRequester.locked && !opts.allowLocked) throw userLockedError();
+      return asRequester;
+    }
     const row = await this.store.findAccessToken(hashToken(token));
     if (!row) throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Unknown access token', { soft_logout: false });
     if (row.expires_ts !== null && row.expires_ts <= this.now()) {
       throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Access token has expired', { soft_logout: true });
     }
     if (row.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 403, 'This account has been deactivated');
+    if (row.locked && !opts.allowLocked) throw userLockedError();
     await this.noteSeen(row.user_id, row.device_id, ip);
-    return { userId: row.user_id, deviceId: row.device_id, isAdmin: row.is_admin === 1, isGuest: row.is_guest === 1, accessTokenId: Number(row.id) };
+    return {
+      userId: row.user_id,
+      deviceId: row.device_id,
+      isAdmin: row.is_admin === 1,
+      isGuest: row.is_guest === 1,
+      accessTokenId: Number(row.id),
+      ...(row.suspended ? { suspended: true } : {}),
+      ...(row.locked ? { locked: true } : {}),
+    };
   }
 
   /**
@@ -285,6 +311,7 @@ export class AccountService {
     }
     if (!(await verifyPassword(password, row.password_hash))) throw errors.forbidden('Invalid username or password');
     if (row.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 403, 'This account has been deactivated');
+    if (row.locked) throw userLockedError();
     if (needsRehash(row.password_hash, this.scrypt)) {
       await this.store.updateUser(row.user_id, { password_hash: await hashPassword(password, this.scrypt) });
     }
@@ -307,6 +334,7 @@ export class AccountService {
     if (!userId) throw errors.forbidden('Invalid or expired login token');
     const row = await this.store.getUser(userId);
     if (!row || row.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 403, 'This account has been deactivated');
+    if (row.locked) throw userLockedError();
     return userId;
   }
 
@@ -327,6 +355,7 @@ export class AccountService {
       if (!old) throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Unknown or already used refresh token', { soft_logout: false });
       const user = await this.store.getUser(old.user_id, tx);
       if (!user || user.deactivated) throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Unknown refresh token', { soft_logout: false });
+      if (user.locked) throw userLockedError();
       await this.store.deleteAccessTokensOfRefreshToken(tx, old.id);
       const access = newToken('access');
       const refresh = newToken('refresh');
@@ -355,6 +384,24 @@ export class AccountService {
 
   async renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
     return this.store.renameDevice(userId, deviceId, displayName);
+  }
+
+  /**
+   * Creates a device without issuing tokens (application services manage their users' devices
+   * this way). Returns false, renaming it when asked, when the device already exists.
+   */
+  async createDevice(userId: string, deviceId: string, displayName: string | undefined, ip: string | null): Promise<boolean> {
+    if (deviceId.length === 0 || deviceId.length > MAX_DEVICE_ID_LENGTH) throw errors.invalidParam('device_id must be 1 to 255 characters');
+    return this.database.transaction(async (t) => {
+      const existing = await this.store.getDevice(userId, deviceId, t);
+      if (existing) {
+        if (displayName !== undefined) await this.store.renameDevice(userId, deviceId, displayName, t);
+        return false;
+      }
+      await this.store.upsertDevice(t, { user_id: userId, device_id: deviceId, display_name: displayName ?? null, created_ts: this.now(), ip });
+      t.onCommit(() => this.fire(this.hooks.onDeviceCreated, userId, deviceId));
+      return true;
+    });
   }
 
   /** Deletes devices and everything that authenticates them. */
@@ -386,24 +433,6 @@ export class AccountService {
       if (opts.logoutDevices) await this.deleteOtherDevices(userId, opts.keepDeviceId, tx);
     });
   }
-  /**
-   * Creates a device without issuing tokens (application services manage their users' devices
-   * this way). Returns false, renaming it when asked, when the device already exists.
-   */
-  async createDevice(userId: string, deviceId: string, displayName: string | undefined, ip: string | null): Promise<boolean> {
-    if (deviceId.length === 0 || deviceId.length > MAX_DEVICE_ID_LENGTH) throw errors.invalidParam('device_id must be 1 to 255 characters');
-    return this.database.transaction(async (t) => {
-      const existing = await this.store.getDevice(userId, deviceId, t);
-      if (existing) {
-        if (displayName !== undefined) await this.store.renameDevice(userId, deviceId, displayName, t);
-        return false;
-      }
-      await this.store.upsertDevice(t, { user_id: userId, device_id: deviceId, display_name: displayName ?? null, created_ts: this.now(), ip });
-      t.onCommit(() => this.fire(this.hooks.onDeviceCreated, userId, deviceId));
-      return true;
-    });
-  }
-
 
   /** Deactivates: no password, no devices or tokens, profile cleared when `erase`. Irreversible. */
   async deactivate(userId: string, opts: { erase?: boolean } = {}): Promise<void> {
@@ -416,6 +445,16 @@ export class AccountService {
 
   async setAdmin(userId: string, admin: boolean): Promise<void> {
     await this.store.updateUser(userId, { is_admin: admin ? 1 : 0 });
+  }
+
+  /** Suspends or unsuspends a local user (reversible; the user keeps their sessions). */
+  async setSuspended(userId: string, suspended: boolean): Promise<void> {
+    await this.store.updateUser(userId, { suspended: suspended ? 1 : 0 });
+  }
+
+  /** Locks or unlocks a local user (reversible; access tokens stay valid for after the unlock). */
+  async setLocked(userId: string, locked: boolean): Promise<void> {
+    await this.store.updateUser(userId, { locked: locked ? 1 : 0 });
   }
 
   // ---- user-interactive auth

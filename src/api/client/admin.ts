@@ -1,0 +1,67 @@
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../app.js';
+import { errors } from '../../errors.js';
+import { isValidUserId, serverNameOf } from '../../protocol/identifiers.js';
+import type { UserRow } from '../../storage/stores/accounts.js';
+import { requireAdmin, requireUser, type Requester } from '../auth.js';
+import type { HttpApp } from '../http.js';
+import { V1 } from './paths.js';
+
+const UserParams = Type.Object({ userId: Type.String() });
+
+/**
+ * Account moderation by server administrators (spec v1.18):
+ * GET/PUT /_matrix/client/v1/admin/suspend/{userId} and GET/PUT /_matrix/client/v1/admin/lock/{userId}.
+ * Only local, active users; an administrator cannot suspend or lock themselves or another administrator.
+ */
+export function registerAdmin(app: HttpApp, ctx: AppContext): void {
+  /** The target user, checked: local (400 M_INVALID_PARAM), existing and active (404). */
+  const target = async (me: Requester, userId: string): Promise<UserRow> => {
+    requireAdmin(me);
+    if (!isValidUserId(userId, { historical: true }) || serverNameOf(userId) !== ctx.config.server_name) {
+      throw errors.invalidParam(`${userId} is not a user of this server`);
+    }
+    const row = await ctx.accounts.getUser(userId);
+    if (!row || row.deactivated) throw errors.notFound('The user was not found or is deactivated');
+    return row;
+  };
+  /** Changing the status: never one's own account nor another administrator's. */
+  const changeable = (me: Requester, row: UserRow): void => {
+    if (row.user_id === me.userId) throw errors.forbidden('You cannot change the status of your own account');
+    if (row.is_admin) throw errors.forbidden('You cannot change the status of another administrator');
+  };
+  for (const prefix of V1) {
+    app.get(`${prefix}/admin/suspend/:userId`, { schema: { params: UserParams } }, async (req) => {
+      const row = await target(await requireUser(ctx, req), req.params.userId);
+      return { suspended: row.suspended === 1 };
+    });
+    app.put(
+      `${prefix}/admin/suspend/:userId`,
+      { schema: { params: UserParams, body: Type.Object({ suspended: Type.Boolean() }) } },
+      async (req) => {
+        const me = await requireUser(ctx, req);
+        const row = await target(me, req.params.userId);
+        changeable(me, row);
+        await ctx.accounts.setSuspended(row.user_id, req.body.suspended);
+        ctx.log.info({ target: row.user_id, admin: me.userId, suspended: req.body.suspended }, 'account suspension changed');
+        return { suspended: req.body.suspended };
+      },
+    );
+    app.get(`${prefix}/admin/lock/:userId`, { schema: { params: UserParams } }, async (req) => {
+      const row = await target(await requireUser(ctx, req), req.params.userId);
+      return { locked: row.locked === 1 };
+    });
+    app.put(
+      `${prefix}/admin/lock/:userId`,
+      { schema: { params: UserParams, body: Type.Object({ locked: Type.Boolean() }) } },
+      async (req) => {
+        const me = await requireUser(ctx, req);
+        const row = await target(me, req.params.userId);
+        changeable(me, row);
+        await ctx.accounts.setLocked(row.user_id, req.body.locked);
+        ctx.log.info({ target: row.user_id, admin: me.userId, locked: req.body.locked }, 'account lock changed');
+        return { locked: req.body.locked };
+      },
+    );
+  }
+}
