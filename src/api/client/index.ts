@@ -34,6 +34,7 @@ import { registerToDevice } from './to-device.js';
 import { registerDehydratedDevice } from './dehydrated-device.js';
 import { registerVoip } from './voip.js';
 import { registerSpaces } from './spaces.js';
+import { registerMutualRooms } from './mutual-rooms.js';
 import { registerAdmin } from './admin.js';
 
 /**
@@ -73,6 +74,7 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerReport(app, ctx);
   registerRoomUpgrades(app, ctx);
   registerSpaces(app, ctx);
+  registerMutualRooms(app, ctx);
   // Application services (bridges).
   registerAppServiceApi(app, ctx);
   // End-to-end encryption.
