@@ -28,13 +28,37 @@ async function requireOwnEventIfSuspended(ctx: AppContext, user: Requester, even
 }
 
 /** Sending: message events with transaction IDs, state events, redactions; reading single events and state. */
+/**
+ * PUT /rooms/{roomId}/send/m.room.redaction/{txnId} (spec v1.18): a redaction like /redact, with
+ * the target in `content.redacts`; before room version 11 it moves to the top level of the event.
+ * Retransmissions are recognised like other /send requests (same room, type and transaction ID).
+ */
+async function sendRedaction(ctx: AppContext, user: Requester, roomId: string, body: JsonObject, txnId: string, ts: number | undefined) {
+  const target = body['redacts'];
+  if (typeof target !== 'string' || !target.startsWith('$')) throw errors.badJson('content.redacts must be the ID of the event to redact');
+  if (body['reason'] !== undefined && typeof body['reason'] !== 'string') throw errors.badJson('content.reason must be a string');
+  await requireOwnEventIfSuspended(ctx, user, target);
+  const scope = ['send', roomId, 'm.room.redaction'];
+  const seen = await ctx.eventStore.getTxnEventId(user.userId, user.deviceId, txnId, scope);
+  const already = seen ? await ctx.eventStore.getEvent(seen) : undefined;
+  if (already) return already;
+  const version = await ctx.roomEvents.roomVersionOf(roomId);
+  const content: JsonObject = { ...body };
+  if (!version.redactsInContent) delete content['redacts'];
+  return ctx.roomEvents.send({ roomId, type: 'm.room.redaction', sender: user.userId, content, redacts: target, txn: { deviceId: user.deviceId, txnId, scope }, ts });
+}
+
 export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
     app.put(`${prefix}/rooms/:roomId/send/:eventType/:txnId`, { schema: { body: Type.Object({}) } }, async (req) => {
       const user = await requireUser(ctx, req);
       const { roomId, eventType, txnId } = req.params as P;
       takeSendToken(ctx, user);
-      requireNotSuspended(user);
+      // Suspended users may still redact their own events, nothing else.
+      if (eventType !== 'm.room.redaction') requireNotSuspended(user);
+      if (eventType === 'm.room.redaction') {
+        return { event_id: (await sendRedaction(ctx, user, roomId!, req.body as JsonObject, txnId!, massagedTimestamp(user, req))).event.event_id };
+      }
       const stored = await ctx.rooms.sendMessage(user.userId, roomId!, eventType!, req.body as JsonObject, {
         deviceId: user.deviceId,
         txnId: txnId!,
