@@ -146,6 +146,7 @@ export class Myelin {
     const slidingSync = createSlidingSyncServices(database, log, { ...accounts, ...rooms, ...ephemeral, ...e2ee });
     const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media, ...push, ...slidingSync };
     wireRoomHooks(ctx);
+    rooms.sync.invitesBlocked = (userId) => accounts.userData.blocksInvites(userId);
     wireEphemeral(ctx);
     wireAppServiceEphemeral(ctx);
     wireFederation(ctx);

@@ -3,6 +3,7 @@ import type { AppContext } from '../../app.js';
 import type { CreateRoomRequest } from '../../services/rooms/room-service.js';
 import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
+import { inviteBlocked } from '../invite-permission.js';
 import { V3 } from './paths.js';
 
 const StateEvent = Type.Object({ type: Type.String(), state_key: Type.Optional(Type.String()), content: Type.Object({}) });
@@ -27,10 +28,20 @@ export function registerCreateRoom(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
     app.post(`${prefix}/createRoom`, { schema: { body: Body } }, async (req) => {
       const user = await requireUser(ctx, req);
-      const aliasName = (req.body as CreateRoomRequest).room_alias_name;
       requireNotSuspended(user);
+      const aliasName = (req.body as CreateRoomRequest).room_alias_name;
       if (aliasName !== undefined) ctx.appservices.checkAlias(`#${aliasName}:${ctx.config.server_name}`, user);
-      const { roomId } = await ctx.rooms.createRoom(user.userId, req.body as CreateRoomRequest);
+      const body = req.body as CreateRoomRequest;
+      // Invitees who block invites are left out; the room is created for the others.
+      if (body.invite?.length) {
+        const blocked = new Set<string>();
+        for (const u of new Set(body.invite)) if (await inviteBlocked(ctx, u)) blocked.add(u);
+        if (blocked.size) {
+          req.log.info({ blocked: [...blocked] }, 'createRoom: invitees who block invites were not invited');
+          body.invite = body.invite.filter((u) => !blocked.has(u));
+        }
+      }
+      const { roomId } = await ctx.rooms.createRoom(user.userId, body);
       return { room_id: roomId };
     });
   }

@@ -4,6 +4,7 @@ import { errors } from '../../errors.js';
 import type { JsonObject } from '../../protocol/json.js';
 import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
+import { requireInvitable } from '../invite-permission.js';
 import { V3 } from './paths.js';
 
 const Reason = Type.Object({ reason: Type.Optional(Type.String()) });
@@ -23,15 +24,15 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
     app.post(`${prefix}/rooms/:roomId/join`, { schema: { body: JoinBody } }, async (req) => {
       const user = await requireUser(ctx, req);
-      const { reason } = req.body as { reason?: string };
       requireNotSuspended(user);
+      const { reason } = req.body as { reason?: string };
       const roomId = await ctx.rooms.join(user.userId, (req.params as RoomParams).roomId, reason ? { reason } : {}, viaServers(req.query));
       return { room_id: roomId };
     });
     app.post(`${prefix}/join/:roomIdOrAlias`, { schema: { body: JoinBody } }, async (req) => {
       const user = await requireUser(ctx, req);
-      const { reason } = req.body as { reason?: string };
       requireNotSuspended(user);
+      const { reason } = req.body as { reason?: string };
       const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
       // An unknown alias in an application service's namespace is asked for first.
       if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
@@ -40,8 +41,8 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     });
     app.post(`${prefix}/knock/:roomIdOrAlias`, { schema: { body: Reason } }, async (req) => {
       const user = await requireUser(ctx, req);
-      const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
       requireNotSuspended(user);
+      const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
       const via = viaServers(req.query);
       let roomId: string;
       if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
@@ -56,12 +57,13 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     });
     app.post(`${prefix}/rooms/:roomId/invite`, { schema: { body: Target } }, async (req) => {
       const user = await requireUser(ctx, req);
-      const { user_id, reason } = req.body as { user_id: string; reason?: string };
       requireNotSuspended(user);
+      const { user_id, reason } = req.body as { user_id: string; reason?: string };
       const roomId = (req.params as RoomParams).roomId;
       const extra: JsonObject = {};
       // An unknown user in an application service's namespace is asked for first.
       await ctx.appservices.ensureUser(user_id);
+      await requireInvitable(ctx, user_id);
       await ctx.rooms.setMembership(user.userId, roomId, user_id, 'invite', reason, extra);
       return {};
     });
@@ -82,23 +84,23 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     });
     app.post(`${prefix}/rooms/:roomId/kick`, { schema: { body: Target } }, async (req) => {
       const user = await requireUser(ctx, req);
+      requireNotSuspended(user);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       await ctx.rooms.kick(user.userId, (req.params as RoomParams).roomId, user_id, reason);
-      requireNotSuspended(user);
       return {};
     });
     app.post(`${prefix}/rooms/:roomId/ban`, { schema: { body: Target } }, async (req) => {
       const user = await requireUser(ctx, req);
+      requireNotSuspended(user);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       await ctx.rooms.ban(user.userId, (req.params as RoomParams).roomId, user_id, reason);
-      requireNotSuspended(user);
       return {};
     });
     app.post(`${prefix}/rooms/:roomId/unban`, { schema: { body: Target } }, async (req) => {
       const user = await requireUser(ctx, req);
+      requireNotSuspended(user);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       await ctx.rooms.unban(user.userId, (req.params as RoomParams).roomId, user_id, reason);
-      requireNotSuspended(user);
       return {};
     });
     app.get(`${prefix}/joined_rooms`, async (req) => {

@@ -6,6 +6,7 @@ import type { JsonObject } from '../../protocol/json.js';
 import { requireNotSuspended, requireUser, type Requester } from '../auth.js';
 import { massagedTimestamp } from '../appservice.js';
 import type { HttpApp } from '../http.js';
+import { requireInvitable } from '../invite-permission.js';
 import { parsePaginationToken } from '../../services/sync/token.js';
 import { takeSendToken } from './send-limit.js';
 import { V3 } from './paths.js';
@@ -27,7 +28,6 @@ async function requireOwnEventIfSuspended(ctx: AppContext, user: Requester, even
   if (!target || target.event.sender !== user.userId) requireNotSuspended(user);
 }
 
-/** Sending: message events with transaction IDs, state events, redactions; reading single events and state. */
 /**
  * PUT /rooms/{roomId}/send/m.room.redaction/{txnId} (spec v1.18): a redaction like /redact, with
  * the target in `content.redacts`; before room version 11 it moves to the top level of the event.
@@ -48,6 +48,7 @@ async function sendRedaction(ctx: AppContext, user: Requester, roomId: string, b
   return ctx.roomEvents.send({ roomId, type: 'm.room.redaction', sender: user.userId, content, redacts: target, txn: { deviceId: user.deviceId, txnId, scope }, ts });
 }
 
+/** Sending: message events with transaction IDs, state events, redactions; reading single events and state. */
 export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
     app.put(`${prefix}/rooms/:roomId/send/:eventType/:txnId`, { schema: { body: Type.Object({}) } }, async (req) => {
@@ -68,6 +69,7 @@ export function registerRoomEvents(app: HttpApp, ctx: AppContext): void {
 
     const putState = async (user: Requester, params: P, body: JsonObject, ts?: number) => {
       requireNotSuspended(user);
+      if (params.eventType === 'm.room.member' && body['membership'] === 'invite' && params.stateKey) await requireInvitable(ctx, params.stateKey);
       takeSendToken(ctx, user);
       const stored = await ctx.rooms.sendState(user.userId, params.roomId!, params.eventType!, params.stateKey ?? '', body, ts);
       return { event_id: stored.event.event_id };

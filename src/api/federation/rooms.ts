@@ -13,6 +13,7 @@ import { isValidRoomAlias, serverNameOf } from '../../protocol/identifiers.js';
 import { isJsonObject, type JsonObject } from '../../protocol/json.js';
 import { listPublicRooms } from '../client/directory.js';
 import type { HttpApp } from '../http.js';
+import { requireInvitable } from '../invite-permission.js';
 import { registerFederationHierarchy } from './hierarchy.js';
 import { federationAuth } from './index.js';
 
@@ -222,6 +223,9 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
     { ...auth, schema: { body: Type.Object({ event: Type.Unknown(), room_version: Type.String(), invite_room_state: Type.Optional(Type.Array(Type.Unknown())) }) } },
     async (req) => {
       const { roomId, eventId } = req.params as P;
+      const invited = (req.body as { event: unknown }).event;
+      const invitee = typeof invited === 'object' && invited !== null ? (invited as { state_key?: unknown }).state_key : undefined;
+      if (typeof invitee === 'string') await requireInvitable(ctx, invitee);
       const event = await rooms.receiveInvite(originOf(req), roomId!, eventId!, req.body as { event: unknown; room_version: string; invite_room_state?: unknown[] }, userExists);
       return { event };
     },

@@ -95,6 +95,14 @@ export class UserDataService {
     return this.store.getAccountData(userId, roomId, type);
   }
 
+  /**
+   * Whether the user blocks every invite (invite permission, spec v1.18: global account data
+   * `m.invite_permission_config` with `default_action: "block"`; anything else lets invites in).
+   */
+  async blocksInvites(userId: string): Promise<boolean> {
+    return (await this.store.getAccountData(userId, null, 'm.invite_permission_config'))?.['default_action'] === 'block';
+  }
+
   // ---- tags (room account data of type m.tag)
 
   async getTags(userId: string, roomId: string): Promise<Record<string, Record<string, unknown>>> {

@@ -121,6 +121,8 @@ function newJoinedRoom(): JoinedRoomSync {
 /** /sync: the user's view of every stream since a token, long-polling while nothing changed. */
 export class SyncService {
   private readonly extensions: SyncExtension[] = [];
+  /** Whether a user blocks invites (invite permission): their pending invites are not served. */
+  invitesBlocked: ((userId: string) => Promise<boolean>) | undefined;
 
   /**
    * The end of every stream, followed from the notifier (every committed change is announced
@@ -228,8 +230,10 @@ export class SyncService {
       }
     }
 
-    // Invites.
-    for (const m of memberships.filter((x) => x.membership === 'invite' && roomAllowed(req.filter, x.roomId))) {
+    // Invites (none while the user blocks them).
+    const invites = memberships.filter((x) => x.membership === 'invite' && roomAllowed(req.filter, x.roomId));
+    if (invites.length && (await this.invitesBlocked?.(req.userId))) invites.length = 0;
+    for (const m of invites) {
       if (since && !changedRooms.has(m.roomId)) continue;
       response.rooms.invite[m.roomId] = { invite_state: { events: await this.strippedRoomState(m.roomId, m.eventId) } };
       changed = true;
