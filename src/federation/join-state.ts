@@ -48,6 +48,8 @@ export interface JoinStateDeps {
   keyring: Keyring;
   log: Logger;
   onProgress?: (p: JoinProgress) => void;
+  /** Events per chunk (default JOIN_CHUNK). */
+  chunkSize?: number;
 }
 
 interface Known {
@@ -93,12 +95,16 @@ export class JoinStateIngest {
   async add(raw: unknown, inState: boolean): Promise<void> {
     this.pending.push({ raw, inState });
     this.progress.received++;
-    if (this.pending.length >= JOIN_CHUNK) await this.flush();
+    if (this.pending.length >= this.chunk) await this.flush();
   }
 
   /** Whether a chunk is full (the caller may pause reading until `flush` is done). */
   get full(): boolean {
-    return this.pending.length >= JOIN_CHUNK;
+    return this.pending.length >= this.chunk;
+  }
+
+  private get chunk(): number {
+    return this.deps.chunkSize ?? JOIN_CHUNK;
   }
 
   async flush(): Promise<void> {
