@@ -48,6 +48,7 @@ const NO_ERROR_PATH: Array<[RegExp, string]> = [
 /** Operations whose success cannot be reached here (each with why). */
 const NO_SUCCESS_PATH: Array<[RegExp, string]> = [
   [/^POST \/_matrix\/client\/v3\/register\/(email|msisdn)\/requestToken$/, 'registration through e-mail or phone verification is not offered (M_THREEPID_DENIED)'],
+  [/^GET \/_matrix\/client\/v1\/auth_metadata$/, 'the OAuth 2.0 API is not offered: its discovery answers 404 M_UNRECOGNIZED, as the spec says'],
 ];
 
 describe('OpenAPI helper', () => {
@@ -795,6 +796,44 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     expect((await alice.post(`${C}/publicRooms`, { filter: { room_types: [null, 'm.space'] } })).status).toBe(200);
     expect((await alice.post(`${C}/publicRooms`, { since: 'garbage' })).status).toBe(400);
     expect((await anon.get(`${C}/publicRooms?since=garbage`)).status).toBe(400);
+  });
+
+  it('spec v1.13–v1.19: room summary, mutual rooms, account moderation, redaction through /send, invite blocking, appservice devices', async () => {
+    const pub = (await alice.post(`${C}/createRoom`, { preset: 'public_chat', name: 'Summary' })).body.room_id as string;
+    const priv = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
+    expect((await anon.get(`${V1}/room_summary/${enc(pub)}`)).body.room_id).toBe(pub);
+    expect((await alice.get(`${V1}/room_summary/${enc(priv)}?via=localhost`)).body.membership).toBe('join');
+    expect((await bob.get(`${V1}/room_summary/${enc(priv)}`)).status).toBe(404);
+    // No OAuth 2.0 API: its discovery answers 404 M_UNRECOGNIZED.
+    expect((await anon.get(`${V1}/auth_metadata`)).body.errcode).toBe('M_UNRECOGNIZED');
+
+    await bob.post(`${C}/join/${enc(pub)}`, {});
+    expect((await alice.get(`${V1}/mutual_rooms?user_id=${enc(bobId)}`)).body.joined).toContain(pub);
+    expect((await alice.get(`${V1}/mutual_rooms?user_id=${enc(aliceId)}`)).status).toBe(400);
+
+    const target = (await alice.put(`${C}/rooms/${enc(pub)}/send/m.room.message/pre-redact`, { msgtype: 'm.text', body: 'x' })).body.event_id as string;
+    expect((await alice.put(`${C}/rooms/${enc(pub)}/send/m.room.redaction/redact-by-send`, { redacts: target })).status).toBe(200);
+
+    const mod = new SpecClient(t.clientUrl);
+    const modId = (await mod.register('moderator')).user_id as string;
+    await t.server.ctx.accounts.setAdmin(modId, true);
+    for (const [kind, field] of [['suspend', 'suspended'], ['lock', 'locked']] as const) {
+      expect((await mod.put(`${V1}/admin/${kind}/${enc(carolId)}`, { [field]: true })).body[field]).toBe(true);
+      expect((await mod.get(`${V1}/admin/${kind}/${enc(carolId)}`)).body[field]).toBe(true);
+      expect((await mod.put(`${V1}/admin/${kind}/${enc(carolId)}`, { [field]: false })).status).toBe(200);
+      expect((await bob.get(`${V1}/admin/${kind}/${enc(carolId)}`)).status).toBe(403);
+      expect((await bob.put(`${V1}/admin/${kind}/${enc(carolId)}`, { [field]: true })).status).toBe(403);
+      expect((await mod.get(`${V1}/admin/${kind}/${enc('@x:elsewhere.example')}`)).status).toBe(400);
+    }
+
+    expect((await carol.put(`${C}/user/${enc(carolId)}/account_data/m.invite_permission_config`, { default_action: 'block' })).status).toBe(200);
+    expect((await alice.post(`${C}/rooms/${enc(priv)}/invite`, { user_id: carolId })).body.errcode).toBe('M_INVITE_BLOCKED');
+    expect((await carol.put(`${C}/user/${enc(carolId)}/account_data/m.invite_permission_config`, {})).status).toBe(200);
+
+    const as = new SpecClient(t.clientUrl, AS_TOKEN);
+    const asUser = (await as.post(`${C}/register`, { type: 'm.login.application_service', username: '_spec_devices', inhibit_login: true })).body.user_id as string;
+    expect((await as.put(`${C}/devices/ASDEV?user_id=${enc(asUser)}`, { display_name: 'Bridge' })).status).toBe(201);
+    expect((await as.del(`${C}/devices/ASDEV?user_id=${enc(asUser)}`, {})).status).toBe(200);
   });
 
   it('every route of the client listener had a response validated against the spec', async () => {
