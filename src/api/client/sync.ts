@@ -5,6 +5,7 @@ import { parseSyncToken } from '../../services/sync/token.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
+import { applyStateAfter } from './sync-state-after.js';
 
 /** The longest a /sync may long-poll, whatever the client asks. */
 const MAX_TIMEOUT_MS = 120_000;
@@ -24,16 +25,19 @@ export async function resolveFilter(ctx: AppContext, userId: string, raw: string
   return stored as Filter;
 }
 
-/** GET /sync */
+/** GET /sync (with `use_state_after`, spec v1.16). */
 export function registerSync(app: HttpApp, ctx: AppContext): void {
   for (const prefix of V3) {
     app.get(`${prefix}/sync`, async (req, reply) => {
       const user = await requireUser(ctx, req);
-      const q = req.query as { since?: string; timeout?: string; full_state?: string; filter?: string; set_presence?: string };
+      const q = req.query as { since?: string; timeout?: string; full_state?: string; filter?: string; set_presence?: string; use_state_after?: string };
       const timeout = q.timeout === undefined ? 0 : Number(q.timeout);
       if (!Number.isFinite(timeout) || timeout < 0) throw errors.invalidParam('timeout must be a non-negative number of milliseconds');
       if (q.full_state !== undefined && q.full_state !== 'true' && q.full_state !== 'false') {
         throw errors.invalidParam('full_state must be true or false');
+      }
+      if (q.use_state_after !== undefined && q.use_state_after !== 'true' && q.use_state_after !== 'false') {
+        throw errors.invalidParam('use_state_after must be true or false');
       }
       if (q.set_presence !== undefined && !['online', 'offline', 'unavailable'].includes(q.set_presence)) {
         throw errors.invalidParam('set_presence must be online, offline or unavailable');
@@ -50,7 +54,7 @@ export function registerSync(app: HttpApp, ctx: AppContext): void {
       // The response closing before we answer means the client went away.
       reply.raw.once('close', onClose);
       try {
-        return await ctx.sync.sync({
+        const response = await ctx.sync.sync({
           userId: user.userId,
           deviceId: user.deviceId,
           since,
@@ -59,6 +63,11 @@ export function registerSync(app: HttpApp, ctx: AppContext): void {
           filter,
           signal: abort.signal,
         });
+        // Spec v1.16: `state_after` (state up to the end of the timeline) instead of `state`.
+        if (q.use_state_after === 'true') {
+          await applyStateAfter(ctx, { userId: user.userId, deviceId: user.deviceId, since, fullState: q.full_state === 'true', filter }, response);
+        }
+        return response;
       } finally {
         reply.raw.off('close', onClose);
       }
