@@ -1,4 +1,4 @@
-import { parseStateKey } from '../../protocol/event.js';
+import { parseStateKey, stateKeyOf } from '../../protocol/event.js';
 
 /**
  * A room's `required_state`, normalised: the (type, state_key) patterns to return (`*` in
@@ -92,8 +92,23 @@ export function wants(rs: RequiredState, type: string, stateKey: string): boolea
   return !matches(rs.exclude, type, stateKey);
 }
 
-/** Whether the config asks for this state key (a `type\0state_key` string). */
+/** How every membership's state key (see stateKeyOf) begins. */
+const MEMBER_KEY_PREFIX = stateKeyOf(MEMBER, '').slice(0, -3);
+const anyMemberPattern = new WeakMap<RequiredState, boolean>();
+
+/**
+ * Whether the config asks for this state key (as made by stateKeyOf). Memberships are
+ * told apart without parsing when no pattern can match one (big rooms have many).
+ */
 export function wantsKey(rs: RequiredState, key: string): boolean {
+  if (key.startsWith(MEMBER_KEY_PREFIX)) {
+    let any = anyMemberPattern.get(rs);
+    if (any === undefined) {
+      any = rs.include.some((p) => p.startsWith(MEMBER + SEP) || (!rs.lazy && p.startsWith('*' + SEP)));
+      anyMemberPattern.set(rs, any);
+    }
+    if (!any) return false;
+  }
   const [type, stateKey] = parseStateKey(key);
   return wants(rs, type, stateKey);
 }

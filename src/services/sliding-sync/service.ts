@@ -19,6 +19,8 @@ import type { Hero, SlidingRoomFilters, SlidingRoomResult, SlidingSyncRequest, S
 export const MAX_TIMELINE_LIMIT = 100;
 const MAX_HEROES = 5;
 const MEMBER = 'm.room.member';
+/** How every membership's state key (see stateKeyOf) begins. */
+const MEMBER_KEY_PREFIX = stateKeyOf(MEMBER, '').slice(0, -3);
 
 export interface SlidingSyncDeps extends ExtensionDeps {
   events: EventStore;
@@ -381,7 +383,7 @@ export class SlidingSyncService {
         if (type === MEMBER && cfg.requiredState.lazy) lazyMembers.add(key);
       }
       await this.addState(result, pick, viewer);
-      await this.addMeta(req.userId, c.roomId, after, result, changedKeys);
+      await this.addMeta(req.userId, c.roomId, after, joined, result, changedKeys);
     } else if (expandedState) {
       const after = joined ? await this.deps.events.getCurrentStateIds(c.roomId) : await this.deps.events.stateIdsAtStream(c.roomId, upTo);
       const pick = new Map<string, string | null>();
@@ -435,7 +437,7 @@ export class SlidingSyncService {
       }
     }
     await this.addState(result, pick, viewer);
-    await this.addMeta(req.userId, c.roomId, state, result, undefined);
+    await this.addMeta(req.userId, c.roomId, state, c.membership === 'join', result, undefined);
     if (c.membership === 'join') Object.assign(result, (await this.deps.pushActions.counts(req.userId, c.roomId, upTo, false)).room);
     return {
       result,
@@ -499,7 +501,15 @@ export class SlidingSyncService {
    * Name, avatar, heroes and member counts from the room state: all of them for a room sent
    * whole (`changed` undefined), else only what the changed state keys touch.
    */
-  private async addMeta(userId: string, roomId: string, state: StateIds, result: SlidingRoomResult, changed: Map<string, string | null> | undefined): Promise<void> {
+  private async addMeta(
+    userId: string,
+    roomId: string,
+    state: StateIds,
+    /** Whether `state` is the room's current state (the user is joined). */
+    current: boolean,
+    result: SlidingRoomResult,
+    changed: Map<string, string | null> | undefined,
+  ): Promise<void> {
     const touched = (type: string) => !changed || [...changed.keys()].some((k) => parseStateKey(k)[0] === type);
     const nameKey = stateKeyOf('m.room.name', '');
     const avatarKey = stateKeyOf('m.room.avatar', '');
@@ -519,19 +529,30 @@ export class SlidingSyncService {
       else if (changed) result.avatar = null;
     }
     if (!touched(MEMBER) && !(changed && touched('m.room.name'))) return;
-    // Member counts and heroes from the state's membership events.
-    const memberIds = [...state].filter(([k]) => parseStateKey(k)[0] === MEMBER).map(([, id]) => id);
-    const members = [...(await this.deps.events.getEvents(memberIds)).values()];
-    const by = (m: string) => members.filter((s) => s.event.content['membership'] === m && s.event.state_key !== undefined);
-    const joined = by('join');
-    const invited = by('invite');
+    // Member counts and heroes: from the (cached) current members while joined, else from the
+    // state at the user's leave.
+    const { events } = this.deps;
+    let byMembership: (memberships: string[]) => Promise<string[]>;
+    if (current) {
+      byMembership = (m) => events.members(roomId, m);
+    } else {
+      const memberIds = [...state].filter(([k]) => k.startsWith(MEMBER_KEY_PREFIX)).map(([, id]) => id);
+      const members = [...(await events.getEvents(memberIds)).values()];
+      byMembership = async (m) => members.filter((s) => m.includes(s.event.content['membership'] as string)).map((s) => s.event.state_key!);
+    }
+    const joined = await byMembership(['join']);
+    const invited = await byMembership(['invite']);
     result.joined_count = joined.length;
     result.invited_count = invited.length;
     if (hasName) return;
-    const order = (list: StoredEvent[]) => list.filter((s) => s.event.state_key !== userId).sort((a, b) => (a.event.state_key! < b.event.state_key! ? -1 : 1));
-    let heroes = [...order(joined), ...order(invited)];
-    if (heroes.length === 0) heroes = order([...by('leave'), ...by('ban')]);
-    result.heroes = heroes.slice(0, MAX_HEROES).map((s): Hero => {
+    const order = (list: string[]) => list.filter((u) => u !== userId).sort();
+    let heroIds = [...order(joined), ...order(invited)].slice(0, MAX_HEROES);
+    if (heroIds.length === 0) heroIds = order(await byMembership(['leave', 'ban'])).slice(0, MAX_HEROES);
+    const heroEvents = await events.getEvents(heroIds.map((u) => state.get(stateKeyOf(MEMBER, u))).filter((id): id is string => !!id));
+    const byUser = new Map([...heroEvents.values()].map((s) => [s.event.state_key!, s]));
+    result.heroes = heroIds.map((u): Hero => {
+      const s = byUser.get(u);
+      if (!s) return { user_id: u };
       const h: Hero = { user_id: s.event.state_key! };
       const dn = s.event.content['displayname'];
       const av = s.event.content['avatar_url'];

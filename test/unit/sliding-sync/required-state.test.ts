@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { combine, expands, normaliseRequiredState, wants } from '../../../src/services/sliding-sync/required-state.js';
+import { stateKeyOf } from '../../../src/protocol/event.js';
+import { combine, expands, normaliseRequiredState, wants, wantsKey } from '../../../src/services/sliding-sync/required-state.js';
 
 const ME = '@me:x';
 
@@ -66,5 +67,23 @@ describe('sliding sync required_state', () => {
     function all() {
       return normaliseRequiredState([['*', '*']], ME);
     }
+  });
+
+  it('wantsKey answers as wants for stored state keys, memberships included', () => {
+    const configs = [
+      normaliseRequiredState([['m.room.name', '']], ME),
+      normaliseRequiredState([['*', '*'], ['m.room.member', '$LAZY']], ME),
+      normaliseRequiredState([['*', '*']], ME),
+      normaliseRequiredState([['m.room.member', '$ME'], ['m.room.member', '$LAZY']], ME),
+      normaliseRequiredState({ include: [{ state_key: '@a:x' }] }, ME),
+    ];
+    const keys: Array<[string, string]> = [
+      ['m.room.member', ME],
+      ['m.room.member', '@a:x'],
+      ['m.room.name', ''],
+      ['m.room.membership.custom', ''],
+      ['x', '@a:x'],
+    ];
+    for (const rs of configs) for (const [t, k] of keys) expect(wantsKey(rs, stateKeyOf(t, k)), `${t}|${k}`).toBe(wants(rs, t, k));
   });
 });
