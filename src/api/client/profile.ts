@@ -1,6 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { MatrixError, errors } from '../../errors.js';
+import { queryRemoteProfile } from '../../federation/profile.js';
+import { isValidUserId } from '../../protocol/identifiers.js';
 import type { JsonValue } from '../../protocol/json.js';
 import { requireNotSuspended, requireUser, type Requester } from '../auth.js';
 import type { HttpApp } from '../http.js';
@@ -21,11 +23,16 @@ function checkOwner(me: Requester, userId: string): void {
 
 /**
  * GET /profile/{userId}, GET/PUT/DELETE /profile/{userId}/{keyName} (displayname, avatar_url,
- * m.tz and namespaced custom fields). Only local users for now: remote profiles need federation.
+ * m.tz and namespaced custom fields). Profiles of users of other servers are asked for with
+ * `/query/profile` on their server.
  */
 export function registerProfile(app: HttpApp, ctx: AppContext): void {
   const accounts = ctx.accounts;
-  const profileOf = async (userId: string) => {
+  const profileOf = async (userId: string, field?: string) => {
+    if (!accounts.isLocalUser(userId)) {
+      if (!isValidUserId(userId, { historical: true })) throw errors.invalidParam(`${userId} is not a valid user ID`);
+      return queryRemoteProfile(ctx.federation.client, userId, field);
+    }
     // An unknown user in an application service's namespace is asked for first.
     await ctx.appservices.ensureUser(userId);
     const p = await accounts.getProfile(userId);
@@ -37,7 +44,7 @@ export function registerProfile(app: HttpApp, ctx: AppContext): void {
 
     app.get(`${prefix}/profile/:userId/:keyName`, { schema: { params: FieldParams } }, async (req) => {
       checkKey(req.params.keyName);
-      const p = await profileOf(req.params.userId);
+      const p = await profileOf(req.params.userId, req.params.keyName);
       const v = p[req.params.keyName];
       if (v === undefined) throw errors.notFound('Profile field not set');
       return { [req.params.keyName]: v };
