@@ -271,6 +271,11 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
     expect(rejected.rooms[other].timeline).toBeUndefined();
     expect(rejected.rooms[other].invite_state.find((e: any) => e.type === 'm.room.member' && e.state_key === u.userId).content.membership).toBe('leave');
     expect((await ok(ss(u.c, body, { pos: rejected.pos }))).rooms).toEqual({});
+    // Subscribing to it later still shows only stripped state.
+    const sub = await ok(ss(u.c, { conn_id: 'sub', room_subscriptions: { [other]: { timeline_limit: 10, required_state: [['*', '*']] } } }));
+    expect(sub.rooms[other].membership).toBe('leave');
+    expect(sub.rooms[other].timeline).toBeUndefined();
+    expect(sub.rooms[other].required_state).toBeUndefined();
 
     // Kicked: the room stays in the list, its timeline ends with the kick.
     expect((await alice.c.post(`${C}/rooms/${enc(roomId)}/kick`, { user_id: u.userId, reason: 'bye' })).status).toBe(200);
@@ -302,6 +307,12 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
     const after = await ok(ss(alice.c, body, { pos: r.pos }));
     expect(after.rooms[roomId]).toMatchObject({ notification_count: 0, highlight_count: 0 });
     expect(after.rooms[roomId].timeline).toBeUndefined();
+
+    // A new connection gets the receipts of its timeline's events and the user's own.
+    const fresh = await ok(ss(bob.c, { ...body, extensions: { receipts: { enabled: true } } }));
+    const content = fresh.extensions.receipts.rooms[roomId].content;
+    expect(Object.keys(content)).toEqual([last]);
+    expect(Object.keys(content[last]['m.read'])).toEqual([alice.userId]);
   });
 
   it('extensions: to-device delivered until acknowledged, e2ee counts and device lists, typing, receipts, account data', async () => {

@@ -140,8 +140,11 @@ export async function collectExtensions(deps: ExtensionDeps, input: ExtensionInp
 
   if (exts.receipts?.enabled) {
     const rooms = roomsFor(exts.receipts, input);
-    const whole = [...rooms].filter((r) => !from || input.initialRooms.has(r));
-    const rows = await deps.receipts.store.forRooms(whole, to.receipts);
+    // Rooms sent whole, or with an expanded timeline: the receipts of the events in their
+    // timeline, and the user's own; other rooms: the receipts that changed.
+    const whole = [...rooms].filter((r) => !from || input.initialRooms.has(r) || response.rooms[r]?.unstable_expanded_timeline);
+    const inTimeline = new Set(whole.flatMap((r) => (response.rooms[r]?.timeline ?? []).map((e) => e.event_id)));
+    const rows = (await deps.receipts.store.forRooms(whole, to.receipts)).filter((r) => r.userId === userId || inTimeline.has(r.eventId));
     if (from && from.receipts < to.receipts) {
       for (const r of await deps.receipts.store.between(from.receipts, to.receipts)) if (rooms.has(r.roomId) && !input.initialRooms.has(r.roomId)) rows.push(r);
     }

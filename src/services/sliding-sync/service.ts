@@ -317,7 +317,10 @@ export class SlidingSyncService {
 
     // Invites and knocks: the stripped state, once per membership event. So too for a rejected
     // or withdrawn invite (or knock): the user was never in the room.
-    const neverJoined = (c.membership === 'leave' || c.membership === 'ban') && (prev?.membership === 'invite' || prev?.membership === 'knock');
+    let neverJoined = false;
+    if ((c.membership === 'leave' || c.membership === 'ban') && prev?.membership !== 'join') {
+      neverJoined = prev?.membership === 'invite' || prev?.membership === 'knock' || (await this.deps.events.membershipAt(c.roomId, req.userId, c.memberPos - 1))?.membership !== 'join';
+    }
     if (c.membership === 'invite' || c.membership === 'knock' || neverJoined) {
       if (prev && prev.membershipEventId === c.eventId) return { sent: { ...prev, ...sentBase } };
       const stripped = await this.deps.sync.strippedRoomState(c.roomId, c.eventId);
