@@ -811,6 +811,8 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     expect((await alice.get(`${V1}/mutual_rooms?user_id=${enc(bobId)}`)).body.joined).toContain(pub);
     expect((await alice.get(`${V1}/mutual_rooms?user_id=${enc(aliceId)}`)).status).toBe(400);
 
+    const sa = await bob.get(`${C}/sync?use_state_after=true`);
+    expect(sa.body.rooms.join[pub].state_after.events.length).toBeGreaterThan(0);
     const target = (await alice.put(`${C}/rooms/${enc(pub)}/send/m.room.message/pre-redact`, { msgtype: 'm.text', body: 'x' })).body.event_id as string;
     expect((await alice.put(`${C}/rooms/${enc(pub)}/send/m.room.redaction/redact-by-send`, { redacts: target })).status).toBe(200);
 

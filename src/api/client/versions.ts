@@ -25,6 +25,13 @@ export const SUPPORTED_SPEC_VERSIONS = [
   'v1.10',
   'v1.11',
   'v1.12',
+  'v1.13',
+  'v1.14',
+  'v1.15',
+  'v1.16',
+  'v1.17',
+  'v1.18',
+  'v1.19',
 ] as const;
 
 /** GET /_matrix/client/versions (no authentication). */
