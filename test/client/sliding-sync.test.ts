@@ -151,6 +151,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
     expect((await u.c.put(`${C}/user/${enc(u.userId)}/account_data/m.direct`, { '@someone:localhost': [r3] })).status).toBe(200);
     const filtered = await ok(
       ss(u.c, {
+        conn_id: 'filters',
         lists: {
           dms: list({ filters: { is_dm: true } }),
           rooms: list({ filters: { not_room_types: ['m.space'] } }),
@@ -162,6 +163,19 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
     expect(filtered.rooms[r3].is_dm).toBe(true);
     expect(filtered.lists.rooms.count).toBe(3);
     expect(filtered.lists.spaces.ops[0].room_ids).toEqual([space]);
+
+    // `is_dm` follows m.direct on later requests.
+    expect((await u.c.put(`${C}/user/${enc(u.userId)}/account_data/m.direct`, { '@someone:localhost': [r2] })).status).toBe(200);
+    const dm = await ok(ss(u.c, { lists: { all: list({ ranges: [[0, 9]] }) } }, { pos: inc.pos }));
+    expect(dm.rooms[r2].is_dm).toBe(true);
+    expect(dm.rooms[r2].timeline).toBeUndefined();
+    expect(dm.rooms[r1]).toBeUndefined();
+    expect(dm.rooms[r3]).toBeUndefined();
+    expect(dm.rooms[space].initial).toBe(true);
+    expect((await u.c.put(`${C}/user/${enc(u.userId)}/account_data/m.direct`, {})).status).toBe(200);
+    const notDm = await ok(ss(u.c, { lists: { all: list({ ranges: [[0, 9]] }) } }, { pos: dm.pos }));
+    expect(Object.keys(notDm.rooms)).toEqual([r2]);
+    expect(notDm.rooms[r2].is_dm).toBe(false);
   });
 
   it('required_state: $LAZY members of the timeline, $ME, wildcards, and state changes as deltas', async () => {

@@ -17,6 +17,8 @@ export interface RoomSent {
   limited: boolean;
   /** Members whose membership event was sent because of lazy-loading. */
   lazyMembers: ReadonlySet<string>;
+  /** Whether the room was last sent as a direct chat (`is_dm`). */
+  isDm: boolean;
 }
 
 /** The state of a connection at one `pos`: stream positions and what each room was sent. */

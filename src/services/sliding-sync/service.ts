@@ -313,7 +313,8 @@ export class SlidingSyncService {
       membership: c.membership,
       ...(cfg.lists.length ? { lists: cfg.lists } : {}),
     });
-    const sentBase = { membership: c.membership, membershipEventId: c.eventId, requiredState: cfg.requiredState, timelineLimit: cfg.timelineLimit };
+    const isDm = direct.has(c.roomId);
+    const sentBase = { membership: c.membership, membershipEventId: c.eventId, requiredState: cfg.requiredState, timelineLimit: cfg.timelineLimit, isDm };
 
     // Invites and knocks: the stripped state, once per membership event. So too for a rejected
     // or withdrawn invite (or knock): the user was never in the room.
@@ -325,24 +326,27 @@ export class SlidingSyncService {
       if (prev && prev.membershipEventId === c.eventId) return { sent: { ...prev, ...sentBase } };
       const stripped = await this.deps.sync.strippedRoomState(c.roomId, c.eventId);
       const result: SlidingRoomResult = { ...common(), initial: true, invite_state: stripped, stripped_state: stripped };
-      if (direct.has(c.roomId)) result.is_dm = true;
+      if (isDm) result.is_dm = true;
       return { result, sent: { ...sentBase, sentUpTo: c.memberPos, limited: false, lazyMembers: new Set() } };
     }
 
     const joined = c.membership === 'join';
     const upTo = joined ? to.events : c.memberPos;
     const initial = !prev || prev.membership === 'invite' || prev.membership === 'knock' || (prev.membership !== 'join' && joined);
-    if (initial) return this.fullRoom(req, c, cfg, from, upTo, common(), direct.has(c.roomId));
+    if (initial) return this.fullRoom(req, c, cfg, from, upTo, common(), isDm);
 
     // Already sent: only what changed since.
     const newEvents = activity.roomEvents.last(c.roomId) > prev.sentUpTo && prev.sentUpTo < upTo;
     const expandedTimeline = cfg.timelineLimit > prev.timelineLimit && prev.limited;
     const expandedState = expands(prev.requiredState, cfg.requiredState);
     const fetched = newEvents || expandedTimeline ? await this.fetchTimeline(c.roomId, expandedTimeline ? 0 : prev.sentUpTo, upTo, cfg.timelineLimit) : undefined;
-    if (!fetched?.any && !expandedTimeline && !expandedState && !ownReceipt) {
-      return { sent: { ...prev, ...sentBase, sentUpTo: Math.max(prev.sentUpTo, fetched ? upTo : prev.sentUpTo) } };
+    // The `m.direct` account data named or dropped the room.
+    const dmChanged = prev.isDm !== isDm;
+    if (!fetched?.any && !expandedTimeline && !expandedState && !ownReceipt && !dmChanged) {
+      return { sent: { ...prev, ...sentBase, sentUpTo: Math.max(prev.sentUpTo, upTo) } };
     }
     const result = common();
+    if (dmChanged) result.is_dm = isDm;
     const viewer = { userId: req.userId, deviceId: req.deviceId };
     let lazyMembers = new Set(prev.lazyMembers);
     let limited = prev.limited;
@@ -452,6 +456,7 @@ export class SlidingSyncService {
         timelineLimit: cfg.timelineLimit,
         limited: fetched.limited,
         lazyMembers,
+        isDm,
       },
     };
   }
