@@ -419,6 +419,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
     expect((await ss(alice.c, { lists: { a: { ranges: [[5, 1]] } } })).body.errcode).toBe('M_INVALID_PARAM');
     expect((await ss(alice.c, {}, { timeout: -1 } as never)).status).toBe(400);
     expect((await alice.c.post(SS, {}, { token: null })).body.errcode).toBe('M_MISSING_TOKEN');
+    // A request needs a JSON object body, even an empty one.
+    expect((await alice.c.req('POST', SS)).body.errcode).toBe('M_BAD_JSON');
+    expect((await ok(alice.c.req('POST', SS, {}))).rooms).toEqual({});
   });
 
   it('drives matrix-js-sdk SlidingSync as a client', async () => {
