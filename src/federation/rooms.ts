@@ -676,6 +676,8 @@ export class FederationRooms {
         { event: federationForm(event, version) as JsonObject, room_version: version.id, invite_room_state: stripped },
       );
     } catch (err) {
+      // The invitee blocks invites (spec v1.18): the inviter learns it as such.
+      if (err instanceof FederationHttpError && err.errcode === 'M_INVITE_BLOCKED') throw new MatrixError('M_INVITE_BLOCKED', 403, `The invitee does not accept invites`);
       if (err instanceof FederationHttpError && err.status < 500) throw new MatrixError('M_FORBIDDEN', 403, `The invitee's server refused the invite: ${err.errorText ?? err.status}`);
       throw new MatrixError('M_UNKNOWN', 502, `Could not reach ${server}: ${(err as Error).message}`);
     }
