@@ -25,6 +25,7 @@ import type { FederationQueueStore } from '../storage/stores/federation-queue.js
 import type { Notifier } from '../streams/notifier.js';
 import type { RoomEvents } from '../services/rooms/room-events.js';
 import type { FederationClient } from './client.js';
+import { knockStateOf } from './compat.js';
 import { FederationBadResponseError, FederationHttpError } from './errors.js';
 import type { FederationEventHandler } from './event-handler.js';
 import { JsonObjectStream, JsonStreamError } from './json-stream.js';
@@ -651,12 +652,12 @@ export class FederationRooms {
     if (p.displayname) content['displayname'] = p.displayname;
     if (reason !== undefined) content['reason'] = reason;
     const event = await this.signOwn({ ...made.event, sender: userId, state_key: userId, type: 'm.room.member', room_id: roomId }, made.version, content);
-    const res = await this.deps.client.put<{ knock_room_state?: unknown[] }>(
+    const res = await this.deps.client.put(
       made.server,
       `/_matrix/federation/v1/send_knock/${encodeURIComponent(roomId)}/${encodeURIComponent(event.event_id)}`,
       federationForm(event, made.version) as JsonObject,
     );
-    await this.recordOutOfRoomMembership(roomId, made.version, event, (res.knock_room_state ?? []).filter(isJsonObject));
+    await this.recordOutOfRoomMembership(roomId, made.version, event, knockStateOf(res));
   }
 
   /** Sends a v2 invite to the invitee's server, which signs it; returns the event with both signatures. */

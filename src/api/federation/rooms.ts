@@ -16,6 +16,7 @@ import type { HttpApp } from '../http.js';
 import { requireInvitable } from '../invite-permission.js';
 import { registerFederationHierarchy } from './hierarchy.js';
 import { federationAuth } from './index.js';
+import { knockAnswer } from '../../federation/compat.js';
 
 const MAX_TXN_PDUS = 50;
 const MAX_TXN_EDUS = 100;
@@ -214,7 +215,7 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
         stripped.push({ type: ev.type, state_key: ev.state_key ?? '', sender: ev.sender, content: ev.content });
       }
     }
-    return { knock_room_state: stripped };
+    return knockAnswer(stripped);
   });
 
   const userExists = async (userId: string) => !!(await ctx.accounts.getUser(userId));
