@@ -20,6 +20,8 @@ import { staticResolver, type StaticDnsRecords } from '../../src/federation/dns.
 
 const dns: StaticDnsRecords = { a: {}, srv: {} };
 const profDir = process.env['MYELIN_BENCH_CPU_PROF'];
+/** MYELIN_BENCH_TRACE_JOIN=1: the join's progress log lines go to stderr. */
+const traceJoin = !!process.env['MYELIN_BENCH_TRACE_JOIN'];
 let profiler: Session | undefined;
 let serverName = 'server';
 if (profDir) {
@@ -39,7 +41,7 @@ sampler.unref();
 const quiet = new Writable({
   write(chunk: Buffer, _enc, cb) {
     const s = chunk.toString();
-    if (/"level":(50|60)/.test(s)) process.stderr.write(s);
+    if (/"level":(50|60)/.test(s) || (traceJoin && /joining a room|joined room state|stored the state/.test(s))) process.stderr.write(s);
     cb();
   },
 });
@@ -61,7 +63,7 @@ process.on('message', (msg: any) => {
             federation: { resolver: staticResolver(dns), senderBackoff: { baseMs: 200, maxMs: 2000 } },
             overrides: {
               server_name: msg.name,
-              log_level: 'warn',
+              log_level: traceJoin ? 'info' : 'warn',
               registration: 'open',
               password_hashing: { scrypt_log_n: 12 },
               rate_limits: { login: { per_second: 10000, burst: 10000 }, registration: { per_second: 10000, burst: 10000 }, message: { per_second: 100000, burst: 100000 } },

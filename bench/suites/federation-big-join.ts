@@ -6,9 +6,11 @@
  * A and B are separate processes (bench/lib/fed-server.ts) over TLS on loopback, so B's RSS is
  * its own. Figures: time to joined (the client's /join returning) and B's peak RSS during the
  * join (sampled every 20 ms). Goal on this machine: under 30 s and under 300 MB.
+ * MYELIN_BENCH_BIG_CACHE=dir keeps A's generated data directory there and reuses it for the same
+ * sizes (generating 20,000 members takes minutes).
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSigningKeyFile, generateSigningKey } from '../../src/protocol/signing.js';
@@ -78,14 +80,28 @@ hardStop.unref();
 try {
   const dirA = prepare('a.bench', ca, root);
   const g0 = performance.now();
-  const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../lib/big-room-generator.ts'), dirA, 'a.bench', String(MEMBERS), String(MESSAGES)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    timeout: 3 * TIMEOUT_MS,
-  });
-  const { roomId } = JSON.parse(out.trim().split('\n').pop()!) as { roomId: string };
+  // MYELIN_BENCH_BIG_CACHE=dir keeps A's generated data there and reuses it for the same sizes.
+  const cache = process.env['MYELIN_BENCH_BIG_CACHE'] ? join(process.env['MYELIN_BENCH_BIG_CACHE'], `${MEMBERS}-${MESSAGES}`) : undefined;
+  let roomId: string;
+  if (cache && existsSync(join(cache, 'room.json'))) {
+    cpSync(cache, dirA, { recursive: true });
+    ({ roomId } = JSON.parse(readFileSync(join(cache, 'room.json'), 'utf8')) as { roomId: string });
+  } else {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../lib/big-room-generator.ts'), dirA, 'a.bench', String(MEMBERS), String(MESSAGES)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      timeout: 3 * TIMEOUT_MS,
+    });
+    ({ roomId } = JSON.parse(out.trim().split('\n').pop()!) as { roomId: string });
+    if (cache) {
+      mkdirSync(cache, { recursive: true });
+      for (const f of readdirSync(dirA)) if (!/\.(crt|key)$/.test(f) || f === 'signing.key') cpSync(join(dirA, f), join(cache, f), { recursive: true });
+      writeFileSync(join(cache, 'room.json'), JSON.stringify({ roomId }));
+    }
+  }
   // A starts as a fresh process would (its first run writes its own configuration file).
   rmSync(join(dirA, 'myelin.yaml'), { force: true });
+  rmSync(join(dirA, 'room.json'), { force: true });
   console.error(`federation-big-join bench: room of ${MEMBERS} members and ${MESSAGES} messages generated on A in ${Math.round(performance.now() - g0)} ms`);
   const a = await startNode('a.bench', dirA, caFile);
   nodes.push(a);

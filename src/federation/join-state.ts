@@ -27,7 +27,7 @@ import { checkPduBatch, PduError } from './pdu.js';
 /** Events checked and written per chunk (one transaction each). */
 export const JOIN_CHUNK = 500;
 /** Member events kept in memory as possible auth events (others are read back from the store). */
-const MEMBER_CACHE = 5000;
+const MEMBER_CACHE = 2000;
 const LOG_EVERY_MS = 2000;
 
 export interface JoinProgress {
@@ -259,18 +259,8 @@ export class JoinStateIngest {
           decisions.map((d) => d.event.event_id),
           tx.db,
         );
-        for (const d of decisions) {
-          if (already.has(d.event.event_id)) continue;
-          await events.persist(tx, {
-            event: d.event,
-            roomId: this.roomId,
-            stateGroupBefore: null,
-            prevStateEventId: null,
-            updateCurrentState: false,
-            outlier: true,
-            rejected: d.rejected ?? null,
-          });
-        }
+        const items = decisions.filter((d) => !already.has(d.event.event_id)).map((d) => ({ event: d.event, rejected: d.rejected ?? null }));
+        await events.persistOutliers(tx, this.roomId, items);
       }),
     );
     for (const d of decisions) {
@@ -294,6 +284,7 @@ export class JoinStateIngest {
         persisted: this.progress.persisted,
         waiting: this.deferred.length,
         ms: now - this.started,
+        rssMb: Math.round(process.memoryUsage.rss() / 1048576),
         done: this.progress.done,
       },
       this.progress.done ? 'joined room state stored' : 'joining a room: storing its state',

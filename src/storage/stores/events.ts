@@ -442,20 +442,27 @@ export class EventStore {
     const changed: string[] = [];
     for (const [key, id] of state) if (current.get(key) !== id) changed.push(key);
     const removed = [...current.keys()].filter((k) => !state.has(k));
-    const evs = await this.getEvents(changed.map((k) => state.get(k)!), tx.db);
     for (const key of [...changed, ...removed]) {
       const [type, stateKey] = parseStateKey(key);
       this.stateChanged(tx, roomId, type, stateKey);
     }
-    for (const key of changed) {
-      const [type, stateKey] = parseStateKey(key);
-      const id = state.get(key)!;
-      const ev = evs.get(id)?.event;
-      const membership = type === 'm.room.member' ? String(ev?.content['membership'] ?? '') : null;
+    // In chunks: a big room's state (a join over federation) is never loaded at once.
+    for (let i = 0; i < changed.length; i += 500) {
+      const keys = changed.slice(i, i + 500);
+      const members = keys.filter((k) => parseStateKey(k)[0] === 'm.room.member').map((k) => state.get(k)!);
+      const evs = members.length ? await this.getEvents(members, tx.db) : new Map<string, StoredEvent>();
+      const rows = keys.map((key) => {
+        const [type, stateKey] = parseStateKey(key);
+        const id = state.get(key)!;
+        const membership = type === 'm.room.member' ? String(evs.get(id)?.event.content['membership'] ?? '') : null;
+        return { room_id: roomId, type, state_key: stateKey, event_id: id, membership };
+      });
       await tx.db
         .insertInto('current_state')
-        .values({ room_id: roomId, type, state_key: stateKey, event_id: id, membership })
-        .onConflict((oc) => oc.columns(['room_id', 'type', 'state_key']).doUpdateSet({ event_id: id, membership }))
+        .values(rows)
+        .onConflict((oc) =>
+          oc.columns(['room_id', 'type', 'state_key']).doUpdateSet((eb) => ({ event_id: eb.ref('excluded.event_id'), membership: eb.ref('excluded.membership') })),
+        )
         .execute();
     }
     for (const key of removed) {
@@ -671,6 +678,65 @@ export class EventStore {
         .execute();
     }
     return { streamOrdering, stateGroup };
+  }
+
+  /**
+   * Writes many outliers (state and auth chains received over federation) in the caller's
+   * transaction with a few multi-row statements per 100 events: the rows `persist` writes for an
+   * outlier without state (the event, its edges, and the membership row of an accepted member
+   * event). The events must not be stored yet.
+   */
+  async persistOutliers(tx: Tx, roomId: string, items: ReadonlyArray<{ event: RoomEvent; rejected: string | null }>): Promise<void> {
+    const now = Date.now();
+    for (let i = 0; i < items.length; i += 100) {
+      const part = items.slice(i, i + 100);
+      const rows = await tx.db
+        .insertInto('events')
+        .values(
+          part.map(({ event, rejected }) => {
+            const relates = event.content['m.relates_to'] as { event_id?: unknown; rel_type?: unknown } | undefined;
+            return {
+              event_id: event.event_id,
+              room_id: roomId,
+              type: event.type,
+              state_key: typeof event.state_key === 'string' ? event.state_key : null,
+              sender: event.sender,
+              origin_server_ts: event.origin_server_ts,
+              depth: event.depth,
+              json: JSON.stringify(storedForm(event)),
+              outlier: 1,
+              rejected,
+              prev_state_event_id: null,
+              redacted_by: null,
+              redacts: event.type === 'm.room.redaction' ? redactsOf(event) : null,
+              txn_id: null,
+              txn_device_id: null,
+              relates_to: typeof relates?.event_id === 'string' ? relates.event_id : null,
+              rel_type: typeof relates?.rel_type === 'string' ? relates.rel_type : null,
+              received_ts: now,
+            };
+          }),
+        )
+        .returning(['event_id', 'stream_ordering'])
+        .execute();
+      const position = new Map(rows.map((r) => [r.event_id, r.stream_ordering]));
+      const edges = part.flatMap(({ event }) => event.prev_events.map((p) => ({ event_id: event.event_id, prev_event_id: typeof p === 'string' ? p : p[0] })));
+      for (let j = 0; j < edges.length; j += 500) {
+        await tx.db.insertInto('event_edges').values(edges.slice(j, j + 500)).onConflict((oc) => oc.doNothing()).execute();
+      }
+      const memberships = part
+        .filter(({ event, rejected }) => event.type === 'm.room.member' && typeof event.state_key === 'string' && !rejected)
+        .map(({ event }) => ({
+          event_id: event.event_id,
+          room_id: roomId,
+          user_id: event.state_key!,
+          sender: event.sender,
+          membership: String(event.content['membership'] ?? ''),
+          stream_ordering: position.get(event.event_id)!,
+          forgotten: 0,
+        }));
+      if (memberships.length) await tx.db.insertInto('room_memberships').values(memberships).execute();
+    }
   }
 
   /**
