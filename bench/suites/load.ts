@@ -144,6 +144,7 @@ async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string }> 
   const dataDir = mkdtempSync(join(tmpdir(), 'myelin-load-'));
   const port = await freePort();
   const fedPort = await freePort();
+  const metricsPort = await freePort();
   const childEnv: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) if (!k.startsWith('MYELIN_')) childEnv[k] = v;
   const lifted = { per_second: 1_000_000, burst: 1_000_000 };
@@ -156,6 +157,7 @@ async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string }> 
     MYELIN_LISTENERS__CLIENT__PORT: String(port),
     MYELIN_LISTENERS__FEDERATION__BIND: '127.0.0.1',
     MYELIN_LISTENERS__FEDERATION__PORT: String(fedPort),
+    MYELIN_LISTENERS__METRICS__PORT: String(metricsPort),
   });
   // SQLite durability (FULL by default): MYELIN_BENCH_SQLITE_SYNCHRONOUS=NORMAL to compare.
   if (env.MYELIN_BENCH_SQLITE_SYNCHRONOUS) childEnv.MYELIN_DATABASE__SYNCHRONOUS = env.MYELIN_BENCH_SQLITE_SYNCHRONOUS;

@@ -64,7 +64,16 @@ export function wireEphemeral(ctx: AppContext): void {
   const evaluate = (to?: number) =>
     ctx.pushActions.catchUp(to).catch((err: unknown) => log.error({ err }, 'push rule evaluation stopped; it resumes with the next event'));
   ctx.notifier.on('change', (change) => {
+    // Local events are evaluated in their own write; this covers the others.
     if (change.stream === 'events') void evaluate(change.position);
+    else if (change.stream === 'receipts' && change.userId !== undefined) ctx.pushActions.receiptChanged(change.userId, change.roomId);
   });
-  void evaluate();
+  const pushActions = ctx.pushActions;
+  ctx.roomEvents
+    .setLocalEventProcessor({
+      prepare: (roomId, event, stateAfter) => pushActions.prepareLocal(roomId, event, stateAfter),
+      unsettle: () => pushActions.unsettle(),
+      settle: () => pushActions.settle(),
+    })
+    .catch((err: unknown) => log.error({ err }, 'push rule evaluation stopped; it resumes with the next event'));
 }

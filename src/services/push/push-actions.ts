@@ -3,15 +3,33 @@ import { stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import { serverNameOf } from '../../protocol/identifiers.js';
 import { levelOf, notificationLevel, powerLevelsFromState, type PowerLevels } from '../../protocol/power-levels.js';
 import { actionsHighlight, actionsNotify, evaluatePushRules, type PushEvent } from '../../protocol/push-rules.js';
-import type { Database } from '../../storage/db.js';
+import type { Database, Tx } from '../../storage/db.js';
 import type { EventStore, StoredEvent } from '../../storage/stores/events.js';
 import type { PushActionRow, PushStore } from '../../storage/stores/push.js';
 import type { ReceiptStore } from '../../storage/stores/receipts.js';
+import { LruCache } from '../../util/lru.js';
 import { KeyedMutex } from '../../util/mutex.js';
 import type { PushRulesService } from './push-rules.js';
 import { threadOf } from './threads.js';
 
 const BATCH = 200;
+/** (user, room) pairs whose unread counts are kept between syncs. */
+const COUNTS_CACHE_SIZE = 20_000;
+
+/** A push action row before the event has a stream position. */
+type PendingRow = Omit<PushActionRow, 'streamOrdering'>;
+
+/**
+ * What is known of one user's counts in one room: `version` moves whenever a receipt of theirs
+ * there lands or a row arrives out of order; `lastRow` is at least the position of every row
+ * of theirs there. `cached` holds the counts per thread up to `to`, kept up to date as newer
+ * rows land (a notifying row adds one, their own event clears its thread).
+ */
+interface CountsEntry {
+  version: number;
+  lastRow: number;
+  cached?: { to: number; perThread: Map<string, Counts> };
+}
 
 export interface Counts {
   notification_count: number;
@@ -39,12 +57,15 @@ export interface PushActionsDeps {
  * Evaluates local users' push rules against events and derives notification counts.
  *
  * Durability: evaluation follows the event stream from a position stored in the database
- * (`push_actions_progress`), writing the resulting `event_push_actions` rows and the new
- * position in one transaction. It runs after each event commit and, before counts are read,
- * up to the position being read — so counts shown with an event always include it, and an
- * event committed just before a crash is evaluated when the server comes back. Counts are
- * never stored: they are derived from those rows and the user's receipts when read, so a
- * receipt resets them without any further bookkeeping.
+ * (`push_actions_progress`). Local events are evaluated before they are written and their
+ * `event_push_actions` rows and the new position are written in the event's own transaction
+ * (`prepareLocal`), so a /sync woken by the event never waits for evaluation. Events written
+ * elsewhere (received over federation) are evaluated right after their writer's turn of the
+ * event-stream lock (`settle`) and, before counts are read, up to the position being read — so
+ * counts shown with an event always include it, and an event committed just before a crash is
+ * evaluated when the server comes back. Counts are derived from those rows and the user's
+ * receipts when read (kept per user and room until a row or receipt of theirs there moves
+ * them), so a receipt resets them without any further bookkeeping.
  */
 export class PushActions {
   private position: number | undefined;
@@ -53,8 +74,115 @@ export class PushActions {
   private wantEnd = false;
   private readonly lock = new KeyedMutex();
   private readonly committedListeners: Array<(position: number, notified: ReadonlySet<string>) => void> = [];
+  /**
+   * Whether every event written so far is evaluated (or being evaluated in its own write):
+   * only then may a local event's write move the stored position. False until the first
+   * `settle`, and while events are written by someone else (federation).
+   */
+  private clean = false;
+  private readonly countsCache = new LruCache<string, CountsEntry>(COUNTS_CACHE_SIZE);
+  /** The highest position of any committed row. */
+  private maxRow = 0;
 
   constructor(private readonly deps: PushActionsDeps) {}
+
+  /** The evaluated position (every event up to it has its rows), once known. */
+  get evaluatedPosition(): number | undefined {
+    return this.position;
+  }
+
+  /** Events are about to be written by someone who does not evaluate them (under the stream lock). */
+  unsettle(): void {
+    this.clean = false;
+  }
+
+  /**
+   * Evaluates every event written so far. Called holding the event-stream lock (no event is
+   * written meanwhile), so afterwards local writes may move the stored position again.
+   */
+  async settle(): Promise<void> {
+    this.clean = false;
+    await this.catchUp();
+    this.clean = true;
+  }
+
+  /**
+   * Evaluates a local event before it is written and returns what its write must do: insert
+   * the rows once the event has a stream position and, when every earlier event is evaluated,
+   * move the stored position to it in the same transaction. `stateAfter` is the room state
+   * including the event. Reads happen here, outside the write: the writer's transaction must
+   * not wait for other queries (SQLite has one connection).
+   */
+  async prepareLocal(roomId: string, event: RoomEvent, stateAfter: ReadonlyMap<string, string>): Promise<(tx: Tx, streamOrdering: number) => Promise<void>> {
+    let pending: PendingRow[] = [];
+    try {
+      let joined = await this.deps.events.members(roomId, ['join']);
+      if (event.type === 'm.room.member' && typeof event.state_key === 'string') {
+        const target = event.state_key;
+        const joins = event.content['membership'] === 'join';
+        if (joins && !joined.includes(target)) joined = [...joined, target];
+        if (!joins && joined.includes(target)) joined = joined.filter((u) => u !== target);
+      }
+      pending = await this.evaluateEvent(event, roomId, false, joined, stateAfter);
+    } catch (err) {
+      this.deps.log.error({ err, eventId: event.event_id }, 'push rule evaluation failed; the event does not notify');
+    }
+    return async (tx, streamOrdering) => {
+      const rows = pending.map((r) => ({ ...r, streamOrdering }));
+      if (rows.length) await this.deps.store.insertActions(tx, rows);
+      const advance = this.clean && this.position !== undefined;
+      if (advance) await this.deps.store.setProgress(tx, streamOrdering);
+      tx.onCommit(() => {
+        if (advance) this.position = Math.max(this.position!, streamOrdering);
+        this.rowsCommitted(advance ? streamOrdering : undefined, rows);
+      });
+    };
+  }
+
+  /** After rows commit: counts caches of their users move, and listeners hear of it. */
+  private rowsCommitted(position: number | undefined, rows: readonly PushActionRow[]): void {
+    const notified = new Set<string>();
+    for (const r of rows) {
+      if (r.streamOrdering > this.maxRow) this.maxRow = r.streamOrdering;
+      this.rowLanded(r);
+      if (r.notif && !r.own) notified.add(r.userId);
+    }
+    if (position === undefined && notified.size === 0) return;
+    for (const fn of this.committedListeners) {
+      try {
+        fn(position ?? this.position ?? 0, notified);
+      } catch (err) {
+        this.deps.log.error({ err }, 'push actions listener failed');
+      }
+    }
+  }
+
+  private rowLanded(r: PushActionRow): void {
+    const e = this.countsCache.get(countsKey(r.userId, r.roomId));
+    if (!e) return;
+    const c = e.cached;
+    if (c && r.streamOrdering > e.lastRow && c.to >= e.lastRow) {
+      // Newer than everything known and counted: the counts move by this row alone.
+      if (r.own) c.perThread.delete(r.threadId);
+      else if (r.notif) {
+        const t = c.perThread.get(r.threadId) ?? { notification_count: 0, highlight_count: 0 };
+        c.perThread.set(r.threadId, { notification_count: t.notification_count + 1, highlight_count: t.highlight_count + (r.highlight ? 1 : 0) });
+      }
+      c.to = r.streamOrdering;
+    } else {
+      e.version++;
+      e.cached = undefined;
+    }
+    e.lastRow = Math.max(e.lastRow, r.streamOrdering);
+  }
+
+  /** A receipt of the user's in the room moved: their counts there are read again. */
+  receiptChanged(userId: string, roomId: string): void {
+    const e = this.countsCache.get(countsKey(userId, roomId));
+    if (!e) return;
+    e.version++;
+    e.cached = undefined;
+  }
 
   /**
    * Calls `fn` after each batch of evaluated actions commits, with the new evaluation position
@@ -100,28 +228,40 @@ export class PushActions {
           await store.insertActions(tx, rows);
           await store.setProgress(tx, end);
         });
-        this.position = end;
-        const notified = new Set(rows.filter((r) => r.notif && !r.own).map((r) => r.userId));
-        for (const fn of this.committedListeners) {
-          try {
-            fn(end, notified);
-          } catch (err) {
-            this.deps.log.error({ err }, 'push actions listener failed');
-          }
-        }
+        // Local writes may have moved it further meanwhile.
+        this.position = Math.max(this.position, end);
+        this.rowsCommitted(end, rows);
       }
     });
   }
 
-  /** The push action rows of one event: one per notified local member, and the sender's own mark. */
+  /** The push action rows of one stored event: one per notified local member, and the sender's own mark. */
   private async evaluate(s: StoredEvent): Promise<PushActionRow[]> {
-    const { events, rules, serverName } = this.deps;
+    const { events } = this.deps;
     const ev = s.event;
-    const local = (u: string) => serverNameOf(u) === serverName;
     const joined = await events.members(s.roomId, ['join']);
+    // The state after the event is read only when someone is to be notified.
+    const state = async () => (await events.getStateIdsAfter(ev.event_id)) ?? (await events.getCurrentStateIds(s.roomId));
+    const rows = await this.evaluateEvent(ev, s.roomId, !!s.redactedBy, joined, state);
+    return rows.map((r) => ({ ...r, streamOrdering: s.streamOrdering }));
+  }
+
+  /**
+   * The push action rows of an event given the room's joined members and its state after the
+   * event (for power levels), without stream positions.
+   */
+  private async evaluateEvent(
+    ev: RoomEvent,
+    roomId: string,
+    redacted: boolean,
+    joined: readonly string[],
+    stateAfter: ReadonlyMap<string, string> | (() => Promise<ReadonlyMap<string, string>>),
+  ): Promise<PendingRow[]> {
+    const { events, rules, serverName } = this.deps;
+    const local = (u: string) => serverNameOf(u) === serverName;
     const thread = await threadOf(events, ev);
-    const base = { eventId: ev.event_id, roomId: s.roomId, streamOrdering: s.streamOrdering, threadId: thread, ts: ev.origin_server_ts };
-    const out: PushActionRow[] = [];
+    const base = { eventId: ev.event_id, roomId, threadId: thread, ts: ev.origin_server_ts };
+    const out: PendingRow[] = [];
     if (local(ev.sender)) out.push({ ...base, userId: ev.sender, notif: false, highlight: false, own: true, actions: [] });
 
     const recipients = new Set(joined.filter((u) => u !== ev.sender && local(u)));
@@ -131,20 +271,22 @@ export class PushActions {
     if (recipients.size === 0) return out;
 
     // Power levels as of the event (for sender_notification_permission).
-    const ids = (await events.getStateIdsAfter(ev.event_id)) ?? (await events.getCurrentStateIds(s.roomId));
+    const ids = typeof stateAfter === 'function' ? await stateAfter() : stateAfter;
     const wanted = new Map<string, string>();
     for (const k of [stateKeyOf('m.room.create', ''), stateKeyOf('m.room.power_levels', '')]) {
       const id = ids.get(k);
       if (id) wanted.set(k, id);
     }
-    const levels: PowerLevels = powerLevelsFromState(await events.loadStateEvents(wanted));
-    const pushEvent: PushEvent = { ...(ev as unknown as PushEvent), room_id: s.roomId };
-    const redacted = !!s.redactedBy;
+    // The event itself may be the power levels (a local event is not stored yet).
+    const loaded = await events.loadStateEvents(new Map([...wanted].filter(([, id]) => id !== ev.event_id)));
+    for (const [k, id] of wanted) if (id === ev.event_id) loaded.set(k, ev);
+    const levels: PowerLevels = powerLevelsFromState(loaded);
+    const pushEvent: PushEvent = { ...(ev as unknown as PushEvent), room_id: roomId };
     for (const userId of recipients) {
       const rs = await rules.get(userId);
       // Only rules with contains_display_name need the member event (one read per recipient).
       const usesName = [...rs.override, ...rs.underride].some((r) => r.enabled && r.conditions?.some((c) => c.kind === 'contains_display_name'));
-      const displayName = usesName ? await this.displayNameGetter(s.roomId, userId) : undefined;
+      const displayName = usesName ? await this.displayNameGetter(roomId, userId) : undefined;
       const match = evaluatePushRules(rs, redacted ? { ...pushEvent, content: {} } : pushEvent, {
         userId,
         roomMemberCount: joined.length,
@@ -170,6 +312,26 @@ export class PushActions {
    * event in the same thread is at or after it.
    */
   async counts(userId: string, roomId: string, to: number, byThread: boolean): Promise<RoomCounts> {
+    const key = countsKey(userId, roomId);
+    let entry = this.countsCache.get(key);
+    const hit = entry?.cached;
+    // Valid while no receipt of theirs there moved and every row of theirs up to `to` is counted.
+    if (hit && hit.to <= to && entry!.lastRow <= hit.to) return shapeCounts(hit.perThread, byThread);
+    if (!entry) {
+      // Rows written before the entry existed lie at or below what was evaluated or written.
+      entry = { version: 0, lastRow: this.position === undefined ? Number.MAX_SAFE_INTEGER : Math.max(this.position, this.maxRow) };
+      this.countsCache.set(key, entry);
+    }
+    const version = entry.version;
+    const perThread = await this.countsUncached(userId, roomId, to);
+    if (this.countsCache.get(key) === entry && entry.version === version && (!entry.cached || entry.cached.to < to)) {
+      entry.cached = { to, perThread: new Map([...perThread].map(([t, c]) => [t, { ...c }])) };
+    }
+    return shapeCounts(perThread, byThread);
+  }
+
+  /** Counts per thread (threads with nothing unread left out) up to `to`, from the database. */
+  private async countsUncached(userId: string, roomId: string, to: number): Promise<Map<string, Counts>> {
     const { store, receipts } = this.deps;
     const marks = await store.ownMarks(userId, roomId);
     let unthreaded = 0;
@@ -187,14 +349,7 @@ export class PushActions {
       if (c) perThread.set(threadId, { notification_count: c.notifications, highlight_count: c.highlights });
       else perThread.delete(threadId);
     }
-    const sum = (list: Counts[]): Counts => ({
-      notification_count: list.reduce((a, c) => a + c.notification_count, 0),
-      highlight_count: list.reduce((a, c) => a + c.highlight_count, 0),
-    });
-    if (!byThread) return { room: sum([...perThread.values()]) };
-    const threads: Record<string, Counts> = {};
-    for (const [t, c] of perThread) if (t !== 'main') threads[t] = c;
-    return { room: perThread.get('main') ?? { notification_count: 0, highlight_count: 0 }, threads };
+    return perThread;
   }
 
   /** Whether the user has read the event at this position (for GET /notifications). */
@@ -206,6 +361,26 @@ export class PushActions {
     }
     return streamOrdering <= mark;
   }
+}
+
+function countsKey(userId: string, roomId: string): string {
+  return `${userId}\u0000${roomId}`;
+}
+
+/** The room's counts (all threads summed, or the main timeline and each thread apart). */
+function shapeCounts(perThread: ReadonlyMap<string, Counts>, byThread: boolean): RoomCounts {
+  if (!byThread) {
+    const room: Counts = { notification_count: 0, highlight_count: 0 };
+    for (const c of perThread.values()) {
+      room.notification_count += c.notification_count;
+      room.highlight_count += c.highlight_count;
+    }
+    return { room };
+  }
+  const threads: Record<string, Counts> = {};
+  for (const [t, c] of perThread) if (t !== 'main') threads[t] = { ...c };
+  const main = perThread.get('main');
+  return { room: main ? { ...main } : { notification_count: 0, highlight_count: 0 }, threads };
 }
 
 export type { RoomEvent };

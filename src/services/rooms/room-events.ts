@@ -10,8 +10,8 @@ import type { JsonObject } from '../../protocol/json.js';
 import { canRedact } from '../../protocol/power-levels.js';
 import { getRoomVersion, type RoomVersion } from '../../protocol/room-versions.js';
 import type { SigningKey } from '../../protocol/signing.js';
-import type { Database } from '../../storage/db.js';
-import type { EventStore, StoredEvent } from '../../storage/stores/events.js';
+import type { Database, Tx } from '../../storage/db.js';
+import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier } from '../../streams/notifier.js';
 import { KeyedMutex } from '../../util/mutex.js';
 import { GroupCommitter } from './group-commit.js';
@@ -41,6 +41,35 @@ export interface NewEvent {
   beforePersist?: (event: RoomEvent, version: RoomVersion) => Promise<RoomEvent>;
 }
 
+/**
+ * Work done for each local event inside its own write (push-rule evaluation): `prepare` reads
+ * what it needs before the write and returns the part that runs in the write's transaction.
+ * Events written under `withStreamLock` (by others) are announced with `unsettle` before and
+ * `settle` after, which must process them.
+ */
+export interface LocalEventProcessor {
+  prepare(roomId: string, event: RoomEvent, stateAfter: ReadonlyMap<string, string>): Promise<(tx: Tx, streamOrdering: number) => Promise<void>>;
+  unsettle(): void;
+  settle(): Promise<void>;
+}
+
+/**
+ * A room's latest local event, queued for writing but not committed: a message with a single
+ * extremity, so the room's state and state group after it are those before it, and the next
+ * message can be built on it at once (its write checks that this one was written).
+ */
+interface PendingHead {
+  event: RoomEvent;
+  stateIds: StateIds;
+  stateGroup: number;
+  done: Promise<StoredEvent>;
+  /**
+   * Not to be built on (not a message on a single extremity, or events were written by others
+   * since): the room's next event waits for it to commit and reads the stored room.
+   */
+  stale?: boolean;
+}
+
 export interface RoomEventsDeps {
   serverName: string;
   signingKey: SigningKey;
@@ -60,6 +89,11 @@ export class RoomEvents {
   private readonly roomLocks = new KeyedMutex();
   private readonly committer: GroupCommitter;
   private readonly now: () => number;
+  private processor: LocalEventProcessor | undefined;
+  /** Per room, the latest local event submitted for writing and not yet committed. */
+  private readonly heads = new Map<string, PendingHead>();
+  /** Sends in progress by transaction ID: a retransmission meanwhile gets the same answer. */
+  private readonly inflight = new Map<string, Promise<StoredEvent>>();
 
   constructor(private readonly deps: RoomEventsDeps) {
     this.now = deps.now ?? Date.now;
@@ -76,7 +110,26 @@ export class RoomEvents {
    * federation) get stream positions in commit order like local ones.
    */
   withStreamLock<T>(fn: () => Promise<T>): Promise<T> {
-    return this.committer.exclusive(fn);
+    const processor = this.processor;
+    return this.committer.exclusive(async () => {
+      processor?.unsettle();
+      try {
+        return await fn();
+      } finally {
+        // The room state may have changed: messages queued meanwhile are not built on further.
+        for (const head of this.heads.values()) head.stale = true;
+        await processor?.settle().catch((err: unknown) => this.deps.log.error({ err }, 'processing events written by others failed'));
+      }
+    });
+  }
+
+  /**
+   * Sets what runs inside every local event's write, and lets it catch up (holding the
+   * stream lock) with what was written before.
+   */
+  setLocalEventProcessor(processor: LocalEventProcessor): Promise<void> {
+    this.processor = processor;
+    return this.committer.exclusive(() => processor.settle());
   }
 
   async roomVersionOf(roomId: string): Promise<RoomVersion> {
@@ -87,25 +140,57 @@ export class RoomEvents {
     return version;
   }
 
-  /** Creates and persists an event in an existing room; the caller must not hold the room lock. */
+  /**
+   * Creates and persists an event in an existing room; the caller must not hold the room lock.
+   * The lock is held only until the event is queued for writing: the room's next event can be
+   * built on it meanwhile (see PendingHead), and the promise resolves once it is committed.
+   */
   send(ev: NewEvent): Promise<StoredEvent> {
-    return this.roomLocks.run(ev.roomId, () => this.sendLocked(ev));
+    const key = ev.txn && [ev.sender, ev.txn.deviceId, ...(ev.txn.scope ?? []), ev.txn.txnId].join('\u0000');
+    const running = key !== undefined ? this.inflight.get(key) : undefined;
+    if (running) return running;
+    const p = this.roomLocks.run(ev.roomId, () => this.submitLocked(ev)).then((s) => s.done);
+    if (key !== undefined) {
+      this.inflight.set(key, p);
+      const forget = () => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+      };
+      p.then(forget, forget);
+    }
+    return p;
   }
 
-  /** As send(), for a caller that already holds the room lock. */
+  /** As send(), for a caller that already holds the room lock; resolves once committed. */
   async sendLocked(ev: NewEvent): Promise<StoredEvent> {
+    return (await this.submitLocked(ev)).done;
+  }
+
+  /**
+   * Builds, signs and authorises the event and queues its write. A message following a
+   * pending message of the room is built on it directly; anything else first waits for the
+   * room's pending event to commit (it needs the stored state, extremities or target).
+   */
+  private async submitLocked(ev: NewEvent): Promise<{ done: Promise<StoredEvent> }> {
     const { events } = this.deps;
+    let head = this.heads.get(ev.roomId);
+    const chainable = ev.stateKey === undefined && ev.type !== 'm.room.redaction' && !ev.beforePersist;
+    if (head && (!chainable || head.stale)) {
+      await head.done.catch(() => undefined);
+      head = this.heads.get(ev.roomId);
+      if (head) throw new Error('a pending event remained after its commit');
+    }
     const version = await this.roomVersionOf(ev.roomId);
-    const stateIds = await events.getCurrentStateIds(ev.roomId);
-    const prevIds = (await events.getForwardExtremities(ev.roomId)).slice(-MAX_PREV_EVENTS);
-    const prevs = await events.getEvents(prevIds);
+    const stateIds = head ? head.stateIds : await events.getCurrentStateIds(ev.roomId);
+    const extremities = head ? [head.event.event_id] : await events.getForwardExtremities(ev.roomId);
+    const prevIds = extremities.slice(-MAX_PREV_EVENTS);
+    const prevs = head ? new Map([[head.event.event_id, head.event]]) : new Map([...(await events.getEvents(prevIds))].map(([id, s]) => [id, s.event]));
     const keys = authEventKeysFor(
       { type: ev.type, sender: ev.sender, state_key: ev.stateKey, content: ev.content },
       version,
     );
     const authIds = keys.map(([t, k]) => stateIds.get(stateKeyOf(t, k))).filter((id): id is string => !!id);
     const authStored = await events.getEvents(authIds);
-    const depth = Math.min(MAX_DEPTH, Math.max(0, ...[...prevs.values()].map((p) => p.event.depth)) + 1);
+    const depth = Math.min(MAX_DEPTH, Math.max(0, ...[...prevs.values()].map((p) => p.depth)) + 1);
 
     const pdu: Pdu = {
       room_id: ev.roomId,
@@ -114,7 +199,7 @@ export class RoomEvents {
       content: ev.content,
       origin_server_ts: ev.ts ?? this.now(),
       prev_events: prevIds.map((id) => this.reference(prevs.get(id), id, version)),
-      auth_events: authIds.map((id) => this.reference(authStored.get(id), id, version)),
+      auth_events: authIds.map((id) => this.reference(authStored.get(id)?.event, id, version)),
       depth,
       hashes: { sha256: '' },
       signatures: {},
@@ -145,11 +230,26 @@ export class RoomEvents {
     }
 
     const prevStateEventId = ev.stateKey !== undefined ? stateIds.get(stateKeyOf(ev.type, ev.stateKey)) ?? null : null;
-    const stateGroupBefore = prevIds.length ? (await events.getStateGroupOf(prevIds[prevIds.length - 1]!)) ?? null : null;
+    const stateGroupBefore = head ? head.stateGroup : prevIds.length ? (await events.getStateGroupOf(prevIds[prevIds.length - 1]!)) ?? null : null;
     const final = ev.beforePersist ? await ev.beforePersist(event, version) : event;
     if (final.event_id !== event.event_id) throw new Error('beforePersist changed the event');
-    return this.persist(ev.roomId, final, {
-      stateBefore: prevIds.length > 1 ? stateIds : undefined, stateGroupBefore, prevStateEventId, txn: ev.txn && { userId: ev.sender, ...ev.txn }, redactTarget });
+    let stateAfter: ReadonlyMap<string, string> = stateIds;
+    if (final.state_key !== undefined) stateAfter = new Map(stateIds).set(stateKeyOf(final.type, final.state_key), final.event_id);
+    const extremitiesAfter = [...extremities.filter((id) => !prevIds.includes(id)), final.event_id];
+    return this.submit(ev.roomId, final, {
+      stateBefore: prevIds.length > 1 ? stateIds : undefined,
+      stateGroupBefore,
+      prevStateEventId,
+      txn: ev.txn && { userId: ev.sender, ...ev.txn },
+      redactTarget,
+      stateAfter,
+      after: head?.event.event_id,
+      // Only a message on a single extremity keeps the state group it starts from, which the
+      // next message needs before this one is written.
+      head: final.state_key === undefined && prevIds.length <= 1 && stateGroupBefore !== null && extremitiesAfter.length === 1
+        ? { stateIds, stateGroup: stateGroupBefore }
+        : undefined,
+    });
   }
 
   /**
@@ -179,13 +279,15 @@ export class RoomEvents {
     if (!verdict.allowed) throw errors.badJson(`Invalid room creation: ${verdict.reason}`);
     return this.roomLocks.run(finalRoomId, async () => {
       if (await this.deps.events.getRoom(finalRoomId)) throw new MatrixError('M_ROOM_IN_USE', 400, 'Room already exists');
-      return this.persist(finalRoomId, event, { stateGroupBefore: null, prevStateEventId: null, room: { version, creator: sender } });
+      const stateAfter = new Map([[stateKeyOf('m.room.create', ''), event.event_id]]);
+      const { done } = await this.submit(finalRoomId, event, { stateGroupBefore: null, prevStateEventId: null, room: { version, creator: sender }, stateAfter });
+      return done;
     });
   }
 
-  private reference(stored: StoredEvent | undefined, id: string, version: RoomVersion): EventReference {
+  private reference(event: RoomEvent | undefined, id: string, version: RoomVersion): EventReference {
     if (version.eventFormat !== 1) return id;
-    return [id, { sha256: stored?.event.hashes.sha256 ?? '' }];
+    return [id, { sha256: event?.hashes.sha256 ?? '' }];
   }
 
   /** Adds the legacy event ID where needed, hashes and signs, and returns the event with its ID. */
@@ -201,7 +303,8 @@ export class RoomEvents {
     return withEventId(signed, version);
   }
 
-  private async persist(
+  /** Queues the event's write; `done` resolves once it is committed (and announced). */
+  private async submit(
     roomId: string,
     event: RoomEvent,
     opts: {
@@ -211,13 +314,24 @@ export class RoomEvents {
       redactTarget?: StoredEvent;
       room?: { version: RoomVersion; creator: string };
       stateBefore?: Map<string, string>;
+      /** The room's state including this event. */
+      stateAfter: ReadonlyMap<string, string>;
+      /** The pending event this one is built on: it must be written first. */
+      after?: string;
+      /** Set when the room's next message may be built on this one before it commits. */
+      head?: { stateIds: StateIds; stateGroup: number };
     },
-  ): Promise<StoredEvent> {
+  ): Promise<{ done: Promise<StoredEvent> }> {
     const { events, notifier } = this.deps;
     const wake = new Set(await events.members(roomId, ['join', 'invite', 'knock']));
     if (event.type === 'm.room.member' && event.state_key) wake.add(event.state_key);
-    // Events of different rooms committed meanwhile share a transaction (one disk sync).
-    return this.committer.submit(async (tx) => {
+    const processed = this.processor ? await this.processor.prepare(roomId, event, opts.stateAfter) : undefined;
+    // Events committed meanwhile share a transaction (one disk sync).
+    const done = this.committer.submit(async (tx) => {
+      // Writes run in submission order: a predecessor that failed is missing here.
+      if (opts.after !== undefined && (await events.getStateGroupOf(opts.after, tx.db)) === undefined) {
+        throw new MatrixError('M_UNKNOWN', 500, 'The previous event of the room could not be written');
+      }
       if (opts.room) {
         await events.insertRoom(tx, {
           roomId,
@@ -237,6 +351,8 @@ export class RoomEvents {
         stateBefore: opts.stateBefore,
       });
       if (opts.redactTarget) await events.markRedacted(tx, opts.redactTarget.event.event_id, event.event_id);
+      // Before the announcement, so whoever it wakes finds the event processed.
+      if (processed) await processed(tx, streamOrdering);
       tx.onCommit(() =>
         notifier.publish(
           {
@@ -263,5 +379,15 @@ export class RoomEvents {
         outlier: false,
       } satisfies StoredEvent;
     });
+    // Anything else is not built on: the room's next event waits for this one to commit.
+    const head: PendingHead = opts.head
+      ? { event, stateIds: opts.head.stateIds, stateGroup: opts.head.stateGroup, done }
+      : { event, stateIds: opts.stateAfter as StateIds, stateGroup: 0, done, stale: true };
+    this.heads.set(roomId, head);
+    const clear = () => {
+      if (this.heads.get(roomId) === head) this.heads.delete(roomId);
+    };
+    done.then(clear, clear);
+    return { done };
   }
 }

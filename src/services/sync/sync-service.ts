@@ -4,6 +4,7 @@ import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier, StreamChange } from '../../streams/notifier.js';
 import { StreamActivity } from './activity.js';
+import { BuildSlots } from './build-slots.js';
 import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
 import type { HistoryVisibility } from '../rooms/visibility.js';
 import { eventMatches, roomAllowed, type Filter } from './filter.js';
@@ -97,6 +98,9 @@ export interface SyncDeps {
   visibility?: HistoryVisibility;
 }
 
+/** Responses built at once (see BuildSlots). */
+const BUILD_SLOTS = 4;
+
 function emptyResponse(token: string): SyncResponse {
   return {
     next_batch: token,
@@ -121,6 +125,7 @@ function newJoinedRoom(): JoinedRoomSync {
 /** /sync: the user's view of every stream since a token, long-polling while nothing changed. */
 export class SyncService {
   private readonly extensions: SyncExtension[] = [];
+  private readonly slots = new BuildSlots(BUILD_SLOTS);
   /** Whether a user blocks invites (invite permission): their pending invites are not served. */
   invitesBlocked: ((userId: string) => Promise<boolean>) | undefined;
 
@@ -180,10 +185,13 @@ export class SyncService {
       const remaining = deadline - Date.now();
       const woken = req.since && !req.fullState && remaining > 0 ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
       try {
-        const to = await this.currentPositions();
-        // Positions ahead of ours (e.g. an in-memory stream after a restart) count from zero.
-        const since = req.since && (Object.fromEntries(STREAMS.map((s) => [s, Math.min(req.since![s], to[s])])) as StreamPositions);
-        const { response, changed } = await this.build(req, since, to);
+        // Positions are read once the slot is ours, so what committed while waiting is included.
+        const { response, changed } = await this.slots.run(async () => {
+          const to = await this.currentPositions();
+          // Positions ahead of ours (e.g. an in-memory stream after a restart) count from zero.
+          const since = req.since && (Object.fromEntries(STREAMS.map((s) => [s, Math.min(req.since![s], to[s])])) as StreamPositions);
+          return this.build(req, since, to);
+        });
         if (!woken || changed || Date.now() >= deadline || req.signal?.aborted) return response;
         const notified = await woken;
         // Timed out, aborted or shutting down with nothing new: answer with the same positions.

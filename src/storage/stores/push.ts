@@ -92,8 +92,9 @@ export class PushStore {
     return Number(row?.position ?? 0);
   }
 
+  /** Moves the evaluation position forward (never back). */
   async setProgress(tx: Tx, position: number): Promise<void> {
-    await tx.db.updateTable('push_actions_progress').set({ position }).where('name', '=', 'events').execute();
+    await tx.db.updateTable('push_actions_progress').set({ position }).where('name', '=', 'events').where('position', '<', position).execute();
   }
 
   /** Event IDs of non-outlier events in (from, to] in stream order. */
