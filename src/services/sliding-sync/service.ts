@@ -4,7 +4,7 @@ import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/eve
 import type { Notifier, StreamChange } from '../../streams/notifier.js';
 import type { UserDataService } from '../accounts/user-data.js';
 import type { PushActions } from '../push/push-actions.js';
-import type { ClientEventFormatter } from '../rooms/client-events.js';
+import type { ClientEvent, ClientEventFormatter } from '../rooms/client-events.js';
 import type { HistoryVisibility } from '../rooms/visibility.js';
 import { StreamActivity } from '../sync/activity.js';
 import type { SyncService } from '../sync/sync-service.js';
@@ -50,6 +50,38 @@ interface RoomConfig {
   timelineLimit: number;
   requiredState: RequiredState;
   lists: string[];
+}
+
+/**
+ * Events to format for a response, collected over all its rooms and formatted in two calls
+ * (timelines with bundled aggregations, state without): a fixed number of queries.
+ */
+class PendingFormats {
+  private readonly timeline: Array<{ events: StoredEvent[]; done: (out: ClientEvent[]) => void }> = [];
+  private readonly state: Array<{ events: StoredEvent[]; done: (out: ClientEvent[]) => void }> = [];
+
+  addTimeline(events: StoredEvent[], done: (out: ClientEvent[]) => void): void {
+    this.timeline.push({ events, done });
+  }
+
+  addState(events: StoredEvent[], done: (out: ClientEvent[]) => void): void {
+    this.state.push({ events, done });
+  }
+
+  async run(formatter: ClientEventFormatter, viewer: { userId: string; deviceId: string }): Promise<void> {
+    for (const [jobs, bundle] of [[this.timeline, true], [this.state, false]] as const) {
+      if (!jobs.length) continue;
+      const out = await formatter.format(
+        jobs.flatMap((j) => j.events),
+        { viewer, omitRoomId: true, bundle },
+      );
+      let i = 0;
+      for (const j of jobs) {
+        j.done(out.slice(i, i + j.events.length));
+        i += j.events.length;
+      }
+    }
+  }
 }
 
 /** What one response computed, before it is committed to the connection. */
@@ -178,10 +210,11 @@ export class SlidingSyncService {
     const ownReceiptRooms = new Set(receiptRows.filter((r) => r.userId === req.userId).map((r) => r.roomId));
     if (configs.size) await pushActions.catchUp(to.events);
     const initialRooms: string[] = [];
+    const formats = new PendingFormats();
     for (const [roomId, c] of configs) {
       const cand = byId.get(roomId)!;
       const cfg: RoomConfig = { timelineLimit: Math.max(...c.limits), requiredState: combine(c.states), lists: c.lists };
-      const out = await this.room(req, cand, cfg, prevRooms.get(roomId), from, to, activity, direct, ownReceiptRooms.has(roomId));
+      const out = await this.room(req, cand, cfg, prevRooms.get(roomId), from, to, activity, direct, ownReceiptRooms.has(roomId), formats);
       if (out.sent) rooms.set(roomId, out.sent);
       if (out.result) {
         response.rooms[roomId] = out.result;
@@ -189,6 +222,7 @@ export class SlidingSyncService {
         if (out.result.initial) initialRooms.push(roomId);
       }
     }
+    await formats.run(this.deps.formatter, { userId: req.userId, deviceId: req.deviceId });
 
     const extHasData = await collectExtensions(this.deps, {
       req,
@@ -305,6 +339,7 @@ export class SlidingSyncService {
     activity: StreamActivity,
     direct: Set<string>,
     ownReceipt: boolean,
+    formats: PendingFormats,
   ): Promise<{ result?: SlidingRoomResult; sent?: RoomSent }> {
     const common = (): SlidingRoomResult => ({
       notification_count: 0,
@@ -333,7 +368,7 @@ export class SlidingSyncService {
     const joined = c.membership === 'join';
     const upTo = joined ? to.events : c.memberPos;
     const initial = !prev || prev.membership === 'invite' || prev.membership === 'knock' || (prev.membership !== 'join' && joined);
-    if (initial) return this.fullRoom(req, c, cfg, from, upTo, common(), isDm);
+    if (initial) return this.fullRoom(req, c, cfg, from, upTo, common(), isDm, formats);
 
     // Already sent: only what changed since.
     const newEvents = activity.roomEvents.last(c.roomId) > prev.sentUpTo && prev.sentUpTo < upTo;
@@ -347,13 +382,12 @@ export class SlidingSyncService {
     }
     const result = common();
     if (dmChanged) result.is_dm = isDm;
-    const viewer = { userId: req.userId, deviceId: req.deviceId };
     let lazyMembers = new Set(prev.lazyMembers);
     let limited = prev.limited;
     if (fetched && (fetched.any || expandedTimeline)) {
       const visible = await this.deps.visibility.filter(req.userId, fetched.events);
       limited = fetched.limited;
-      result.timeline = await this.deps.formatter.format(visible, { viewer, omitRoomId: true });
+      formats.addTimeline(visible, (out) => (result.timeline = out));
       result.limited = fetched.limited;
       result.prev_batch = formatPaginationToken(fetched.startPos);
       result.num_live = from ? visible.filter((s) => s.streamOrdering > from.events).length : 0;
@@ -389,13 +423,13 @@ export class SlidingSyncService {
         const [type, key] = parseStateKey(k);
         if (type === MEMBER && cfg.requiredState.lazy) lazyMembers.add(key);
       }
-      await this.addState(result, pick, viewer);
+      await this.addState(result, pick, formats);
       await this.addMeta(req.userId, c.roomId, after, joined, result, changedKeys);
     } else if (expandedState) {
       const after = joined ? await this.deps.events.getCurrentStateIds(c.roomId) : await this.deps.events.stateIdsAtStream(c.roomId, upTo);
       const pick = new Map<string, string | null>();
       this.addExpanded(prev.requiredState, cfg.requiredState, after, pick);
-      await this.addState(result, pick, viewer);
+      await this.addState(result, pick, formats);
     }
     if (joined) Object.assign(result, (await this.deps.pushActions.counts(req.userId, c.roomId, to.events, false)).room);
     return { result, sent: { ...sentBase, sentUpTo: fetched ? upTo : prev.sentUpTo, limited, lazyMembers } };
@@ -415,15 +449,15 @@ export class SlidingSyncService {
     upTo: number,
     result: SlidingRoomResult,
     isDm: boolean,
+    formats: PendingFormats,
   ): Promise<{ result: SlidingRoomResult; sent: RoomSent }> {
-    const { events, formatter, visibility } = this.deps;
-    const viewer = { userId: req.userId, deviceId: req.deviceId };
+    const { events, visibility } = this.deps;
     const fetched = await this.fetchTimeline(c.roomId, 0, upTo, cfg.timelineLimit);
     const visible = await visibility.filter(req.userId, fetched.events);
     result.initial = true;
     if (isDm) result.is_dm = true;
     if (cfg.timelineLimit > 0) {
-      result.timeline = await formatter.format(visible, { viewer, omitRoomId: true });
+      formats.addTimeline(visible, (out) => (result.timeline = out));
       result.limited = fetched.limited;
       result.num_live = from ? visible.filter((s) => s.streamOrdering > from.events).length : 0;
     }
@@ -443,7 +477,7 @@ export class SlidingSyncService {
         if (type === MEMBER) lazyMembers.add(key);
       }
     }
-    await this.addState(result, pick, viewer);
+    await this.addState(result, pick, formats);
     await this.addMeta(req.userId, c.roomId, state, c.membership === 'join', result, undefined);
     if (c.membership === 'join') Object.assign(result, (await this.deps.pushActions.counts(req.userId, c.roomId, upTo, false)).room);
     return {
@@ -488,21 +522,21 @@ export class SlidingSyncService {
     return { events: page, limited, startPos: page.length ? page[0]!.streamOrdering - 1 : upTo, any: fetched.length > 0 };
   }
 
-  private async addState(result: SlidingRoomResult, pick: Map<string, string | null>, viewer: { userId: string; deviceId: string }): Promise<void> {
+  /** Sets `required_state` to the picked state (formatted with the response; removed entries as stubs). */
+  private async addState(result: SlidingRoomResult, pick: Map<string, string | null>, formats: PendingFormats): Promise<void> {
     if (pick.size === 0) return;
     const ids = [...pick.values()].filter((id): id is string => id !== null);
     const stored = await this.deps.events.getEvents(ids);
-    const formatted = await this.deps.formatter.format(
-      ids.map((id) => stored.get(id)).filter((s): s is StoredEvent => !!s),
-      { viewer, omitRoomId: true, bundle: false },
-    );
-    const out: NonNullable<SlidingRoomResult['required_state']> = formatted;
+    const stubs: Array<{ type: string; state_key: string }> = [];
     for (const [k, id] of pick) {
       if (id !== null) continue;
       const [type, state_key] = parseStateKey(k);
-      out.push({ type, state_key });
+      stubs.push({ type, state_key });
     }
-    result.required_state = out;
+    formats.addState(
+      ids.map((id) => stored.get(id)).filter((s): s is StoredEvent => !!s),
+      (out) => (result.required_state = [...out, ...stubs]),
+    );
   }
 
   /**
