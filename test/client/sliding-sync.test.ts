@@ -236,6 +236,39 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
     expect(page.body.chunk.map((e: any) => e.content.body)).toEqual(['m3', 'm2', 'm1']);
   });
 
+  it('after a gap: a limited timeline with the state changed meanwhile; a larger limit expands the timeline', async () => {
+    const u = await register('gappy');
+    const quiet = await room(u, 'quiet');
+    const busy = await room(u, 'busy');
+    const rs = [['m.room.topic', ''], ['m.room.name', '']];
+    const top1 = (pos?: string) => ss(u.c, { lists: { top: { ranges: [[0, 0]], timeline_limit: 2, required_state: rs } } }, { pos });
+    const first = await ok(top1());
+    expect(Object.keys(first.rooms)).toEqual([busy]);
+    // `quiet` moves to the top while `busy` changes out of sight.
+    await say(u, quiet, 'up');
+    const second = await ok(top1(first.pos));
+    expect(Object.keys(second.rooms)).toEqual([quiet]);
+    expect((await u.c.put(`${C}/rooms/${enc(busy)}/state/m.room.topic/`, { topic: 'changed' })).status).toBe(200);
+    for (let i = 0; i < 4; i++) await say(u, busy, `b${i}`);
+    const back = await ok(top1(second.pos));
+    expect(Object.keys(back.rooms)).toEqual([busy]);
+    const b = back.rooms[busy];
+    expect(b.initial).toBeUndefined();
+    expect(b.limited).toBe(true);
+    expect(b.timeline.map((e: any) => e.content.body)).toEqual(['b2', 'b3']);
+    expect(b.num_live).toBe(2);
+    expect(b.required_state.map((e: any) => e.content.topic)).toEqual(['changed']);
+
+    // A subscription with a larger timeline_limit sends the latest events again, flagged.
+    const sub = { lists: { top: { ranges: [[0, 0]], timeline_limit: 2, required_state: rs } }, room_subscriptions: { [busy]: { timeline_limit: 5, required_state: [] } } };
+    const expanded = await ok(ss(u.c, sub, { pos: back.pos }));
+    expect(expanded.rooms[busy].unstable_expanded_timeline).toBe(true);
+    expect(expanded.rooms[busy].timeline.map((e: any) => e.content?.body ?? e.type)).toEqual(['m.room.topic', 'b0', 'b1', 'b2', 'b3']);
+    expect(expanded.rooms[busy].num_live).toBe(0);
+    // Once expanded, the same config sends nothing new.
+    expect((await ok(ss(u.c, sub, { pos: expanded.pos }))).rooms).toEqual({});
+  });
+
   it('long-polls until a message arrives, then wakes', async () => {
     const roomId = await room(alice, 'poll', [bob]);
     await join(bob, roomId);
