@@ -444,6 +444,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('simplified sliding sync on %s', (
       { room_subscriptions: { '!x:localhost': { timeline_limit: -1 } } },
       { extensions: { to_device: { enabled: 'yes' } } },
       { conn_id: 5 },
+      { lists: { a: { ranges: Array.from({ length: 101 }, () => [0, 1]) } } },
     ]) {
       const r = await ss(alice.c, bad);
       expect(r.status, JSON.stringify(bad)).toBe(400);

@@ -15,33 +15,39 @@ const MAX_SUBSCRIPTIONS = 100;
 const Open = { additionalProperties: true } as const;
 const Range = Type.Tuple([Type.Integer({ minimum: 0 }), Type.Integer({ minimum: 0 })]);
 const StateElement = Type.Object({ type: Type.Optional(Type.String()), state_key: Type.Optional(Type.String()) }, Open);
+/** Bounds on the sizes of request arrays, so no request costs more than a few rooms' worth. */
+const MANY = { maxItems: 1000 } as const;
+const FEW = { maxItems: 100 } as const;
 const RequiredState = Type.Union([
-  Type.Array(Type.Tuple([Type.String(), Type.String()])),
-  Type.Object({ include: Type.Optional(Type.Array(StateElement)), exclude: Type.Optional(Type.Array(StateElement)), lazy_members: Type.Optional(Type.Boolean()) }, Open),
+  Type.Array(Type.Tuple([Type.String(), Type.String()]), MANY),
+  Type.Object(
+    { include: Type.Optional(Type.Array(StateElement, MANY)), exclude: Type.Optional(Type.Array(StateElement, MANY)), lazy_members: Type.Optional(Type.Boolean()) },
+    Open,
+  ),
 ]);
 const RoomConfig = {
   required_state: Type.Optional(RequiredState),
   timeline_limit: Type.Optional(Type.Integer({ minimum: 0 })),
 };
-const RoomTypes = Type.Array(Type.Union([Type.String(), Type.Null()]));
+const RoomTypes = Type.Array(Type.Union([Type.String(), Type.Null()]), FEW);
 const Filters = Type.Object(
   {
     is_dm: Type.Optional(Type.Boolean()),
-    spaces: Type.Optional(Type.Array(Type.String())),
+    spaces: Type.Optional(Type.Array(Type.String(), FEW)),
     is_encrypted: Type.Optional(Type.Boolean()),
     is_invite: Type.Optional(Type.Boolean()),
     is_invited: Type.Optional(Type.Boolean()),
     room_types: Type.Optional(RoomTypes),
     not_room_types: Type.Optional(RoomTypes),
-    tags: Type.Optional(Type.Array(Type.String())),
-    not_tags: Type.Optional(Type.Array(Type.String())),
+    tags: Type.Optional(Type.Array(Type.String(), FEW)),
+    not_tags: Type.Optional(Type.Array(Type.String(), FEW)),
   },
   Open,
 );
 const List = Type.Object(
   {
     ...RoomConfig,
-    ranges: Type.Optional(Type.Array(Range)),
+    ranges: Type.Optional(Type.Array(Range, FEW)),
     range: Type.Optional(Range),
     slow_get_all_rooms: Type.Optional(Type.Boolean()),
     filters: Type.Optional(Filters),
