@@ -36,6 +36,8 @@ interface Connection {
 const STATES_PER_CONNECTION = 3;
 /** Connections remembered (least recently used are forgotten: their next request gets M_UNKNOWN_POS). */
 const MAX_CONNECTIONS = 10_000;
+/** Connections (`conn_id`s) one device may hold; starting another forgets its oldest. */
+const CONNECTIONS_PER_DEVICE = 10;
 
 export function unknownPos(): MatrixError {
   return new MatrixError('M_UNKNOWN_POS', 400, 'Unknown or expired position: start the connection again');
@@ -50,6 +52,8 @@ export class ConnectionStore {
   /** Distinguishes this process's positions from those of an earlier run. */
   private readonly instance = randomBytes(4).toString('hex');
   private counter = 0;
+  /** Per device (`user\0device`): its connections' keys, oldest first. */
+  private readonly byDevice = new Map<string, string[]>();
 
   private static key(userId: string, deviceId: string, connId: string): string {
     return `${userId}\u0000${deviceId}\u0000${connId}`;
@@ -78,7 +82,10 @@ export class ConnectionStore {
   put(userId: string, deviceId: string, connId: string, state: ConnectionState, base: string | undefined): string {
     const key = ConnectionStore.key(userId, deviceId, connId);
     let conn = base === undefined ? undefined : this.connections.get(key);
-    if (!conn) this.connections.set(key, (conn = { states: new Map() }));
+    if (!conn) {
+      this.connections.set(key, (conn = { states: new Map() }));
+      this.track(`${userId}\u0000${deviceId}`, key);
+    }
     const pos = `${this.instance}_${++this.counter}`;
     conn.states.set(pos, state);
     // The state the client used stays (it may retry with it); the oldest others go.
@@ -87,5 +94,17 @@ export class ConnectionStore {
       if (p !== base && p !== pos) conn.states.delete(p);
     }
     return pos;
+  }
+
+  /** Notes a device's new connection, forgetting its oldest beyond the limit (and keys evicted meanwhile). */
+  private track(device: string, key: string): void {
+    const keys = (this.byDevice.get(device) ?? []).filter((k) => k !== key && this.connections.get(k) !== undefined);
+    keys.push(key);
+    while (keys.length > CONNECTIONS_PER_DEVICE) this.connections.delete(keys.shift()!);
+    this.byDevice.set(device, keys);
+    // Devices whose connections were all evicted are dropped now and then.
+    if (this.byDevice.size > MAX_CONNECTIONS * 2) {
+      for (const [d, ks] of this.byDevice) if (!ks.some((k) => this.connections.get(k) !== undefined)) this.byDevice.delete(d);
+    }
   }
 }
