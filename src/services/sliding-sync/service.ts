@@ -105,13 +105,15 @@ export class SlidingSyncService {
   constructor(private readonly deps: SlidingSyncDeps) {
     deps.notifier.on('change', (c) => {
       if (this.activityTracker) this.activityTracker.observe(c);
-      else this.earlyChanges.push(c);
+      // While the positions are read: announced changes may be newer than the answer. (Before
+      // that, nothing is kept: the positions read cover every change announced earlier.)
+      else if (this.activityLoading) this.earlyChanges.push(c);
     });
   }
 
   /**
-   * What moved since start-up, per room and user (from the notifier; changes announced before
-   * the first read of the positions are replayed into it).
+   * What moved since the first request, per room and user (from the notifier; changes
+   * announced while the positions were read are replayed into it).
    */
   private activity(): Promise<StreamActivity> {
     if (this.activityTracker) return Promise.resolve(this.activityTracker);
