@@ -48,6 +48,7 @@ const NO_ERROR_PATH: Array<[RegExp, string]> = [
 /** Operations whose success cannot be reached here (each with why). */
 const NO_SUCCESS_PATH: Array<[RegExp, string]> = [
   [/^POST \/_matrix\/client\/v3\/register\/(email|msisdn)\/requestToken$/, 'registration through e-mail or phone verification is not offered (M_THREEPID_DENIED)'],
+  [/^POST \/_matrix\/client\/v3\/account\/3pid\/(email|msisdn)\/requestToken$/, 'third-party identifiers cannot be added (M_THREEPID_MEDIUM_NOT_SUPPORTED)'],
   [/^GET \/_matrix\/client\/v1\/auth_metadata$/, 'the OAuth 2.0 API is not offered: its discovery answers 404 M_UNRECOGNIZED, as the spec says'],
 ];
 
@@ -804,6 +805,10 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     expect((await anon.get(`${V1}/room_summary/${enc(pub)}`)).body.room_id).toBe(pub);
     expect((await alice.get(`${V1}/room_summary/${enc(priv)}?via=localhost`)).body.membership).toBe('join');
     expect((await bob.get(`${V1}/room_summary/${enc(priv)}`)).status).toBe(404);
+    for (const medium of ['email', 'msisdn']) {
+      const body = medium === 'email' ? { client_secret: 'secret', email: 'a@example.org', send_attempt: 1 } : { client_secret: 'secret', country: 'GB', phone_number: '07700900000', send_attempt: 1 };
+      expect((await alice.post(`${C}/account/3pid/${medium}/requestToken`, body)).body.errcode).toBe('M_THREEPID_MEDIUM_NOT_SUPPORTED');
+    }
     // No OAuth 2.0 API: its discovery answers 404 M_UNRECOGNIZED.
     expect((await anon.get(`${V1}/auth_metadata`)).body.errcode).toBe('M_UNRECOGNIZED');
 

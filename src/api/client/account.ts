@@ -1,12 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
+import { MatrixError } from '../../errors.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
 
 const Auth = Type.Optional(Type.Object({}, { additionalProperties: true }));
 
-/** GET /account/whoami, POST /account/password, POST /account/deactivate, 3PID list. */
+/** GET /account/whoami, POST /account/password, POST /account/deactivate, 3PID list (empty) and token requests (refused). */
 export function registerAccount(app: HttpApp, ctx: AppContext): void {
   const accounts = ctx.accounts;
   for (const prefix of V3) {
@@ -46,5 +47,11 @@ export function registerAccount(app: HttpApp, ctx: AppContext): void {
       await requireUser(ctx, req);
       return { threepids: [] };
     });
+    // Nor can any be added (capability m.3pid_changes is off): 400 M_THREEPID_MEDIUM_NOT_SUPPORTED (spec v1.13).
+    for (const medium of ['email', 'msisdn']) {
+      app.post(`${prefix}/account/3pid/${medium}/requestToken`, async () => {
+        throw new MatrixError('M_THREEPID_MEDIUM_NOT_SUPPORTED', 400, `This server does not support adding ${medium === 'email' ? 'e-mail addresses' : 'phone numbers'}`);
+      });
+    }
   }
 }
