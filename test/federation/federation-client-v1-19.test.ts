@@ -40,6 +40,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('spec v1.15–v1.18 client feature
     expect(s.body).toMatchObject({ room_id: pub, name: 'Over there', topic: 'Remote', join_rule: 'public', num_joined_members: 1, membership: 'leave' });
     expect(typeof s.body.room_version).toBe('string');
     expect(s.body.children_state).toBeUndefined();
+    // Without an access token only rooms held here are summarised (no federation requests for anonymous callers).
+    expect((await b.client().get(`${V1}/room_summary/${enc(pub)}?via=a.test`)).status).toBe(404);
+    expect((await a.client().get(`${V1}/room_summary/${enc(pub)}`)).body.name).toBe('Over there');
     // Not visible to B's users, and unknown rooms: 404.
     expect((await bob.get(`${V1}/room_summary/${enc(priv)}?via=a.test`)).status).toBe(404);
     expect((await bob.get(`${V1}/room_summary/${enc('!nothing:a.test')}?via=a.test`)).status).toBe(404);

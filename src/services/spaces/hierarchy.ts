@@ -242,7 +242,9 @@ export class SpaceHierarchy {
    * GET /_matrix/client/v1/room_summary/{roomIdOrAlias}: a room's summary for `userId`, or for an
    * unauthenticated caller (`undefined`: only rooms that are public, knockable or world-readable).
    * Rooms this server does not hold are asked about through the federation hierarchy of the
-   * `via` servers (and the room ID's server). Rooms the caller may not see are 404, like unknown ones.
+   * `via` servers (and the room ID's server) — for authenticated callers only, so anonymous
+   * requests never make this server send federation requests. Rooms the caller may not see are
+   * 404, like unknown ones.
    */
   async roomSummary(userId: string | undefined, roomId: string, via: readonly string[]): Promise<RoomSummary> {
     const notFound = () => errors.notFound('Room not found');
@@ -253,6 +255,7 @@ export class SpaceHierarchy {
       summary = local.summary;
       info = local;
     } else {
+      if (userId === undefined) throw notFound();
       const servers = [...via];
       const own = serverNameOf(roomId);
       if (own) servers.push(own);
