@@ -214,6 +214,20 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API of spec v1.13–v1.19 
     expect((await gina.get(`${C}/sync?use_state_after=maybe`)).status).toBe(400);
   });
 
+  it('room version 12: trusted_private_chat invitees join additional_creators; upgrades take additional_creators', async () => {
+    const room = (await alice.post(`${C}/createRoom`, {
+      room_version: '12',
+      preset: 'trusted_private_chat',
+      invite: [bobId],
+      creation_content: { additional_creators: ['@extra:localhost'] },
+    })).body.room_id as string;
+    const create = await alice.get(`${C}/rooms/${enc(room)}/state/m.room.create/`);
+    expect([...create.body.additional_creators].sort()).toEqual(['@extra:localhost', bobId].sort());
+    const up = await alice.post(`${C}/rooms/${enc(room)}/upgrade`, { new_version: '12', additional_creators: [bobId] });
+    expect(up.status).toBe(200);
+    expect((await alice.get(`${C}/rooms/${enc(up.body.replacement_room)}/state/m.room.create/`)).body.additional_creators).toEqual([bobId]);
+  });
+
   it('suspended users read but cannot act; administrators only; reversible', async () => {
     const dave = new TestClient(hs.url);
     const daveId = (await dave.register('dave')).user_id;
