@@ -90,6 +90,12 @@ export class RoomEvents {
   private readonly committer: GroupCommitter;
   private readonly now: () => number;
   private processor: LocalEventProcessor | undefined;
+  /**
+   * Set by federation wiring: runs for every event made by send(), after authorisation and
+   * before the event's own beforePersist (the room's policy server signs it there). Throwing
+   * aborts the send.
+   */
+  beforePersist?: (event: RoomEvent, version: RoomVersion) => Promise<RoomEvent>;
   /** Per room, the latest local event submitted for writing and not yet committed. */
   private readonly heads = new Map<string, PendingHead>();
   /** Sends in progress by transaction ID: a retransmission meanwhile gets the same answer. */
@@ -231,7 +237,8 @@ export class RoomEvents {
 
     const prevStateEventId = ev.stateKey !== undefined ? stateIds.get(stateKeyOf(ev.type, ev.stateKey)) ?? null : null;
     const stateGroupBefore = head ? head.stateGroup : prevIds.length ? (await events.getStateGroupOf(prevIds[prevIds.length - 1]!)) ?? null : null;
-    const final = ev.beforePersist ? await ev.beforePersist(event, version) : event;
+    const checked = this.beforePersist ? await this.beforePersist(event, version) : event;
+    const final = ev.beforePersist ? await ev.beforePersist(checked, version) : checked;
     if (final.event_id !== event.event_id) throw new Error('beforePersist changed the event');
     let stateAfter: ReadonlyMap<string, string> = stateIds;
     if (final.state_key !== undefined) stateAfter = new Map(stateIds).set(stateKeyOf(final.type, final.state_key), final.event_id);
