@@ -185,6 +185,25 @@ async function stopMyelin(s: { child: ChildProcess; dataDir: string }): Promise<
   rmSync(s.dataDir, { recursive: true, force: true });
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (undefined where unreadable). */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This (client) process's CPU seconds. */
+function ownCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
@@ -315,6 +334,7 @@ try {
   let total = 0;
   const started = Date.now();
   const deadline = started + SECONDS * 1000;
+  const cpu0 = { server: cpuSeconds(pid), client: ownCpuSeconds() };
   await Promise.all(
     users.map(async (u) => {
       while (Date.now() < deadline && total < MAX_MESSAGES) {
@@ -324,12 +344,20 @@ try {
   );
   const elapsed = (Date.now() - started) / 1000;
   await sleep(1000); // let the long-polls deliver the tail
+  const cpu1 = { server: cpuSeconds(pid), client: ownCpuSeconds() };
   const tp = current;
   const tpSorted = [...tp.latencies].sort((a, b) => a - b);
   const rate = total / elapsed;
   process.stderr.write(
     `throughput: ${total} messages in ${elapsed.toFixed(1)} s = ${rate.toFixed(0)}/s; ${tp.latencies.length} deliveries ` +
       `(expected ${total * (ROOM_SIZE - 1)}), ${tp.limited} limited timelines, ${tp.syncs} syncs, p50 ${percentile(tpSorted, 50)} ms, p99 ${percentile(tpSorted, 99)} ms\n`,
+  );
+  const tpWall = elapsed + 1;
+  const tpServerCpu = cpu0.server !== undefined && cpu1.server !== undefined ? cpu1.server - cpu0.server : undefined;
+  process.stderr.write(
+    `throughput CPU: server ${tpServerCpu?.toFixed(1) ?? '?'} s, client ${(cpu1.client - cpu0.client).toFixed(1)} s over ${tpWall.toFixed(1)} s wall` +
+      (tpServerCpu !== undefined ? `; server ${((tpServerCpu * 1000) / Math.max(1, total)).toFixed(2)} ms CPU per message` : '') +
+      '\n',
   );
 
   // Phase 2: latency at a fixed rate, spread evenly over users.
@@ -347,11 +375,16 @@ try {
   }
   await Promise.all(inflight);
   await sleep(1000);
+  const cpu2 = { server: cpuSeconds(pid), client: ownCpuSeconds() };
   const lat = current;
   const latSorted = [...lat.latencies].sort((a, b) => a - b);
   process.stderr.write(
     `latency: ${sentLat} messages at ${RATE}/s; ${lat.latencies.length} deliveries (expected ${sentLat * (ROOM_SIZE - 1)}), ` +
       `${lat.limited} limited, p50 ${percentile(latSorted, 50)} ms, p99 ${percentile(latSorted, 99)} ms, max ${latSorted[latSorted.length - 1]} ms\n`,
+  );
+  const latServerCpu = cpu1.server !== undefined && cpu2.server !== undefined ? cpu2.server - cpu1.server : undefined;
+  process.stderr.write(
+    `latency CPU: server ${latServerCpu?.toFixed(1) ?? '?'} s, client ${(cpu2.client - cpu1.client).toFixed(1)} s over ${((Date.now() - latStart) / 1000).toFixed(1)} s wall\n`,
   );
 
   const rss = pid ? rssMiB(pid) : undefined;
@@ -364,6 +397,10 @@ try {
   report(SUITE, `delivery latency p99 at ${RATE} msg/s`, percentile(latSorted, 99), 'ms');
   report(SUITE, 'deliveries seen / expected at full throughput', tp.latencies.length / Math.max(1, total * (ROOM_SIZE - 1)), 'ratio');
   if (rss !== undefined) report(SUITE, 'server RSS at the end', rss, 'MiB');
+  if (tpServerCpu !== undefined) {
+    report(SUITE, 'server CPU per message at full throughput', (tpServerCpu * 1000) / Math.max(1, total), 'ms');
+    report(SUITE, 'server CPU / wall at full throughput', tpServerCpu / tpWall, 'ratio');
+  }
 
   // Long-polls end when the server stops (or within their 30 s timeout on another server).
   if (!own) await Promise.race([Promise.all(syncing), sleep(35_000)]);

@@ -55,7 +55,6 @@ const nextTurn: (fn: () => void) => void = globalThis.setImmediate.bind(globalTh
 export class Database {
   private readonly pending: PendingTransaction[] = [];
   private draining = false;
-  private savepointSeq = 0;
 
   constructor(
     readonly dialect: Dialect,
@@ -135,7 +134,9 @@ export class Database {
       outcomes = await this.db.transaction().execute(async (trx) => {
         const out: Outcome[] = [];
         for (const job of batch) {
-          const name = sql.id(`myelin_sp${++this.savepointSeq % 1_000_000}`);
+          // One name for all: each savepoint is released before the next, and the same SQL text
+          // keeps using the same prepared statements.
+          const name = sql.id('myelin_sp');
           const hooks: Array<() => void> = [];
           await sql`savepoint ${name}`.execute(trx);
           try {

@@ -58,11 +58,18 @@ export interface LocalEventProcessor {
  * extremity, so the room's state and state group after it are those before it, and the next
  * message can be built on it at once (its write checks that this one was written).
  */
+/** Where an event's write stands: the transaction of its latest attempt, and whether it committed. */
+interface WriteState {
+  writtenIn?: Tx;
+  committed?: boolean;
+}
+
 interface PendingHead {
   event: RoomEvent;
   stateIds: StateIds;
   stateGroup: number;
   done: Promise<StoredEvent>;
+  write: WriteState;
   /**
    * Not to be built on (not a message on a single extremity, or events were written by others
    * since): the room's next event waits for it to commit and reads the stored room.
@@ -250,7 +257,7 @@ export class RoomEvents {
       txn: ev.txn && { userId: ev.sender, ...ev.txn },
       redactTarget,
       stateAfter,
-      after: head?.event.event_id,
+      after: head?.write,
       // Only a message on a single extremity keeps the state group it starts from, which the
       // next message needs before this one is written.
       head: final.state_key === undefined && prevIds.length <= 1 && stateGroupBefore !== null && extremitiesAfter.length === 1
@@ -324,7 +331,7 @@ export class RoomEvents {
       /** The room's state including this event. */
       stateAfter: ReadonlyMap<string, string>;
       /** The pending event this one is built on: it must be written first. */
-      after?: string;
+      after?: WriteState;
       /** Set when the room's next message may be built on this one before it commits. */
       head?: { stateIds: StateIds; stateGroup: number };
     },
@@ -333,10 +340,12 @@ export class RoomEvents {
     const wake = new Set(await events.members(roomId, ['join', 'invite', 'knock']));
     if (event.type === 'm.room.member' && event.state_key) wake.add(event.state_key);
     const processed = this.processor ? await this.processor.prepare(roomId, event, opts.stateAfter) : undefined;
+    const written: WriteState = {};
     // Events committed meanwhile share a transaction (one disk sync).
     const done = this.committer.submit(async (tx) => {
-      // Writes run in submission order: a predecessor that failed is missing here.
-      if (opts.after !== undefined && (await events.getStateGroupOf(opts.after, tx.db)) === undefined) {
+      // Writes run in submission order: the predecessor is committed or written in this very
+      // transaction, unless it failed.
+      if (opts.after && !opts.after.committed && opts.after.writtenIn !== tx) {
         throw new MatrixError('M_UNKNOWN', 500, 'The previous event of the room could not be written');
       }
       if (opts.room) {
@@ -358,6 +367,8 @@ export class RoomEvents {
         stateBefore: opts.stateBefore,
       });
       if (opts.redactTarget) await events.markRedacted(tx, opts.redactTarget.event.event_id, event.event_id);
+      written.writtenIn = tx;
+      tx.onCommit(() => (written.committed = true));
       // Before the announcement, so whoever it wakes finds the event processed.
       if (processed) await processed(tx, streamOrdering);
       tx.onCommit(() =>
@@ -388,8 +399,8 @@ export class RoomEvents {
     });
     // Anything else is not built on: the room's next event waits for this one to commit.
     const head: PendingHead = opts.head
-      ? { event, stateIds: opts.head.stateIds, stateGroup: opts.head.stateGroup, done }
-      : { event, stateIds: opts.stateAfter as StateIds, stateGroup: 0, done, stale: true };
+      ? { event, stateIds: opts.head.stateIds, stateGroup: opts.head.stateGroup, done, write: written }
+      : { event, stateIds: opts.stateAfter as StateIds, stateGroup: 0, done, write: written, stale: true };
     this.heads.set(roomId, head);
     const clear = () => {
       if (this.heads.get(roomId) === head) this.heads.delete(roomId);

@@ -1,3 +1,4 @@
+import { LruCache } from '../../util/lru.js';
 import type { Database, Tx } from '../db.js';
 
 type Q = Database['db'] | Tx['db'];
@@ -48,7 +49,43 @@ export interface BackupSessionRow {
 
 /** Storage of end-to-end encryption keys, device-list changes, to-device messages and key backups. */
 export class E2eeStore {
+  /**
+   * Per device, the one-time key counts and unused fallback key algorithms every /sync shows.
+   * Every write of those keys is here: it drops the device's entry when it writes and again when
+   * it commits, and a read that began before any drop does not store its answer.
+   */
+  private readonly keyCounts = new LruCache<string, { otk?: Record<string, number>; fallback?: string[] }>(10_000);
+  private keyGeneration = 0;
+
   constructor(private readonly database: Database) {}
+
+  private dropKeyCounts(tx: Tx | undefined, userId: string, deviceIds: readonly string[]): void {
+    const drop = () => {
+      this.keyGeneration++;
+      for (const d of deviceIds) this.keyCounts.delete(`${userId}\u0000${d}`);
+    };
+    drop();
+    tx?.onCommit(drop);
+  }
+
+  private async cachedKeyCount<K extends 'otk' | 'fallback'>(
+    userId: string,
+    deviceId: string,
+    kind: K,
+    load: () => Promise<NonNullable<{ otk?: Record<string, number>; fallback?: string[] }[K]>>,
+  ): Promise<NonNullable<{ otk?: Record<string, number>; fallback?: string[] }[K]>> {
+    const key = `${userId}\u0000${deviceId}`;
+    const hit = this.keyCounts.get(key)?.[kind];
+    if (hit !== undefined) return structuredClone(hit) as NonNullable<{ otk?: Record<string, number>; fallback?: string[] }[K]>;
+    const generation = this.keyGeneration;
+    const value = await load();
+    if (this.keyGeneration === generation) {
+      const entry = this.keyCounts.get(key) ?? {};
+      entry[kind] = structuredClone(value);
+      this.keyCounts.set(key, entry);
+    }
+    return value;
+  }
 
   private get db() {
     return this.database.db;
@@ -81,6 +118,7 @@ export class E2eeStore {
   /** Removes every key of these devices (deleted devices); returns whether any device had keys. */
   async deleteDeviceKeys(tx: Tx, userId: string, deviceIds: string[]): Promise<boolean> {
     if (deviceIds.length === 0) return false;
+    this.dropKeyCounts(tx, userId, deviceIds);
     const res = await tx.db.deleteFrom('e2e_device_keys').where('user_id', '=', userId).where('device_id', 'in', deviceIds).executeTakeFirst();
     await tx.db.deleteFrom('e2e_one_time_keys').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('e2e_fallback_keys').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
@@ -118,6 +156,7 @@ export class E2eeStore {
   }
 
   async insertOneTimeKeys(tx: Tx, userId: string, deviceId: string, keys: OneTimeKeyRow[]): Promise<void> {
+    this.dropKeyCounts(tx, userId, [deviceId]);
     for (let i = 0; i < keys.length; i += 200) {
       await tx.db
         .insertInto('e2e_one_time_keys')
@@ -127,6 +166,11 @@ export class E2eeStore {
   }
 
   async oneTimeKeyCounts(userId: string, deviceId: string, q: Q = this.db): Promise<Record<string, number>> {
+    if (q === this.db) return this.cachedKeyCount(userId, deviceId, 'otk', () => this.oneTimeKeyCountsFrom(q, userId, deviceId));
+    return this.oneTimeKeyCountsFrom(q, userId, deviceId);
+  }
+
+  private async oneTimeKeyCountsFrom(q: Q, userId: string, deviceId: string): Promise<Record<string, number>> {
     const rows = await q
       .selectFrom('e2e_one_time_keys')
       .select(['algorithm', (eb) => eb.fn.countAll<number>().as('n')])
@@ -151,7 +195,9 @@ export class E2eeStore {
         .executeTakeFirst();
       if (!row) return undefined;
       // A concurrent claim may have taken it first: only the one that deletes the row gets it.
+      this.dropKeyCounts(undefined, userId, [deviceId]);
       const res = await this.db.deleteFrom('e2e_one_time_keys').where('id', '=', row.id).executeTakeFirst();
+      this.dropKeyCounts(undefined, userId, [deviceId]);
       if (Number(res.numDeletedRows) === 1) return { algorithm, keyId: row.key_id, json: row.key_json };
     }
     return undefined;
@@ -169,11 +215,13 @@ export class E2eeStore {
   }
 
   async putFallbackKey(tx: Tx, userId: string, deviceId: string, k: OneTimeKeyRow): Promise<void> {
+    this.dropKeyCounts(tx, userId, [deviceId]);
     await tx.db.deleteFrom('e2e_fallback_keys').where('user_id', '=', userId).where('device_id', '=', deviceId).where('algorithm', '=', k.algorithm).execute();
     await tx.db.insertInto('e2e_fallback_keys').values({ user_id: userId, device_id: deviceId, algorithm: k.algorithm, key_id: k.keyId, key_json: k.json }).execute();
   }
 
   async markFallbackKeyUsed(userId: string, deviceId: string, algorithm: string, keyId: string): Promise<void> {
+    this.dropKeyCounts(undefined, userId, [deviceId]);
     await this.db
       .updateTable('e2e_fallback_keys')
       .set({ used: 1 })
@@ -182,9 +230,14 @@ export class E2eeStore {
       .where('algorithm', '=', algorithm)
       .where('key_id', '=', keyId)
       .execute();
+    this.dropKeyCounts(undefined, userId, [deviceId]);
   }
 
   async unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
+    return this.cachedKeyCount(userId, deviceId, 'fallback', () => this.unusedFallbackKeyTypesFrom(userId, deviceId));
+  }
+
+  private async unusedFallbackKeyTypesFrom(userId: string, deviceId: string): Promise<string[]> {
     const rows = await this.db
       .selectFrom('e2e_fallback_keys')
       .select('algorithm')

@@ -83,6 +83,13 @@ function pusherFromRow(r: PusherDbRow): PusherState {
 
 /** Evaluated push actions (the source of notification counts) and pushers. */
 export class PushStore {
+  /**
+   * Users who have (or may have: removals are not tracked) a pusher, once read; every pusher
+   * is added here, so users outside it need no query when their notifications commit.
+   */
+  private readonly pusherUsers = new Set<string>();
+  private pusherUsersLoaded: Promise<void> | undefined;
+
   constructor(private readonly database: Database) {}
 
   // ---- evaluation progress
@@ -213,6 +220,24 @@ export class PushStore {
 
   /** Every pusher of these users (all pushers when `userIds` is undefined). */
   async pushersOf(userIds?: readonly string[]): Promise<PusherState[]> {
+    if (userIds) {
+      // Added to before it is read, so a pusher written while it loads is not missed.
+      await (this.pusherUsersLoaded ??= this.database.db
+        .selectFrom('pushers')
+        .select('user_id')
+        .distinct()
+        .execute()
+        .then(
+          (rows) => {
+            for (const r of rows) this.pusherUsers.add(r.user_id);
+          },
+          (err: unknown) => {
+            this.pusherUsersLoaded = undefined;
+            throw err;
+          },
+        ));
+      userIds = userIds.filter((u) => this.pusherUsers.has(u));
+    }
     if (userIds && userIds.length === 0) return [];
     let q = this.database.db.selectFrom('pushers').selectAll();
     if (userIds) q = q.where('user_id', 'in', userIds);
@@ -273,6 +298,7 @@ export class PushStore {
    * position (events evaluated before it existed are not pushed).
    */
   async setPusher(p: PusherRow, append: boolean): Promise<void> {
+    this.pusherUsers.add(p.userId);
     await this.database.transaction(async (tx) => {
       const old = await tx.db
         .selectFrom('pushers')
