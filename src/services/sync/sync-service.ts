@@ -144,8 +144,10 @@ export class SyncService {
     deps.notifier.on('change', (c) => {
       const p = this.positions ?? this.early;
       if (c.position > p[c.stream]) p[c.stream] = c.position;
+      // Before the first /sync nothing is tracked (the tracker starts from the positions read
+      // then, an upper bound for everything earlier); changes during that read are kept for it.
       if (this.activityTracker) this.activityTracker.observe(c);
-      else this.earlyChanges.push(c);
+      else if (this.loading) this.earlyChanges.push(c);
     });
   }
 
