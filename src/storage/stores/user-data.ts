@@ -1,3 +1,4 @@
+import { LruCache } from '../../util/lru.js';
 import type { Database, Tx } from '../db.js';
 
 export interface AccountDataRow {
@@ -66,15 +67,34 @@ export class UserDataStore {
     return Number(row?.m ?? 0);
   }
 
+  /**
+   * Presence rows by user (every /sync request reads its user's). Every presence write is here:
+   * it drops the entry when it writes and when it commits, and a read that began before a drop
+   * does not store its answer.
+   */
+  private readonly presenceCache = new LruCache<string, PresenceRow | null>(10_000);
+  private presenceGeneration = 0;
+
   async putPresence(tx: Tx, p: Omit<PresenceRow, 'stream_id'>): Promise<number> {
+    const drop = () => {
+      this.presenceGeneration++;
+      this.presenceCache.delete(p.user_id);
+    };
+    drop();
+    tx.onCommit(drop);
     await tx.db.deleteFrom('presence').where('user_id', '=', p.user_id).execute();
     const row = await tx.db.insertInto('presence').values(p).returning('stream_id').executeTakeFirstOrThrow();
     return Number(row.stream_id);
   }
 
   async getPresence(userId: string): Promise<PresenceRow | undefined> {
+    const hit = this.presenceCache.get(userId);
+    if (hit !== undefined) return hit === null ? undefined : { ...hit };
+    const generation = this.presenceGeneration;
     const row = await this.database.db.selectFrom('presence').selectAll().where('user_id', '=', userId).executeTakeFirst();
-    return row ? { ...row, stream_id: Number(row.stream_id) } : undefined;
+    const out = row ? { ...row, stream_id: Number(row.stream_id) } : undefined;
+    if (generation === this.presenceGeneration) this.presenceCache.set(userId, out ? { ...out } : null);
+    return out;
   }
 
   /** Presence of the given users changed after `since`. */
