@@ -24,6 +24,7 @@ import { serverAllowedByAcl } from './acl.js';
 import type { FederationClient } from './client.js';
 import type { Keyring } from './keyring.js';
 import { checkPdu, PduError } from './pdu.js';
+import type { PolicyServers } from './policy-server.js';
 
 export interface EventHandlerDeps {
   serverName: string;
@@ -34,6 +35,8 @@ export interface EventHandlerDeps {
   keyring: Keyring;
   client: FederationClient;
   log: Logger;
+  /** Policy-server checks of events received with /send (soft failure without its signature). */
+  policy?: PolicyServers;
 }
 
 /** Missing prev events asked for at once (get_missing_events limit). */
@@ -126,7 +129,7 @@ export class FederationEventHandler {
       return await this.deps.roomEvents.withRoomLock(roomId, async () => {
         const existing = await this.events.getEvent(event.event_id);
         if (existing) return { ok: true as const, eventId: event.event_id, status: 'known' as const };
-        const status = await this.processTimelineEvent(origin, roomId, v, event, true);
+        const status = await this.processTimelineEvent(origin, roomId, v, event, true, true);
         return { ok: true as const, eventId: event.event_id, status };
       });
     } catch (err) {
@@ -138,14 +141,18 @@ export class FederationEventHandler {
   /**
    * Processes a checked event as a timeline event (caller holds the room lock): fetches missing
    * prev events and state, authorises, persists and updates extremities and current state.
+   * `checkPolicy`: events received with /send (and the missing events fetched for them) are
+   * also soft-failed without a valid signature of the room's policy server.
    */
   async processTimelineEvent(
     origin: string,
     roomId: string,
     version: RoomVersion,
-    event: RoomEvent,
+    received: RoomEvent,
     fetchMissing: boolean,
+    checkPolicy = false,
   ): Promise<'accepted' | 'soft_failed' | 'rejected'> {
+    let event = received;
     const prevIds = prevEventIds(event);
     if (fetchMissing) {
       const known = await this.statefulEvents(prevIds);
@@ -167,6 +174,16 @@ export class FederationEventHandler {
     if (!rejected) {
       const current = await this.events.getCurrentStateIds(roomId);
       softFailed = !!(await this.authAgainstState(roomId, version, event, current));
+      if (!softFailed && checkPolicy && this.deps.policy) {
+        // Server-server-api "Validating Policy Server signatures": asked once more when the
+        // signature is missing or invalid; stored with the new signature when one is given.
+        const verdict = await this.deps.policy.checkReceived(event, version);
+        event = verdict.event;
+        if (!verdict.ok) {
+          softFailed = true;
+          this.deps.log.info({ roomId, eventId: event.event_id, reason: verdict.reason }, 'no valid policy-server signature on a received event');
+        }
+      }
     }
     await this.persistTimeline(roomId, version, event, stateBefore, prevIds, { rejected, softFailed });
     if (rejected) this.deps.log.info({ roomId, eventId: event.event_id, reason: rejected }, 'rejected a received event');
@@ -384,7 +401,7 @@ export class FederationEventHandler {
     }
     for (const ev of topologicalOrder(checked)) {
       if (ev.event_id === event.event_id || (await this.events.getEvent(ev.event_id))) continue;
-      await this.processTimelineEvent(origin, roomId, version, ev, false);
+      await this.processTimelineEvent(origin, roomId, version, ev, false, true);
     }
   }
 

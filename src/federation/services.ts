@@ -12,6 +12,7 @@ import type { FederationContext } from './index.js';
 import type { FederationEdus } from './edus.js';
 import type { FederationDeviceLists } from './device-lists.js';
 import { FederationEventHandler } from './event-handler.js';
+import { PolicyServers } from './policy-server.js';
 import { FederationRooms } from './rooms.js';
 import { FederationSender, type SenderBackoff } from './sender.js';
 
@@ -26,6 +27,8 @@ export interface FederationRoomContext {
     readonly sender: FederationSender;
     readonly rooms: FederationRooms;
     readonly queue: FederationQueueStore;
+    /** Policy servers of rooms: signatures for local events, checks of received ones. */
+    readonly policy: PolicyServers;
     /** Set by wireFederation (needs the whole context). */
     edus: FederationEdus;
     /** Set by wireFederation: device lists and keys across servers. */
@@ -44,6 +47,12 @@ export function createFederationRoomServices(
 ): FederationRoomContext {
   const flog = log.child({ subsystem: 'federation' });
   const queue = new FederationQueueStore(database);
+  const policy = new PolicyServers({
+    serverName: config.server_name,
+    events: deps.eventStore,
+    client: deps.federation.client,
+    log: flog.child({ part: 'policy' }),
+  });
   const handler = new FederationEventHandler({
     serverName: config.server_name,
     database,
@@ -53,6 +62,7 @@ export function createFederationRoomServices(
     keyring: deps.federation.keyring,
     client: deps.federation.client,
     log: flog,
+    policy,
   });
   const sender = new FederationSender({
     serverName: config.server_name,
@@ -81,5 +91,5 @@ export function createFederationRoomServices(
     log: flog,
     profile,
   });
-  return { federationRooms: { handler, sender, rooms, queue, edus: undefined as unknown as FederationEdus, devices: undefined as unknown as FederationDeviceLists } };
+  return { federationRooms: { handler, sender, rooms, queue, policy, edus: undefined as unknown as FederationEdus, devices: undefined as unknown as FederationDeviceLists } };
 }

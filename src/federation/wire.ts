@@ -19,6 +19,9 @@ export function wireFederation(ctx: AppContext): void {
     knock: (userId, roomId, servers, reason) => rooms.knockRemote(userId, roomId, servers, reason),
     invite: (event, version) => rooms.inviteRemote(event, version),
   };
+  // Local events in rooms using a policy server are signed by it before they are stored.
+  const { policy } = ctx.federationRooms;
+  ctx.roomEvents.beforePersist = (event, version) => policy.signLocal(event, version);
   ctx.sync.remoteInviteState = (roomId, userId) => rooms.inviteState(roomId, userId);
   ctx.e2ee.toDevice.remoteSender = (s, messages) => ctx.federationRooms.edus.sendToDevice(s.sender, s.type, `${s.senderDevice}/${s.txnId}`, messages);
 }

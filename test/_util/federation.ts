@@ -6,7 +6,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Myelin } from '../../src/app.js';
+import { Myelin, type CreateOptions } from '../../src/app.js';
 import { staticResolver, type StaticDnsRecords } from '../../src/federation/dns.js';
 import { encodeSigningKeyFile, generateSigningKey } from '../../src/protocol/signing.js';
 import { TEST_OVERRIDES, TestClient } from '../client/_client.js';
@@ -29,7 +29,8 @@ export interface Federation {
   ca: TestCa;
   members: FedMember[];
   dns: StaticDnsRecords;
-  add(name: string, extra?: Record<string, unknown>): Promise<FedMember>;
+  /** Starts a member; `options.extend` adds routes to its listeners (fake endpoints of tests). */
+  add(name: string, extra?: Record<string, unknown>, options?: { extend?: CreateOptions['extend'] }): Promise<FedMember>;
   close(): Promise<void>;
 }
 
@@ -42,7 +43,7 @@ export async function createFederation(engine: Engine): Promise<Federation> {
   const members: FedMember[] = [];
   const cleanups: Array<() => Promise<void>> = [];
 
-  const add = async (name: string, extra: Record<string, unknown> = {}): Promise<FedMember> => {
+  const add = async (name: string, extra: Record<string, unknown> = {}, options: { extend?: CreateOptions['extend'] } = {}): Promise<FedMember> => {
     const dataDir = tempDir('myelin-fed-');
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(join(dataDir, 'signing.key'), encodeSigningKeyFile(generateSigningKey()), { mode: 0o600 });
@@ -65,6 +66,7 @@ export async function createFederation(engine: Engine): Promise<Federation> {
           dataDir,
           env: {},
           logDestination: memoryLog(logs),
+          extend: options.extend,
           federation: { resolver: staticResolver(dns), senderBackoff: { baseMs: 200, maxMs: 2000 } },
           overrides: {
             ...TEST_OVERRIDES,
