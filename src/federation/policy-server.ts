@@ -11,7 +11,7 @@ import { MatrixError, ERRCODES, type Errcode } from '../errors.js';
 import { federationForm } from '../protocol/event-hash.js';
 import type { RoomEvent } from '../protocol/event.js';
 import { serverNameOf } from '../protocol/identifiers.js';
-import type { JsonObject } from '../protocol/json.js';
+import { isJsonObject, type JsonObject } from '../protocol/json.js';
 import {
   enabledPolicyServer,
   hasValidPolicySignature,
@@ -44,7 +44,7 @@ export class PolicyRefusal extends Error {
     readonly via: string,
     message: string,
     /** The policy server's own error, when it answered with one. */
-    readonly matrixError?: { status: number; errcode: string; error?: string },
+    readonly matrixError?: { status: number; errcode: string; error?: string; extra?: Record<string, unknown> },
   ) {
     super(message);
     this.name = 'PolicyRefusal';
@@ -52,14 +52,16 @@ export class PolicyRefusal extends Error {
 
   /**
    * The error for the client whose request made the event: the policy server's error as it
-   * sent it (M_FORBIDDEN answers as 403), or M_FORBIDDEN explaining what went wrong.
+   * sent it, with its other fields (M_FORBIDDEN answers as 403; an errcode of no specification
+   * becomes M_FORBIDDEN with its message), or M_FORBIDDEN explaining what went wrong.
    */
   toMatrixError(): MatrixError {
     const e = this.matrixError;
     if (e && (ERRCODES as readonly string[]).includes(e.errcode)) {
       const status = e.errcode === 'M_FORBIDDEN' ? 403 : e.status >= 400 && e.status < 500 ? e.status : 403;
-      return new MatrixError(e.errcode as Errcode, status, e.error ?? `The room's policy server refused the event (${e.errcode})`);
+      return new MatrixError(e.errcode as Errcode, status, e.error ?? `The room's policy server refused the event (${e.errcode})`, e.extra);
     }
+    if (e) return new MatrixError('M_FORBIDDEN', 403, e.error ?? this.message);
     return new MatrixError('M_FORBIDDEN', 403, this.message);
   }
 }
@@ -96,10 +98,12 @@ export class PolicyServers {
       });
     } catch (err) {
       if (err instanceof FederationHttpError && err.errcode) {
+        const { errcode: _c, error: _e, ...extra } = isJsonObject(err.body) ? err.body : {};
         throw new PolicyRefusal(ps.via, `The room's policy server ${ps.via} refused the event: ${err.errcode}${err.errorText ? ` ${err.errorText}` : ''}`, {
           status: err.status,
           errcode: err.errcode,
           error: err.errorText,
+          extra,
         });
       }
       throw new PolicyRefusal(ps.via, `Could not get a signature from the room's policy server ${ps.via}: ${(err as Error).message}`);
