@@ -691,7 +691,11 @@ export class FederationRooms {
     if (checked.event.event_id !== event.event_id || checked.redacted) throw new MatrixError('M_UNKNOWN', 502, "The invitee's server changed the event");
     const sig = await checkPduSignatures(checked.event, version, this.deps.keyring);
     if (sig) throw new MatrixError('M_UNKNOWN', 502, sig);
-    return checked.event;
+    // Signatures the invitee's server left out (the policy server's) are kept.
+    const signatures: Record<string, Record<string, string>> = {};
+    for (const [server, sigs] of Object.entries(event.signatures)) signatures[server] = { ...sigs };
+    for (const [server, sigs] of Object.entries(checked.event.signatures)) signatures[server] = { ...signatures[server], ...sigs };
+    return { ...checked.event, signatures };
   }
 
   /** Rooms whose history ran out (or could not be fetched), with when: not asked again for a while. */

@@ -157,6 +157,15 @@ describe.each<Engine>(['sqlite', 'postgres'])('policy servers on %s', (engine) =
     expect(hasValidPolicySignature((await pdusOn(b, fromB.body.event_id)).event, version, ps)).toBe(true);
     await eventually(async () => bodies(await roomMessages(alice, roomId)).includes('hello from b, checked'), 20_000, 'A to get B’s message');
     expect(requests.filter((r) => r.origin === 'a.test')).toHaveLength(2);
+
+    // An invite is signed before it goes to the invitee's server, and keeps the signature.
+    await b.client().register('carol');
+    const invite = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: '@carol:b.test' });
+    expect(invite.status, JSON.stringify(invite.body)).toBe(200);
+    expect(requests.at(-1)).toMatchObject({ origin: 'a.test', type: 'm.room.member', stateKey: '@carol:b.test' });
+    const inviteEv = (await a.server!.ctx.eventStore.getCurrentStateEvent(roomId, 'm.room.member', '@carol:b.test'))!.event;
+    expect(hasValidPolicySignature(inviteEv, version, ps)).toBe(true);
+    expect(Object.keys(inviteEv.signatures).sort()).toEqual(['a.test', 'b.test', PS_NAME]);
   }, 60_000);
 
   it('a refused event is rejected to the client with the policy server error, and neither stored nor sent', async () => {
