@@ -166,6 +166,9 @@ export class FederationEventHandler {
       if (s) sets.push(s);
     }
     const stateBefore = sets.length === 0 ? new Map<string, string>() : sets.length === 1 ? new Map(sets[0]) : await this.resolve(version, sets);
+    // Prev events still missing (more were missed than get_missing_events returns): a gap in
+    // the timeline before this event, filled by backfill when a client pages back to it.
+    const gapBefore = prevIds.filter((p) => !known.has(p));
 
     await this.ensureAuthEvents(origin, roomId, version, [event]);
     let rejected = await this.authAgainstAuthEvents(roomId, version, event);
@@ -185,7 +188,7 @@ export class FederationEventHandler {
         }
       }
     }
-    await this.persistTimeline(roomId, version, event, stateBefore, prevIds, { rejected, softFailed });
+    await this.persistTimeline(roomId, version, event, stateBefore, prevIds, { rejected, softFailed, gapBefore });
     if (rejected) this.deps.log.info({ roomId, eventId: event.event_id, reason: rejected }, 'rejected a received event');
     else if (softFailed) this.deps.log.info({ roomId, eventId: event.event_id }, 'soft-failed a received event');
     return rejected ? 'rejected' : softFailed ? 'soft_failed' : 'accepted';
@@ -274,7 +277,7 @@ export class FederationEventHandler {
     event: RoomEvent,
     stateBefore: StateIds,
     prevIds: string[],
-    outcome: { rejected?: string; softFailed: boolean; resetExtremities?: boolean },
+    outcome: { rejected?: string; softFailed: boolean; resetExtremities?: boolean; gapBefore?: string[] },
   ): Promise<number | undefined> {
     const { database, roomEvents, notifier } = this.deps;
     const isState = typeof event.state_key === 'string';
@@ -324,6 +327,7 @@ export class FederationEventHandler {
         if (newCurrent) await this.events.replaceCurrentState(tx, roomId, newCurrent);
         if (redactTarget) await this.events.markRedacted(tx, redactTarget.event.event_id, event.event_id);
         if (lateRedaction) await this.events.markRedacted(tx, event.event_id, lateRedaction);
+        if (accepted && outcome.gapBefore?.length) await this.events.addBackwardExtremities(tx, roomId, event.event_id, outcome.gapBefore);
         if (accepted) {
           tx.onCommit(() =>
             notifier.publish(
@@ -474,18 +478,37 @@ export class FederationEventHandler {
    * position below every stored event: /messages serves it before the known timeline while
    * /sync, which only reads forwards, never sees it. Known outliers (state received with a
    * join) become timeline events the same way. Returns how many events joined the timeline.
+   *
+   * `gap`: the events fill a gap in the middle of the timeline, just before the event at stream
+   * position `anchor` (see EventStore.roomTimeline). Only the events reached from `from` (the
+   * missing prev events) without passing an event already in the timeline are taken: the
+   * answer may go on past the gap into older history, which stays where it belongs. Their prev
+   * events still missing become backward extremities in turn, and the ones they fill are forgotten.
    */
-  async persistBackfill(origin: string, roomId: string, version: RoomVersion, raws: unknown[]): Promise<number> {
+  async persistBackfill(origin: string, roomId: string, version: RoomVersion, raws: unknown[], gap?: { anchor: number; from: string[] }): Promise<number> {
+    const anchor = gap?.anchor;
     const checked = await this.checkMany(raws, version, roomId);
     return this.deps.roomEvents.withRoomLock(roomId, async () => {
       const stored = await this.events.getEvents(checked.map((e) => e.event_id));
       const seen = new Set<string>();
-      const fresh = checked.filter((e) => {
+      let fresh = checked.filter((e) => {
         if (seen.has(e.event_id)) return false;
         seen.add(e.event_id);
         const s = stored.get(e.event_id);
         return !s || (s.outlier && !s.rejected && s.roomId === roomId);
       });
+      if (gap) {
+        const byId = new Map(fresh.map((e) => [e.event_id, e]));
+        const reached = new Set<string>();
+        const stack = gap.from.filter((id) => byId.has(id));
+        while (stack.length) {
+          const id = stack.pop()!;
+          if (reached.has(id)) continue;
+          reached.add(id);
+          for (const p of prevEventIds(byId.get(id)!)) if (byId.has(p) && !reached.has(p)) stack.push(p);
+        }
+        fresh = fresh.filter((e) => reached.has(e.event_id));
+      }
       if (!fresh.length) return 0;
       await this.ensureAuthEvents(origin, roomId, version, fresh.filter((e) => !stored.has(e.event_id)));
       const ordered = topologicalOrder(fresh);
@@ -494,6 +517,7 @@ export class FederationEventHandler {
       const batchAfter = new Map<string, StateIds>();
       const pending = new Map(ordered.map((e) => [e.event_id, e]));
       let count = 0;
+      const placed: RoomEvent[] = [];
       for (const [i, ev] of ordered.entries()) {
         const prevs = prevEventIds(ev);
         const sets: StateIds[] = [];
@@ -536,7 +560,7 @@ export class FederationEventHandler {
             if (existing && now) {
               if (rejected) return;
               const group = key ? await this.events.createStateGroup(tx, roomId, groupBefore, [[key, ev.event_id]]) : groupBefore;
-              await this.events.promoteOutlier(tx, ev.event_id, position, group, key ? stateBefore!.get(key) ?? null : null);
+              await this.events.promoteOutlier(tx, ev.event_id, position, group, key ? stateBefore!.get(key) ?? null : null, anchor);
             } else {
               await this.events.persist(tx, {
                 event: ev,
@@ -548,16 +572,38 @@ export class FederationEventHandler {
                 keepState: true,
                 rejected: rejected ?? null,
                 streamOrdering: position,
+                ...(anchor !== undefined ? { timelineAnchor: anchor } : {}),
               });
             }
             if (redactTarget) await this.events.markRedacted(tx, redactTarget.event.event_id, ev.event_id);
             if (lateRedaction) await this.events.markRedacted(tx, ev.event_id, lateRedaction);
-            if (!rejected) count++;
+            if (!rejected) {
+              count++;
+              placed.push(ev);
+            }
           }),
         );
         if (rejected) this.deps.log.info({ roomId, eventId: ev.event_id, reason: rejected }, 'rejected a backfilled event');
       }
+      if (anchor !== undefined && placed.length) await this.updateBackwardExtremities(roomId, placed);
       return count;
+    });
+  }
+
+  /**
+   * After events joined a gap of the timeline: they are no longer backward extremities, and
+   * their prev events not held (absent, or only known as outliers) become ones.
+   */
+  private async updateBackwardExtremities(roomId: string, placed: RoomEvent[]): Promise<void> {
+    const prevs = [...new Set(placed.flatMap((e) => prevEventIds(e)))];
+    const held = await this.events.getEvents(prevs);
+    const missing = (id: string) => {
+      const s = held.get(id);
+      return !s || (s.outlier && !s.rejected);
+    };
+    await this.deps.database.transaction(async (tx) => {
+      await this.events.removeBackwardExtremities(tx, placed.map((e) => e.event_id));
+      for (const ev of placed) await this.events.addBackwardExtremities(tx, roomId, ev.event_id, prevEventIds(ev).filter(missing));
     });
   }
 

@@ -20,7 +20,7 @@ import { getRoomVersion, ROOM_VERSIONS, type RoomVersion } from '../protocol/roo
 import type { SigningKey } from '../protocol/signing.js';
 import type { Database } from '../storage/db.js';
 import type { AliasStore } from '../storage/stores/aliases.js';
-import type { EventStore, StateIds, StoredEvent } from '../storage/stores/events.js';
+import { timelineKeyOf, type EventStore, type StateIds, type StoredEvent } from '../storage/stores/events.js';
 import type { FederationQueueStore } from '../storage/stores/federation-queue.js';
 import type { Notifier } from '../streams/notifier.js';
 import type { RoomEvents } from '../services/rooms/room-events.js';
@@ -722,8 +722,42 @@ export class FederationRooms {
     return n;
   }
 
-  /** Asks servers in the room for the events before `fromEventIds` (/backfill) and stores them. */
-  async backfillFrom(roomId: string, fromEventIds: string[], limit: number): Promise<number> {
+  /** Gaps (by the event after them) that could not be filled, with when: not asked again for a while. */
+  private readonly gapDone = new Map<string, number>();
+
+  /**
+   * Fills the gap before `childEventId` (prev events missed while this server was unreachable,
+   * remembered as backward extremities) with /backfill from servers in the room: the events are
+   * checked like any backfilled history and placed just before the child in /messages. A batch
+   * that does not reach the events held before the gap leaves a gap before its oldest events,
+   * filled in turn when a client pages back to them. Returns how many events joined the timeline.
+   */
+  async backfillGap(roomId: string, childEventId: string, limit: number): Promise<number> {
+    const child = await this.events.getEvent(childEventId);
+    if (!child || child.outlier || child.roomId !== roomId) return 0;
+    const missing = (await this.events.backwardExtremitiesOf([childEventId])).get(childEventId) ?? [];
+    const stored = await this.events.getEvents(missing);
+    const held = missing.filter((id) => {
+      const s = stored.get(id);
+      return !!s && (!s.outlier || !!s.rejected);
+    });
+    if (held.length) await this.deps.database.transaction((tx) => this.events.removeBackwardExtremities(tx, held));
+    const from = missing.filter((id) => !held.includes(id));
+    if (!from.length) return 0;
+    const done = this.gapDone.get(childEventId);
+    if (done !== undefined && Date.now() - done < BACKFILL_RETRY_MS) return 0;
+    const n = await this.backfillFrom(roomId, from, limit, { anchor: timelineKeyOf(child).major, from });
+    if (n === 0) this.gapDone.set(childEventId, Date.now());
+    else this.gapDone.delete(childEventId);
+    if (this.gapDone.size > 10_000) this.gapDone.clear();
+    return n;
+  }
+
+  /**
+   * Asks servers in the room for the events before `fromEventIds` (/backfill) and stores them
+   * (`gap`: into a gap of the timeline, before the event at stream position `anchor`).
+   */
+  async backfillFrom(roomId: string, fromEventIds: string[], limit: number, gap?: { anchor: number; from: string[] }): Promise<number> {
     const version = await this.versionOf(roomId);
     const servers = (await this.deps.sender.destinationsForRoom(roomId)).slice(0, 3);
     const creator = serverNameOf(roomId);
@@ -736,7 +770,7 @@ export class FederationRooms {
         });
         const pdus = Array.isArray(res.pdus) ? res.pdus.slice(0, 100) : [];
         if (pdus.length === 0) continue;
-        const n = await this.deps.handler.persistBackfill(server, roomId, version, pdus);
+        const n = await this.deps.handler.persistBackfill(server, roomId, version, pdus, gap);
         this.deps.log.info({ server, roomId, received: pdus.length, stored: n }, 'backfilled room history');
         if (n > 0) return n;
       } catch (err) {

@@ -48,6 +48,15 @@ export interface EventsTable {
   relates_to: string | null;
   rel_type: string | null;
   received_ts: number;
+  /** Events backfilled into a gap of the timeline: the stream position they are placed before. */
+  timeline_anchor: Generated<number | null>;
+}
+
+/** A prev event (`event_id`) of a timeline event (`child_event_id`) missing from the timeline. */
+export interface BackwardExtremitiesTable {
+  room_id: string;
+  event_id: string;
+  child_event_id: string;
 }
 
 export interface EventEdgesTable {
@@ -123,6 +132,7 @@ export interface Tables extends AccountTables, ReceiptPushTables, MessagingTable
   event_state: EventStateTable;
   current_state: CurrentStateTable;
   forward_extremities: ForwardExtremitiesTable;
+  backward_extremities: BackwardExtremitiesTable;
   room_memberships: RoomMembershipsTable;
   room_aliases: RoomAliasesTable;
 }

@@ -2,8 +2,8 @@ import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import type { Requester } from '../../services/accounts/accounts.js';
 import { eventMatches, type EventFilter } from '../../services/sync/filter.js';
-import { formatPaginationToken, parsePaginationToken } from '../../services/sync/token.js';
-import type { StoredEvent } from '../../storage/stores/events.js';
+import { formatLowerToken, formatPaginationToken, formatUpperToken, parseTimelineToken, tokenLowerKey, tokenUpperKey } from '../../services/sync/token.js';
+import { compareTimelineKeys, timelineKeyOf, type StoredEvent, type TimelineKey } from '../../storage/stores/events.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
@@ -61,44 +61,65 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
       const filter = parseRoomFilter(q.filter);
       const upTo = await readableUpTo(ctx, user, roomId!);
       const max = Math.min(upTo, await ctx.eventStore.maxStreamOrdering());
-      const from = q.from !== undefined ? parsePaginationToken(q.from) : q.dir === 'b' ? max : BOTTOM;
-      const to = q.to !== undefined ? parsePaginationToken(q.to) : undefined;
+      const backwards = q.dir === 'b';
+      const fromToken = q.from !== undefined ? parseTimelineToken(q.from) : undefined;
+      const toToken = q.to !== undefined ? parseTimelineToken(q.to) : undefined;
+      const cap: TimelineKey = { major: max, minor: 0 };
+      const bottom: TimelineKey = { major: BOTTOM, minor: 0 };
+      const min = (a: TimelineKey, b: TimelineKey) => (compareTimelineKeys(a, b) <= 0 ? a : b);
+      // Backwards: events with lower < key <= cursor; forwards: cursor < key <= upper.
+      let cursor: TimelineKey = backwards ? min(fromToken ? tokenUpperKey(fromToken) : cap, cap) : fromToken ? tokenLowerKey(fromToken) : bottom;
+      const lower = backwards ? (toToken ? tokenLowerKey(toToken) : bottom) : undefined;
+      const upper = backwards ? undefined : min(toToken ? tokenUpperKey(toToken) : cap, cap);
       const chunk: StoredEvent[] = [];
-      let cursor = q.dir === 'b' ? Math.min(from, max) : from;
       let exhausted = false;
       let backfills = 0;
+      const mayBackfill = () => backwards && backfills < MAX_BACKFILLS && !!ctx.federationRooms;
       // Fetch in pages until `limit` events pass the filter or the room runs out.
       while (chunk.length < limit && !exhausted) {
         const want = Math.max(limit - chunk.length, 20);
-        const page =
-          q.dir === 'b'
-            ? await ctx.eventStore.roomEventsBetween(roomId!, to ?? BOTTOM, cursor, want, 'backwards')
-            : await ctx.eventStore.roomEventsBetween(roomId!, cursor, Math.min(to ?? max, max), want, 'forwards');
+        const page = backwards
+          ? await ctx.eventStore.roomTimeline(roomId!, lower!, cursor, want, 'backwards')
+          : await ctx.eventStore.roomTimeline(roomId!, cursor, upper!, want, 'forwards');
+        // Events with a gap before them (prev events missed while this server was unreachable).
+        const gaps = mayBackfill() ? await ctx.eventStore.backwardExtremitiesOf(page.map((p) => p.stored.event.event_id)) : new Map<string, string[]>();
         let consumed = 0;
-        const visible = new Set(await ctx.visibility.filter(user.userId, page));
-        for (const s of page) {
+        let reread = false;
+        const visible = new Set(await ctx.visibility.filter(user.userId, page.map((p) => p.stored)));
+        for (const { stored: s, key } of page) {
           consumed++;
-          cursor = q.dir === 'b' ? s.streamOrdering - 1 : s.streamOrdering;
+          cursor = backwards ? { major: key.major, minor: key.minor - 1 } : key;
           if (visible.has(s) && eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content })) {
             chunk.push(s);
-            if (chunk.length >= limit) break;
           }
+          // Paging back past an event with a gap before it: fill the gap from other servers
+          // (stored just before this event), then read on from here.
+          if (gaps.has(s.event.event_id) && mayBackfill()) {
+            backfills++;
+            const fetched = await ctx.federationRooms!.rooms.backfillGap(roomId!, s.event.event_id, Math.max(limit - chunk.length, 100)).catch(() => 0);
+            if (fetched > 0) {
+              reread = true;
+              break;
+            }
+          }
+          if (chunk.length >= limit) break;
         }
+        if (reread) continue;
         // The room has nothing more in this direction once a short page was read to its end.
         if (page.length < want && consumed === page.length) exhausted = true;
         // Reaching the start of what this server holds of a room shared with other servers:
         // ask them for older history (stored below every known event), then read on.
-        if (exhausted && q.dir === 'b' && to === undefined && backfills < MAX_BACKFILLS && ctx.federationRooms) {
+        if (exhausted && toToken === undefined && mayBackfill()) {
           backfills++;
-          const fetched = await ctx.federationRooms.rooms.backfillOlder(roomId!, Math.max(limit - chunk.length, 50)).catch(() => 0);
+          const fetched = await ctx.federationRooms!.rooms.backfillOlder(roomId!, Math.max(limit - chunk.length, 50)).catch(() => 0);
           if (fetched > 0) exhausted = false;
         }
       }
       const out: Record<string, unknown> = {
-        start: q.from ?? formatPaginationToken(from),
+        start: q.from ?? formatPaginationToken(backwards ? max : BOTTOM),
         chunk: await ctx.formatter.format(chunk, { viewer: user }),
       };
-      if (!exhausted) out['end'] = formatPaginationToken(cursor);
+      if (!exhausted) out['end'] = backwards ? formatUpperToken(cursor) : formatLowerToken(cursor);
       if (filter?.lazy_load_members) out['state'] = await lazyMembers(ctx, roomId!, chunk, user);
       return out;
     });
@@ -111,13 +132,16 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
       const filter = parseRoomFilter(q.filter);
       const upTo = await readableUpTo(ctx, user, roomId!);
       const target = await ctx.eventStore.getEvent(eventId!);
-      if (!target || target.roomId !== roomId || target.outlier || target.streamOrdering > upTo) throw errors.notFound('Event not found');
+      if (!target || target.roomId !== roomId || target.outlier || timelineKeyOf(target).major > upTo) throw errors.notFound('Event not found');
       if (!(await ctx.visibility.filter(user.userId, [target])).length) throw errors.notFound('Event not found');
       const half = Math.floor(limit / 2);
       const match = (s: StoredEvent) => eventMatches(filter, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content });
-      const before = (await ctx.visibility.filter(user.userId, await ctx.eventStore.roomEventsBetween(roomId!, BOTTOM, target.streamOrdering - 1, half, 'backwards'))).filter(match);
+      const targetKey = timelineKeyOf(target);
+      const read = async (lower: TimelineKey, upper: TimelineKey, n: number, dir: 'forwards' | 'backwards') =>
+        (await ctx.visibility.filter(user.userId, (await ctx.eventStore.roomTimeline(roomId!, lower, upper, n, dir)).map((p) => p.stored))).filter(match);
+      const before = await read({ major: BOTTOM, minor: 0 }, { major: targetKey.major, minor: targetKey.minor - 1 }, half, 'backwards');
       const max = Math.min(upTo, await ctx.eventStore.maxStreamOrdering());
-      const after = (await ctx.visibility.filter(user.userId, await ctx.eventStore.roomEventsBetween(roomId!, target.streamOrdering, max, limit - half, 'forwards'))).filter(match);
+      const after = await read(targetKey, { major: max, minor: 0 }, limit - half, 'forwards');
       const last = after[after.length - 1] ?? target;
       const stateIds = (await ctx.eventStore.getStateIdsAfter(last.event.event_id)) ?? new Map();
       let stateStored = [...(await ctx.eventStore.getEvents(stateIds.values())).values()];
@@ -129,8 +153,8 @@ export function registerMessages(app: HttpApp, ctx: AppContext): void {
         event: await ctx.formatter.formatOne(target, { viewer: user }),
         events_before: await ctx.formatter.format(before, { viewer: user }),
         events_after: await ctx.formatter.format(after, { viewer: user }),
-        start: formatPaginationToken((before[before.length - 1]?.streamOrdering ?? target.streamOrdering) - 1),
-        end: formatPaginationToken(last.streamOrdering),
+        start: formatUpperToken(((k) => ({ major: k.major, minor: k.minor - 1 }))(timelineKeyOf(before[before.length - 1] ?? target))),
+        end: formatLowerToken(timelineKeyOf(last)),
         state: await ctx.formatter.format(stateStored, { viewer: user }),
       };
     });

@@ -110,7 +110,8 @@ export class HistoryVisibility {
     const joins = memberships.filter((m) => m.value === 'join').map((m) => m.streamOrdering);
     const lastJoin = joins.length ? Math.max(...joins) : -1;
     return stored.filter((s) => {
-      const p = s.streamOrdering;
+      // Events backfilled into a gap of the timeline count as just before the event they precede.
+      const p = s.timelineAnchor !== undefined ? s.timelineAnchor - 0.5 : s.streamOrdering;
       const hvBefore = valueAt(hv, p, false, 'shared' as HistoryVisibilityValue);
       const memBefore = valueAt(memberships, p, false, undefined);
       const joinsAfter = lastJoin > p;

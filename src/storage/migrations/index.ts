@@ -13,7 +13,8 @@ import { federationDevices } from './0013-federation-devices.js';
 import { lateRedactions } from './0014-late-redactions.js';
 import { dehydratedDevices } from './0015-dehydrated-devices.js';
 import { accountModeration } from './0016-account-moderation.js';
+import { timelineGaps } from './0017-timeline-gaps.js';
 import type { MigrationStep } from './types.js';
 
 /** Every migration, in order. Append only: never edit or remove a released step. */
-export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, receiptsPush, messaging, e2ee, federation, appservice, federationQueue, media, pusherDelivery, federationDevices, lateRedactions, dehydratedDevices, accountModeration];
+export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, receiptsPush, messaging, e2ee, federation, appservice, federationQueue, media, pusherDelivery, federationDevices, lateRedactions, dehydratedDevices, accountModeration, timelineGaps];

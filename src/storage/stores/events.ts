@@ -15,6 +15,26 @@ export interface StoredEvent {
   txnDeviceId: string | null;
   rejected: string | null;
   outlier: boolean;
+  /** Events backfilled into a gap of the timeline: the stream position they are placed before. */
+  timelineAnchor?: number;
+}
+
+/**
+ * The place of an event in a room's timeline as /messages orders it: `[stream position, 0]`,
+ * or, for events backfilled into a gap, `[anchor, own (negative) stream position]` (just before
+ * the anchor, older batches lower). Compared as pairs.
+ */
+export interface TimelineKey {
+  major: number;
+  minor: number;
+}
+
+export function compareTimelineKeys(a: TimelineKey, b: TimelineKey): number {
+  return a.major - b.major || a.minor - b.minor;
+}
+
+export function timelineKeyOf(s: StoredEvent): TimelineKey {
+  return s.timelineAnchor !== undefined ? { major: s.timelineAnchor, minor: s.streamOrdering } : { major: s.streamOrdering, minor: 0 };
 }
 
 export interface RoomRow {
@@ -70,6 +90,8 @@ export interface PersistInput {
    * other event, so it sorts before the room's known timeline and never reaches /sync).
    */
   streamOrdering?: number;
+  /** With `streamOrdering`: history backfilled into a gap, placed before this stream position. */
+  timelineAnchor?: number;
 }
 
 /** How many deltas a state group may sit on before a full snapshot is written. */
@@ -206,6 +228,7 @@ export class EventStore {
       txnDeviceId: r.txn_device_id,
       rejected: r.rejected,
       outlier: !!r.outlier,
+      ...(r.timeline_anchor !== null && r.timeline_anchor !== undefined ? { timelineAnchor: Number(r.timeline_anchor) } : {}),
     };
   }
 
@@ -496,6 +519,7 @@ export class EventStore {
       .select('event_id')
       .where('room_id', '=', roomId)
       .where('outlier', '=', 0)
+      .where('timeline_anchor', 'is', null)
       .orderBy('stream_ordering', 'asc')
       .limit(1)
       .executeTakeFirst();
@@ -506,10 +530,10 @@ export class EventStore {
    * Turns an outlier into a backfilled timeline event: a new (negative) stream position, the
    * state group of the state after it, and the state event it replaced.
    */
-  async promoteOutlier(tx: Tx, eventId: string, streamOrdering: number, stateGroup: number, prevStateEventId: string | null): Promise<void> {
+  async promoteOutlier(tx: Tx, eventId: string, streamOrdering: number, stateGroup: number, prevStateEventId: string | null, timelineAnchor?: number): Promise<void> {
     await tx.db
       .updateTable('events')
-      .set({ outlier: 0, stream_ordering: streamOrdering, prev_state_event_id: prevStateEventId })
+      .set({ outlier: 0, stream_ordering: streamOrdering, prev_state_event_id: prevStateEventId, ...(timelineAnchor !== undefined ? { timeline_anchor: timelineAnchor } : {}) })
       .where('event_id', '=', eventId)
       .execute();
     this.stateGroupOfCache.drop(tx, eventId);
@@ -575,6 +599,7 @@ export class EventStore {
       .insertInto('events')
       .values({
         ...(input.streamOrdering !== undefined ? { stream_ordering: input.streamOrdering } : {}),
+        ...(input.timelineAnchor !== undefined ? { timeline_anchor: input.timelineAnchor } : {}),
         event_id: event.event_id,
         room_id: roomId,
         type: event.type,
@@ -784,6 +809,88 @@ export class EventStore {
       .execute();
     const events = await this.getEvents(rows.map((r) => r.event_id), q);
     return rows.map((r) => events.get(r.event_id)!).filter(Boolean);
+  }
+
+  /**
+   * Timeline events of a room with `lower < key <= upper` in timeline order (see TimelineKey):
+   * /messages and /context. Events backfilled into gaps come just before their anchor.
+   */
+  async roomTimeline(
+    roomId: string,
+    lower: TimelineKey,
+    upper: TimelineKey,
+    limit: number,
+    direction: 'forwards' | 'backwards',
+    q: Q = this.db,
+  ): Promise<Array<{ stored: StoredEvent; key: TimelineKey }>> {
+    if (limit <= 0 || compareTimelineKeys(lower, upper) >= 0) return [];
+    const order = direction === 'forwards' ? 'asc' : 'desc';
+    // Ordinary events: key [s, 0].
+    const plain = await q
+      .selectFrom('events')
+      .select(['event_id', 'stream_ordering'])
+      .where('room_id', '=', roomId)
+      .where('outlier', '=', 0)
+      .where('timeline_anchor', 'is', null)
+      .where('stream_ordering', '>', lower.minor < 0 ? lower.major - 1 : lower.major)
+      .where('stream_ordering', '<=', upper.minor >= 0 ? upper.major : upper.major - 1)
+      .orderBy('stream_ordering', order)
+      .limit(limit)
+      .execute();
+    // Gap events: key [anchor, s].
+    const gaps = await q
+      .selectFrom('events')
+      .select(['event_id', 'stream_ordering', 'timeline_anchor'])
+      .where('room_id', '=', roomId)
+      .where('outlier', '=', 0)
+      .where('timeline_anchor', '>=', lower.major)
+      .where('timeline_anchor', '<=', upper.major)
+      .where((eb) => eb.or([eb('timeline_anchor', '>', lower.major), eb('stream_ordering', '>', lower.minor)]))
+      .where((eb) => eb.or([eb('timeline_anchor', '<', upper.major), eb('stream_ordering', '<=', upper.minor)]))
+      .orderBy('timeline_anchor', order)
+      .orderBy('stream_ordering', order)
+      .limit(limit)
+      .execute();
+    const keyed = [
+      ...plain.map((r) => ({ id: r.event_id, key: { major: Number(r.stream_ordering), minor: 0 } })),
+      ...gaps.map((r) => ({ id: r.event_id, key: { major: Number(r.timeline_anchor), minor: Number(r.stream_ordering) } })),
+    ];
+    const sign = direction === 'forwards' ? 1 : -1;
+    keyed.sort((a, b) => sign * compareTimelineKeys(a.key, b.key));
+    const picked = keyed.slice(0, limit);
+    const events = await this.getEvents(picked.map((r) => r.id), q);
+    return picked.filter((r) => events.has(r.id)).map((r) => ({ stored: events.get(r.id)!, key: r.key }));
+  }
+
+  /** Remembers prev events of `childEventId` that are missing from the timeline (a gap before it). */
+  async addBackwardExtremities(tx: Tx, roomId: string, childEventId: string, missing: string[]): Promise<void> {
+    if (!missing.length) return;
+    await tx.db
+      .insertInto('backward_extremities')
+      .values(missing.map((id) => ({ room_id: roomId, event_id: id, child_event_id: childEventId })))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  /** Forgets backward extremities that joined the timeline. */
+  async removeBackwardExtremities(tx: Tx, eventIds: string[]): Promise<void> {
+    for (let i = 0; i < eventIds.length; i += 500) {
+      await tx.db.deleteFrom('backward_extremities').where('event_id', 'in', eventIds.slice(i, i + 500)).execute();
+    }
+  }
+
+  /** The missing prev events of those of `childEventIds` that have a gap before them. */
+  async backwardExtremitiesOf(childEventIds: string[], q: Q = this.db): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    for (let i = 0; i < childEventIds.length; i += 500) {
+      const rows = await q
+        .selectFrom('backward_extremities')
+        .select(['child_event_id', 'event_id'])
+        .where('child_event_id', 'in', childEventIds.slice(i, i + 500))
+        .execute();
+      for (const r of rows) out.set(r.child_event_id, [...(out.get(r.child_event_id) ?? []), r.event_id]);
+    }
+    return out;
   }
 
   /** Rooms with events after `since` (for incremental sync), limited to `roomIds`. */
