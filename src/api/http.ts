@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Ajv, type Options as AjvOptions } from 'ajv';
+import { Ajv, type ErrorObject, type Options as AjvOptions, type ValidateFunction } from 'ajv';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import FindMyWay from 'find-my-way';
 import sjson from 'secure-json-parse';
@@ -38,6 +38,41 @@ export function registeredRoutes(app: HttpApp): ReadonlyArray<{ method: string; 
   return routeLists.get(app) ?? [];
 }
 
+/** A validator that compiles its schema with Ajv when first called (or on precompile()). */
+type DataValidationCxt = Parameters<ValidateFunction>[1];
+
+interface LazyValidator {
+  (data: unknown, dataCxt?: DataValidationCxt): boolean;
+  errors?: ErrorObject[] | null;
+  /** Fastify passes the parent object (so Ajv may coerce a root value) when this is set. */
+  schemaEnv: true;
+  precompile(): void;
+}
+
+function lazyValidator(ajv: Ajv, schema: object): LazyValidator {
+  let compiled: ValidateFunction | undefined;
+  const validate = ((data: unknown, dataCxt?: DataValidationCxt) => {
+    compiled ??= ajv.compile(schema);
+    const ok = compiled(data, dataCxt);
+    validate.errors = compiled.errors;
+    return ok;
+  }) as LazyValidator;
+  validate.schemaEnv = true;
+  validate.precompile = () => {
+    compiled ??= ajv.compile(schema);
+  };
+  return validate;
+}
+
+const lazyValidators = new WeakMap<object, LazyValidator[]>();
+
+/** Compiles every route validator of an app now (tests: every schema compiles). Returns how many. */
+export function precompileValidators(app: HttpApp): number {
+  const list = lazyValidators.get(app) ?? [];
+  for (const v of list) v.precompile();
+  return list.length;
+}
+
 function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixError {
   if (err instanceof MatrixError) return err;
   const fe = err as FastifyError & { validationContext?: string };
@@ -70,11 +105,18 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
     routerOptions: { maxParamLength: 1024, ignoreDuplicateSlashes: false },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Validators are compiled on a route's first request, not all at start-up: compiling the
+  // few hundred route schemas eagerly took about a quarter of a second of CPU and kept code
+  // for endpoints a small server may never see. precompileValidators() compiles them all.
   const bodyAjv = new Ajv(BODY_AJV);
   const paramsAjv = new Ajv(PARAMS_AJV);
-  app.setValidatorCompiler(({ schema, httpPart }) =>
-    (httpPart === 'body' ? bodyAjv : paramsAjv).compile(schema as object),
-  );
+  const lazy: LazyValidator[] = [];
+  lazyValidators.set(app, lazy);
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    const v = lazyValidator(httpPart === 'body' ? bodyAjv : paramsAjv, schema as object);
+    lazy.push(v);
+    return v;
+  });
 
   // Matrix clients do not always send Content-Type: treat every body as JSON unless a route
   // registers its own parser (media uploads do).

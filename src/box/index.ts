@@ -232,7 +232,7 @@ export class Box {
         interface: c.mdns.interface,
         log: this.log.child({ subsystem: 'mdns' }),
       });
-      this.mdns.start();
+      await this.mdns.start();
     }
     await this.sdNotify.ready(`serving ${c.server_name}`);
   }

@@ -1,6 +1,6 @@
 import { hostname, networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
-import makeMdns from 'multicast-dns';
+import type makeMdns from 'multicast-dns';
 
 export const MDNS_SERVICE = '_matrix._tcp.local';
 
@@ -59,10 +59,13 @@ export class MdnsAnnouncer {
     ];
   }
 
-  start(): void {
+  /** Loads multicast-dns (only servers with mDNS on load it), then announces. */
+  async start(): Promise<void> {
+    if (this.mdns) return;
+    const { default: create } = await import('multicast-dns');
     if (this.mdns) return;
     // Bound to 0.0.0.0 (bound to the interface address it would not receive the multicast group's packets).
-    const m = makeMdns(this.opts.interface ? { interface: this.opts.interface, bind: '0.0.0.0' } : {});
+    const m = create(this.opts.interface ? { interface: this.opts.interface, bind: '0.0.0.0' } : {});
     this.mdns = m;
     m.on('error', (err: Error) => this.opts.log.warn({ err: err.message }, 'mdns error'));
     m.on('query', (query) => {

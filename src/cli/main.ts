@@ -1,14 +1,23 @@
 #!/usr/bin/env node
+// Only Node's own modules (and ConfigError) are imported statically: the server and each
+// command are loaded when chosen, after the compile cache is on (Node 22.1+: V8 code for every
+// module is kept on disk, in NODE_COMPILE_CACHE or the system's temporary directory, so later
+// starts skip compiling).
+import * as nodeModule from 'node:module';
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
-import { Myelin } from '../app.js';
-import { formatChecks, runDoctor } from './doctor.js';
-import { dataDirPaths, ensureDataDir } from '../config/first-run.js';
-import { ConfigError, loadConfig } from '../config/load.js';
-import { registerUserCommand, registrationTokenCommand } from './accounts.js';
-import { mediaCommand } from './media.js';
+import { ConfigError } from '../config/error.js';
 
-const require = createRequire(import.meta.url);
+type CompileCacheApi = { enableCompileCache?: (dir?: string) => unknown; flushCompileCache?: () => void };
+const compileCache = nodeModule as unknown as CompileCacheApi;
+if (process.env.NODE_DISABLE_COMPILE_CACHE === undefined) {
+  try {
+    compileCache.enableCompileCache?.();
+  } catch {
+    /* an unwritable cache directory only costs start-up time */
+  }
+}
+
+const require = nodeModule.createRequire(import.meta.url);
 const VERSION = (require('../../package.json') as { version: string }).version;
 
 const USAGE = `Usage: myelin <command> [options]
@@ -49,6 +58,7 @@ function fail(message: string, code = 1): never {
 }
 
 async function start(dataDir: string | undefined, configPath: string | undefined, serverName: string | undefined) {
+  const { Myelin } = await import('../app.js');
   const server = await Myelin.create({
     dataDir,
     configPath,
@@ -73,6 +83,12 @@ async function start(dataDir: string | undefined, configPath: string | undefined
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const urls = await server.start();
+  // Node 23+: write the compile cache now rather than at exit (a crash would lose it).
+  try {
+    compileCache.flushCompileCache?.();
+  } catch {
+    /* best effort */
+  }
   const c = server.config;
   server.log.info(
     {
@@ -123,6 +139,7 @@ async function main(argv: string[]) {
       process.stdout.write(`myelin ${VERSION}\n`);
       return;
     case 'doctor': {
+      const { formatChecks, runDoctor } = await import('./doctor.js');
       const checks = await runDoctor({ dataDir: dataDir ?? './data', configPath, network: !values.offline });
       process.exitCode = formatChecks(checks, (t) => process.stdout.write(t));
       return;
@@ -133,6 +150,11 @@ async function main(argv: string[]) {
     case 'init': {
       const serverName = values['server-name'] ?? process.env.MYELIN_SERVER_NAME;
       if (!serverName) fail('init needs --server-name, e.g. myelin init --server-name example.org', 2);
+      const [{ Myelin }, { dataDirPaths, ensureDataDir }, { loadConfig }] = await Promise.all([
+        import('../app.js'),
+        import('../config/first-run.js'),
+        import('../config/load.js'),
+      ]);
       const paths = dataDirPaths(dataDir ?? './data', configPath);
       const res = ensureDataDir(paths, serverName);
       // Validate what is there and create the database with its schema.
@@ -147,24 +169,30 @@ async function main(argv: string[]) {
       );
       return;
     }
-    case 'register-user':
+    case 'register-user': {
+      const { registerUserCommand } = await import('./accounts.js');
       await registerUserCommand(
         { localpart: positionals[1], password: values.password, admin: values.admin === true, dataDir, configPath },
         { out: (t) => process.stdout.write(t) },
       ).catch(cliError);
       return;
-    case 'registration-token':
+    }
+    case 'registration-token': {
+      const { registrationTokenCommand } = await import('./accounts.js');
       await registrationTokenCommand(
         { action: positionals[1], token: values.token ?? positionals[2], uses: values.uses, expiresIn: values['expires-in'], dataDir, configPath },
         { out: (t) => process.stdout.write(t) },
       ).catch(cliError);
       return;
-    case 'media':
+    }
+    case 'media': {
+      const { mediaCommand } = await import('./media.js');
       await mediaCommand(
         { action: positionals[1], target: positionals[2], olderThan: values['older-than'], dataDir, configPath },
         { out: (t) => process.stdout.write(t) },
       ).catch(cliError);
       return;
+    }
     default:
       fail(`unknown command "${command}"\n\n${USAGE}`, 2);
   }

@@ -5,13 +5,9 @@ import { Kind, KindGuard, type TLiteral, type TSchema } from '@sinclair/typebox'
 import { parseDocument } from 'yaml';
 import { ConfigSchema, type Config, type RawConfig } from './schema.js';
 
-/** Thrown for any configuration problem; the message names the key, the value and what is allowed. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+import { ConfigError } from './error.js';
+
+export { ConfigError };
 
 /** Environment variables with the MYELIN_ prefix that are not configuration keys. */
 const RESERVED_ENV = new Set(['MYELIN_DATA_DIR', 'MYELIN_CONFIG']);
