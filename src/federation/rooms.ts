@@ -26,6 +26,7 @@ import type { Notifier } from '../streams/notifier.js';
 import type { RoomEvents } from '../services/rooms/room-events.js';
 import type { FederationClient } from './client.js';
 import { knockStateOf } from './compat.js';
+import { checkInviteRoomState, checkKnockRoomState, federationRoomState, STRIPPED_STATE_TYPES, stripEvent } from './stripped-state.js';
 import { FederationBadResponseError, FederationHttpError } from './errors.js';
 import type { FederationEventHandler } from './event-handler.js';
 import { JsonObjectStream, JsonStreamError } from './json-stream.js';
@@ -38,7 +39,6 @@ import type { StreamResponse } from './transport.js';
 const MAX_PREV_EVENTS = 10;
 /** How long a room whose history could not be extended is not asked about again. */
 const BACKFILL_RETRY_MS = 30_000;
-const STRIPPED_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'];
 
 export interface FederationRoomsDeps {
   serverName: string;
@@ -80,11 +80,6 @@ async function readJoinAnswer(server: string, res: StreamResponse, onEvent: (key
     if (err instanceof JsonStreamError) throw new FederationBadResponseError(server, `the send_join answer of ${server} is not valid JSON: ${err.message}`, res.status);
     throw err;
   }
-}
-
-function strippedOf(ev: RoomEvent): JsonObject {
-  const out: JsonObject = { type: ev.type, state_key: ev.state_key ?? '', sender: ev.sender, content: ev.content };
-  return out;
 }
 
 export class FederationRooms {
@@ -426,11 +421,10 @@ export class FederationRooms {
     const signed = signEvent(pdu, version, this.deps.serverName, this.deps.signingKey);
     const event = withEventId(signed, version);
     if (event.event_id !== eventId) throw errors.badJson('The event ID does not match the path');
+    // Spec v1.16: the room state must hold the room's create event, as full signed PDUs.
+    const stripped = await checkInviteRoomState(body.invite_room_state, version, roomId, this.deps.keyring, this.deps.log, origin);
     const resident = (await this.events.getRoom(roomId)) ? await this.isResident(roomId) : false;
-    if (!resident) {
-      const stripped = (Array.isArray(body.invite_room_state) ? body.invite_room_state : []).filter(isJsonObject);
-      await this.recordOutOfRoomMembership(roomId, version, event, stripped);
-    }
+    if (!resident) await this.recordOutOfRoomMembership(roomId, version, event, stripped);
     return federationForm(signed, version) as JsonObject;
   }
 
@@ -478,7 +472,11 @@ export class FederationRooms {
   async inviteState(roomId: string, userId: string): Promise<JsonObject[] | undefined> {
     if (await this.isResident(roomId)) return undefined;
     const inv = await this.deps.queue.getInvite(roomId, userId);
-    return inv?.stripped.filter(isJsonObject);
+    // Stored in the stripped form; entries stored before that are stripped here.
+    return inv?.stripped
+      .filter(isJsonObject)
+      .filter((s) => typeof s['type'] === 'string' && typeof s['sender'] === 'string' && isJsonObject(s['content']))
+      .map((s) => stripEvent({ type: s['type'] as string, state_key: typeof s['state_key'] === 'string' ? s['state_key'] : '', sender: s['sender'] as string, content: s['content'] as JsonObject }));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -657,7 +655,8 @@ export class FederationRooms {
       `/_matrix/federation/v1/send_knock/${encodeURIComponent(roomId)}/${encodeURIComponent(event.event_id)}`,
       federationForm(event, made.version) as JsonObject,
     );
-    await this.recordOutOfRoomMembership(roomId, made.version, event, knockStateOf(res));
+    const stripped = await checkKnockRoomState(knockStateOf(res), made.version, roomId, this.deps.keyring, this.deps.log, made.server);
+    await this.recordOutOfRoomMembership(roomId, made.version, event, stripped);
   }
 
   /** Sends a v2 invite to the invitee's server, which signs it; returns the event with both signatures. */
@@ -665,10 +664,12 @@ export class FederationRooms {
     const invitee = event.state_key!;
     const server = serverNameOf(invitee)!;
     const state = await this.events.getCurrentState(event.room_id!);
-    const stripped: JsonObject[] = [];
-    for (const [, ev] of state) if (STRIPPED_TYPES.includes(ev.type)) stripped.push(strippedOf(ev));
+    // Spec v1.16: full PDUs, the create event among them.
+    const sent: RoomEvent[] = [];
+    for (const [, ev] of state) if (STRIPPED_STATE_TYPES.includes(ev.type)) sent.push(ev);
     const inviter = state.get(stateKeyOf('m.room.member', event.sender));
-    if (inviter) stripped.push(strippedOf(inviter));
+    if (inviter) sent.push(inviter);
+    const stripped = federationRoomState(sent, version);
     let res: { event?: unknown };
     try {
       res = await this.deps.client.put(
@@ -679,6 +680,10 @@ export class FederationRooms {
     } catch (err) {
       // The invitee blocks invites (spec v1.18): the inviter learns it as such.
       if (err instanceof FederationHttpError && err.errcode === 'M_INVITE_BLOCKED') throw new MatrixError('M_INVITE_BLOCKED', 403, `The invitee does not accept invites`);
+      // Our request was found invalid (e.g. its room state): not the client's fault (spec: 5xx).
+      if (err instanceof FederationHttpError && (err.errcode === 'M_MISSING_PARAM' || err.errcode === 'M_INVALID_PARAM')) {
+        throw new MatrixError('M_UNKNOWN', 502, `The invitee's server refused the invite: ${err.errorText ?? err.errcode}`);
+      }
       if (err instanceof FederationHttpError && err.status < 500) throw new MatrixError('M_FORBIDDEN', 403, `The invitee's server refused the invite: ${err.errorText ?? err.status}`);
       throw new MatrixError('M_UNKNOWN', 502, `Could not reach ${server}: ${(err as Error).message}`);
     }

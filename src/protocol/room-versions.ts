@@ -38,6 +38,12 @@ export interface RoomVersion {
   readonly roomIdIsCreateEventHash: boolean;
   /** Whether m.room.create is selected into auth_events (false in v12). */
   readonly createEventInAuthEvents: boolean;
+  /**
+   * Invite and knock room state over federation must be full PDUs of the room including its
+   * m.room.create event, or the invite fails (spec v1.16); in older versions servers only warn
+   * while peers migrate from the short form.
+   */
+  readonly strictStrippedState: boolean;
 }
 
 const v1: RoomVersion = {
@@ -61,6 +67,7 @@ const v1: RoomVersion = {
   privilegedCreators: false,
   roomIdIsCreateEventHash: false,
   createEventInAuthEvents: true,
+  strictStrippedState: false,
 };
 const v2: RoomVersion = { ...v1, id: '2', stateResolution: 'v2' };
 const v3: RoomVersion = { ...v2, id: '3', eventFormat: 2, eventIdFormat: 'base64', redactionInAuthRules: false };
@@ -87,6 +94,7 @@ const v12: RoomVersion = {
   privilegedCreators: true,
   roomIdIsCreateEventHash: true,
   createEventInAuthEvents: false,
+  strictStrippedState: true,
 };
 
 export const ROOM_VERSIONS: ReadonlyMap<string, RoomVersion> = new Map(

@@ -78,6 +78,10 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation paths on %s', (engine)
     const sync = await bob.get('/_matrix/client/v3/sync?timeout=0');
     const knockState = sync.body.rooms?.knock?.[roomId]?.knock_state?.events ?? [];
     expect(knockState.some((e: any) => e.type === 'm.room.join_rules' && e.content.join_rule === 'knock')).toBe(true);
+    // Spec v1.16: full PDUs in knock_room_state, checked and stripped for the client.
+    const create = knockState.find((e: any) => e.type === 'm.room.create');
+    expect(Object.keys(create).sort()).toEqual(['content', 'sender', 'state_key', 'type']);
+    expect(create.content.room_version).toBe('10');
     expect((await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: '@bob:b.test' })).status).toBe(200);
     await eventually(async () => (await bob.get('/_matrix/client/v3/sync?timeout=0')).body.rooms?.invite?.[roomId], 20_000, 'B to see the invite');
     const joined = await bob.post(`/_matrix/client/v3/join/${enc(roomId)}`, {});

@@ -150,6 +150,10 @@ describe.each<Engine>(['sqlite', 'postgres'])('federated rooms on %s', (engine) 
     const types = invited.invite_state.events.map((e: any) => e.type);
     expect(types).toContain('m.room.name');
     expect(types).toContain('m.room.member');
+    // Spec v1.16: the create event travels as a full PDU (checked by B) and reaches clients stripped.
+    const create = invited.invite_state.events.find((e: any) => e.type === 'm.room.create');
+    expect(Object.keys(create).sort()).toEqual(['content', 'sender', 'state_key', 'type']);
+    expect(create.sender).toBe('@alice:a.test');
     const join = await dave.post(`/_matrix/client/v3/rooms/${enc(rid)}/join`, {});
     expect(join.status, JSON.stringify(join.body)).toBe(200);
     await eventually(async () => (await members(alice, rid))['@dave:b.test'] === 'join', 20_000, 'dave joined on A');

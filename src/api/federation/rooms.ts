@@ -11,12 +11,14 @@ import { errors, MatrixError } from '../../errors.js';
 import { originOf } from '../../federation/request-auth.js';
 import { isValidRoomAlias, serverNameOf } from '../../protocol/identifiers.js';
 import { isJsonObject, type JsonObject } from '../../protocol/json.js';
+import { getRoomVersion } from '../../protocol/room-versions.js';
 import { listPublicRooms } from '../client/directory.js';
 import type { HttpApp } from '../http.js';
 import { requireInvitable } from '../invite-permission.js';
 import { registerFederationHierarchy } from './hierarchy.js';
 import { federationAuth } from './index.js';
 import { knockAnswer } from '../../federation/compat.js';
+import { federationRoomState, STRIPPED_STATE_TYPES } from '../../federation/stripped-state.js';
 
 const MAX_TXN_PDUS = 50;
 const MAX_TXN_EDUS = 100;
@@ -208,14 +210,12 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
   app.put('/_matrix/federation/v1/send_knock/:roomId/:eventId', auth, async (req) => {
     const { roomId, eventId } = req.params as P;
     await rooms.acceptMembership(originOf(req), roomId!, eventId!, req.body, 'knock');
+    const room = await ctx.eventStore.getRoom(roomId!);
+    const version = room && getRoomVersion(room.roomVersion);
+    if (!version) throw errors.notFound('Unknown room');
     const state = await ctx.eventStore.getCurrentState(roomId!);
-    const stripped: JsonObject[] = [];
-    for (const ev of state.values()) {
-      if (['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'].includes(ev.type)) {
-        stripped.push({ type: ev.type, state_key: ev.state_key ?? '', sender: ev.sender, content: ev.content });
-      }
-    }
-    return knockAnswer(stripped);
+    // Spec v1.16: full PDUs of the room, its create event among them.
+    return knockAnswer(federationRoomState([...state.values()].filter((ev) => STRIPPED_STATE_TYPES.includes(ev.type)), version));
   });
 
   const userExists = async (userId: string) => !!(await ctx.accounts.getUser(userId));
