@@ -16,6 +16,8 @@
  *   MYELIN_BENCH_USERS (100), MYELIN_BENCH_ROOM_SIZE (10 users per room)
  *   MYELIN_BENCH_SQLITE_SYNCHRONOUS — SQLite `synchronous` of the started server (default: its own, FULL)
  *   MYELIN_BENCH_CPU_PROF — a directory: the started server writes a V8 CPU profile there
+ *   MYELIN_BENCH_HEAP_SNAPSHOT — a directory: the started server writes a heap snapshot there at
+ *     the end of the throughput phase
  *   MYELIN_BENCH_URL — run against any homeserver's client API instead of starting Myelin; users
  *     are registered with MYELIN_BENCH_SHARED_SECRET (the Synapse-compatible
  *     /_synapse/admin/v1/register) or, without it, through open registration (m.login.dummy).
@@ -162,6 +164,8 @@ async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string }> 
   // SQLite durability (FULL by default): MYELIN_BENCH_SQLITE_SYNCHRONOUS=NORMAL to compare.
   if (env.MYELIN_BENCH_SQLITE_SYNCHRONOUS) childEnv.MYELIN_DATABASE__SYNCHRONOUS = env.MYELIN_BENCH_SQLITE_SYNCHRONOUS;
   const nodeArgs = env.MYELIN_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${env.MYELIN_BENCH_CPU_PROF}`] : [];
+  // A heap snapshot of the server at the end of the throughput phase (SIGUSR2), written there.
+  if (env.MYELIN_BENCH_HEAP_SNAPSHOT) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.MYELIN_BENCH_HEAP_SNAPSHOT}`);
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--data-dir', dataDir], { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
   baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
@@ -345,6 +349,10 @@ try {
   const elapsed = (Date.now() - started) / 1000;
   await sleep(1000); // let the long-polls deliver the tail
   const cpu1 = { server: cpuSeconds(pid), client: ownCpuSeconds() };
+  if (env.MYELIN_BENCH_HEAP_SNAPSHOT && own) {
+    process.stderr.write(`server RSS before the heap snapshot: ${rssMiB(own.child.pid!).toFixed(0)} MiB\n`);
+    own.child.kill('SIGUSR2');
+  }
   const tp = current;
   const tpSorted = [...tp.latencies].sort((a, b) => a - b);
   const rate = total / elapsed;
