@@ -17,6 +17,7 @@ import {
   hasValidPolicySignature,
   isPolicyExempt,
   POLICY_EVENT_TYPE,
+  UNSTABLE_POLICY_EVENT_TYPE,
   withPolicySignature,
   type PolicyServer,
 } from '../protocol/policy-server.js';
@@ -35,6 +36,19 @@ export interface PolicyServersDeps {
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
+const SIGN_PATH = '/_matrix/policy/v1/sign';
+/** MSC4284's sign endpoint, asked when the stable one is unknown to the policy server. */
+const UNSTABLE_SIGN_PATH = '/_matrix/policy/unstable/org.matrix.msc4284/sign';
+
+/**
+ * An answer saying the endpoint does not exist: 404 or 405 without a Matrix error or with
+ * `M_UNRECOGNIZED` (spec v1.6), or `M_UNRECOGNIZED` with 400 (older servers).
+ */
+function isUnknownEndpoint(err: unknown): boolean {
+  if (!(err instanceof FederationHttpError)) return false;
+  if (err.status === 404 || err.status === 405) return err.errcode === undefined || err.errcode === 'M_UNRECOGNIZED';
+  return err.status === 400 && err.errcode === 'M_UNRECOGNIZED';
+}
 /** A sign answer is a small object; anything bigger is refused. */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
@@ -71,14 +85,17 @@ export class PolicyServers {
 
   /**
    * The policy server the room uses according to its current state, or undefined (none, an
-   * invalid `m.room.policy`, no joined member of `via`, or `via` is this server).
+   * invalid `m.room.policy`, no joined member of `via`, or `via` is this server). Without an
+   * `m.room.policy` event, the unstable `org.matrix.msc4284.policy` event of rooms set up before
+   * the specification is used.
    */
   async policyServerOf(roomId: string): Promise<PolicyServer | undefined> {
     const { events } = this.deps;
     const stored = await events.getCurrentStateEvent(roomId, POLICY_EVENT_TYPE, '');
-    if (!stored) return undefined;
+    const unstable = stored ? undefined : await events.getCurrentStateEvent(roomId, UNSTABLE_POLICY_EVENT_TYPE, '');
+    if (!stored && !unstable) return undefined;
     const joined = await events.members(roomId, ['join']);
-    const ps = enabledPolicyServer(stored.event, (server) => joined.some((u) => serverNameOf(u) === server));
+    const ps = enabledPolicyServer(stored?.event, (server) => joined.some((u) => serverNameOf(u) === server), unstable?.event);
     if (!ps || ps.via === this.deps.serverName) return undefined;
     return ps;
   }
@@ -91,11 +108,16 @@ export class PolicyServers {
   async requestSignature(ps: PolicyServer, event: RoomEvent, version: RoomVersion): Promise<RoomEvent> {
     const { unsigned: _u, ...pdu } = federationForm(event, version);
     let answer: JsonObject;
+    const ask = (path: string) =>
+      this.deps.client.post<JsonObject>(ps.via, path, pdu as JsonObject, { timeoutMs: this.deps.timeoutMs ?? DEFAULT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES });
     try {
-      answer = await this.deps.client.post(ps.via, '/_matrix/policy/v1/sign', pdu as JsonObject, {
-        timeoutMs: this.deps.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        maxBytes: MAX_ANSWER_BYTES,
-      });
+      try {
+        answer = await ask(SIGN_PATH);
+      } catch (err) {
+        // Policy servers deployed before the specification only know MSC4284's path.
+        if (!isUnknownEndpoint(err)) throw err;
+        answer = await ask(UNSTABLE_SIGN_PATH);
+      }
     } catch (err) {
       if (err instanceof FederationHttpError && err.errcode) {
         const { errcode: _c, error: _e, ...extra } = isJsonObject(err.body) ? err.body : {};

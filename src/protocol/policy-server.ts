@@ -9,6 +9,12 @@
  * the `via` server name with the key ID `ed25519:policy_server`, using the key from the room
  * state (not its published signing key). The `m.room.policy` state event with an empty state
  * key is never signed by it, and is always recommended.
+ *
+ * Rooms set up before the specification (MSC4284) may hold only the unstable
+ * `org.matrix.msc4284.policy` state event, whose content has `via` and a single `public_key`
+ * (unpadded base64 Ed25519) instead of `public_keys.ed25519`. It is used when the room has no
+ * `m.room.policy` event with an empty state key at all (an invalid stable event means no policy
+ * server, it does not fall back), and is exempt like the stable one.
  */
 import type { Pdu } from './event.js';
 import { isJsonObject } from './json.js';
@@ -16,6 +22,8 @@ import { verifyEventSignature } from './event-signing.js';
 import type { RoomVersion } from './room-versions.js';
 
 export const POLICY_EVENT_TYPE = 'm.room.policy';
+/** The state event of MSC4284 that rooms used before the specification. */
+export const UNSTABLE_POLICY_EVENT_TYPE = 'org.matrix.msc4284.policy';
 /** The key ID of every policy-server Ed25519 signature. */
 export const POLICY_SERVER_KEY_ID = 'ed25519:policy_server';
 
@@ -37,25 +45,45 @@ export function policyServerFromContent(content: unknown): PolicyServer | undefi
   return { via, ed25519 };
 }
 
+/** The policy server named by an `org.matrix.msc4284.policy` content (`via`, `public_key`). */
+export function policyServerFromUnstableContent(content: unknown): PolicyServer | undefined {
+  if (!isJsonObject(content)) return undefined;
+  const via = content['via'];
+  const key = content['public_key'];
+  if (typeof via !== 'string' || typeof key !== 'string') return undefined;
+  return { via, ed25519: key };
+}
+
 /**
  * The room's policy server, or undefined when the room does not use one.
  * `policyEvent` is the `m.room.policy` event with empty state key of the room's current state
  * (undefined when there is none); `hasJoinedMember(server)` tells whether `server` has a joined
- * member in that current state.
+ * member in that current state. `unstableEvent`, the `org.matrix.msc4284.policy` event with
+ * empty state key, is only used when there is no `policyEvent`.
  */
 export function enabledPolicyServer(
   policyEvent: Pick<Pdu, 'type' | 'state_key' | 'content'> | undefined,
   hasJoinedMember: (server: string) => boolean,
+  unstableEvent?: Pick<Pdu, 'type' | 'state_key' | 'content'>,
 ): PolicyServer | undefined {
-  if (!policyEvent || policyEvent.type !== POLICY_EVENT_TYPE || policyEvent.state_key !== '') return undefined;
-  const ps = policyServerFromContent(policyEvent.content);
+  let ps: PolicyServer | undefined;
+  if (policyEvent) {
+    if (policyEvent.type !== POLICY_EVENT_TYPE || policyEvent.state_key !== '') return undefined;
+    ps = policyServerFromContent(policyEvent.content);
+  } else if (unstableEvent) {
+    if (unstableEvent.type !== UNSTABLE_POLICY_EVENT_TYPE || unstableEvent.state_key !== '') return undefined;
+    ps = policyServerFromUnstableContent(unstableEvent.content);
+  }
   if (!ps || !hasJoinedMember(ps.via)) return undefined;
   return ps;
 }
 
-/** The `m.room.policy` state event with an empty state key: never sent to the policy server. */
+/**
+ * The policy state event with an empty state key (`m.room.policy`, or the unstable
+ * `org.matrix.msc4284.policy`): never sent to the policy server, always recommended.
+ */
 export function isPolicyExempt(event: Pick<Pdu, 'type' | 'state_key'>): boolean {
-  return event.type === POLICY_EVENT_TYPE && event.state_key === '';
+  return (event.type === POLICY_EVENT_TYPE || event.type === UNSTABLE_POLICY_EVENT_TYPE) && event.state_key === '';
 }
 
 /** Whether `event` carries a valid signature of `ps` (over its redacted form). */

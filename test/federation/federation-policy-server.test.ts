@@ -45,6 +45,9 @@ async function members(c: TestClient, roomId: string): Promise<Record<string, st
 describe.each<Engine>(['sqlite', 'postgres'])('policy servers on %s', (engine) => {
   const psKey = generateSigningKey('policy_server');
   const requests: SignRequest[] = [];
+  /** Requests to MSC4284's sign path, and the rooms for which the stable path is unknown. */
+  const unstableRequests: SignRequest[] = [];
+  const unstableOnly = new Set<string>();
   let fed: Federation;
   let a: FedMember;
   let b: FedMember;
@@ -65,17 +68,21 @@ describe.each<Engine>(['sqlite', 'postgres'])('policy servers on %s', (engine) =
       extend: (app, listener) => {
         if (listener !== 'federation') return;
         const auth = { preHandler: (req: any, reply: any) => federationAuth({ federation: pRef!.server!.ctx.federation }).preHandler(req, reply) };
-        app.post('/_matrix/policy/v1/sign', auth, async (req, reply) => {
+        const sign = (log: SignRequest[]) => async (req: any, reply: any) => {
           const pdu = req.body as Pdu;
+          // Rooms of a policy server deployed before the specification: only MSC4284's path.
+          if (log === requests && unstableOnly.has(pdu.room_id!)) return reply.code(404).send({ errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' });
           const text = JSON.stringify(pdu.content ?? {});
           const refused = text.includes(MARKER);
-          requests.push({ origin: originOf(req)!, type: pdu.type, stateKey: pdu.state_key, body: pdu.content?.['body'] as string | undefined, refused });
+          log.push({ origin: originOf(req)!, type: pdu.type, stateKey: pdu.state_key, body: pdu.content?.['body'] as string | undefined, refused });
           if (refused) return reply.code(400).send({ errcode: 'M_FORBIDDEN', error: 'This message looks like spam to the policy server' });
           const room = await pRef!.server!.ctx.eventStore.getRoom(pdu.room_id!);
           const version = getRoomVersion(room!.roomVersion)!;
           const signed = signEvent(pdu, version, PS_NAME, psKey);
           return { [PS_NAME]: { [POLICY_SERVER_KEY_ID]: signed.signatures[PS_NAME]![POLICY_SERVER_KEY_ID] } };
-        });
+        };
+        app.post('/_matrix/policy/v1/sign', auth, sign(requests));
+        app.post('/_matrix/policy/unstable/org.matrix.msc4284/sign', auth, sign(unstableRequests));
       },
     });
     pRef = p;
@@ -227,5 +234,40 @@ describe.each<Engine>(['sqlite', 'postgres'])('policy servers on %s', (engine) =
     } finally {
       a.server!.ctx.roomEvents.beforePersist = hook;
     }
+  }, 60_000);
+
+  it('rooms set up before the specification: org.matrix.msc4284.policy and its sign path', async () => {
+    const created = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat', room_alias_name: 'guarded-early' });
+    expect(created.status).toBe(200);
+    const rid = created.body.room_id as string;
+    unstableOnly.add(rid);
+    const pol = p.client((await p.client().login('pol')).access_token);
+    for (const c of [bob, pol]) {
+      const joined = await c.post(`/_matrix/client/v3/join/${enc('#guarded-early:a.test')}`, {});
+      expect(joined.status, JSON.stringify(joined.body)).toBe(200);
+    }
+    await eventually(async () => (await members(alice, rid))['@pol:policy.test'] === 'join', 20_000, 'the policy server joined');
+    const n = requests.length;
+    const set = await alice.put(`/_matrix/client/v3/rooms/${enc(rid)}/state/org.matrix.msc4284.policy/`, { via: PS_NAME, public_key: encodeBase64(psKey.publicKey) });
+    expect(set.status).toBe(200);
+    // The unstable policy event is not sent for signing either.
+    expect([...requests.slice(n), ...unstableRequests]).toEqual([]);
+    await eventually(async () => b.server!.ctx.eventStore.getEvent(set.body.event_id), 20_000, 'B to get the policy event');
+
+    const res = await send(alice, rid, 'checked the early way');
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    // The stable path was tried first (unknown there for this room), then MSC4284's.
+    expect(unstableRequests).toEqual([{ origin: 'a.test', type: 'm.room.message', stateKey: undefined, body: 'checked the early way', refused: false }]);
+    const version = getRoomVersion((await a.server!.ctx.eventStore.getRoom(rid))!.roomVersion)!;
+    const ps = { via: PS_NAME, ed25519: encodeBase64(psKey.publicKey) };
+    expect(hasValidPolicySignature((await pdusOn(a, res.body.event_id)).event, version, ps)).toBe(true);
+    await eventually(async () => bodies(await roomMessages(bob, rid)).includes('checked the early way'), 20_000, 'B to get the message');
+    expect((await pdusOn(b, res.body.event_id)).outlier).toBe(false);
+    expect(unstableRequests.filter((r) => r.origin === 'b.test')).toEqual([]);
+
+    const refused = await send(alice, rid, `early ${MARKER}`);
+    expect(refused.status).toBe(403);
+    expect(refused.body.errcode).toBe('M_FORBIDDEN');
+    expect(unstableRequests.at(-1)).toMatchObject({ origin: 'a.test', refused: true });
   }, 60_000);
 });

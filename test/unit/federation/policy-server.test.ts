@@ -40,8 +40,10 @@ const sigOf = (ev: RoomEvent, key = PS_KEY) => signEvent(ev, VERSION, PS.via, ke
 
 interface Setup {
   policy?: unknown;
+  /** Content of the unstable org.matrix.msc4284.policy event (MSC4284). */
+  unstable?: unknown;
   joined?: string[];
-  answer?: (body: any) => unknown;
+  answer?: (body: any, path: string) => unknown;
   serverName?: string;
 }
 
@@ -49,8 +51,9 @@ function setup(s: Setup) {
   const calls: Array<{ destination: string; path: string; body: any }> = [];
   const events = {
     async getCurrentStateEvent(roomId: string, type: string, stateKey: string) {
-      if (roomId !== ROOM || type !== 'm.room.policy' || stateKey !== '' || s.policy === undefined) return undefined;
-      return { event: { type, state_key: '', content: s.policy } };
+      if (roomId !== ROOM || stateKey !== '') return undefined;
+      const content = type === 'm.room.policy' ? s.policy : type === 'org.matrix.msc4284.policy' ? s.unstable : undefined;
+      return content === undefined ? undefined : { event: { type, state_key: '', content } };
     },
     async members(roomId: string) {
       return roomId === ROOM ? s.joined ?? ['@alice:here.example', '@bot:ps.example'] : [];
@@ -59,7 +62,7 @@ function setup(s: Setup) {
   const client = {
     async post(destination: string, path: string, body: any) {
       calls.push({ destination, path, body });
-      const a = s.answer ? s.answer(body) : {};
+      const a = s.answer ? s.answer(body, path) : {};
       if (a instanceof Error) throw a;
       return a;
     },
@@ -193,5 +196,65 @@ describe('PolicyRefusal', () => {
   it('explains itself as M_FORBIDDEN when the policy server sent no error', () => {
     const e = new PolicyRefusal(PS.via, 'no answer').toMatrixError();
     expect([e.errcode, e.status, e.message]).toEqual(['M_FORBIDDEN', 403, 'no answer']);
+  });
+});
+
+describe('rooms set up before the specification (MSC4284)', () => {
+  const unstableContent = { via: PS.via, public_key: PS.ed25519 };
+  const STABLE = '/_matrix/policy/v1/sign';
+  const UNSTABLE = '/_matrix/policy/unstable/org.matrix.msc4284/sign';
+  const unknown = (status: number, body?: Record<string, unknown>) => new FederationHttpError(PS.via, status, body?.['errcode'] as string | undefined, body?.['error'] as string | undefined, body ?? '');
+
+  it('uses the org.matrix.msc4284.policy event (via, public_key) when there is no m.room.policy', async () => {
+    const { servers, calls } = setup({ unstable: unstableContent, answer: signingAnswer() });
+    expect(await servers.policyServerOf(ROOM)).toEqual(PS);
+    const signed = await servers.signLocal(event(), VERSION);
+    expect(hasValidPolicySignature(signed, VERSION, PS)).toBe(true);
+    expect(calls.map((c) => c.path)).toEqual([STABLE]);
+    // Received events signed with the key of the unstable event are accepted without asking.
+    const ev = event();
+    const withSig = { ...ev, signatures: { ...ev.signatures, [PS.via]: { [POLICY_SERVER_KEY_ID]: sigOf(ev) } } };
+    expect((await servers.checkReceived(withSig, VERSION)).ok).toBe(true);
+    expect(calls).toHaveLength(1);
+  });
+
+  it('prefers m.room.policy, and does not fall back when it is invalid', async () => {
+    const other = { via: 'other-ps.example', public_key: PS.ed25519 };
+    expect(await setup({ policy: policyContent, unstable: other, joined: ['@a:ps.example', '@b:other-ps.example'] }).servers.policyServerOf(ROOM)).toEqual(PS);
+    expect(await setup({ policy: { via: PS.via }, unstable: unstableContent }).servers.policyServerOf(ROOM)).toBeUndefined();
+    // The unstable content has its own shape; the stable one's is not read from it.
+    expect(await setup({ unstable: policyContent }).servers.policyServerOf(ROOM)).toBeUndefined();
+    expect(await setup({ unstable: unstableContent, joined: ['@alice:here.example'] }).servers.policyServerOf(ROOM)).toBeUndefined();
+  });
+
+  it('never sends the unstable policy state event either', async () => {
+    const { servers, calls } = setup({ unstable: unstableContent, answer: signingAnswer() });
+    const ev = event({ type: 'org.matrix.msc4284.policy', state_key: '', content: { via: 'elsewhere.example', public_key: 'x' } });
+    expect(await servers.signLocal(ev, VERSION)).toBe(ev);
+    expect((await servers.checkReceived(ev, VERSION)).ok).toBe(true);
+    expect(calls).toEqual([]);
+  });
+
+  it("asks MSC4284's sign path when the policy server does not know the stable one", async () => {
+    for (const err of [unknown(404, { errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' }), unknown(404), unknown(405), unknown(400, { errcode: 'M_UNRECOGNIZED' })]) {
+      for (const cfg of [{ policy: policyContent }, { unstable: unstableContent }]) {
+        const { servers, calls } = setup({ ...cfg, answer: (body, path) => (path === STABLE ? err : signingAnswer()(body)) });
+        const signed = await servers.signLocal(event(), VERSION);
+        expect(hasValidPolicySignature(signed, VERSION, PS)).toBe(true);
+        expect(calls.map((c) => c.path)).toEqual([STABLE, UNSTABLE]);
+        expect(calls[1]!.body).toEqual(calls[0]!.body);
+      }
+    }
+  });
+
+  it('does not retry on the unstable path for other errors, and refuses when neither path is known', async () => {
+    const refused = setup({ unstable: unstableContent, answer: () => unknown(404, { errcode: 'M_NOT_FOUND', error: 'Unknown room' }) });
+    const err = await refused.servers.signLocal(event(), VERSION).catch((e: unknown) => e);
+    expect((err as MatrixError).errcode).toBe('M_NOT_FOUND');
+    expect(refused.calls.map((c) => c.path)).toEqual([STABLE]);
+    const neither = setup({ unstable: unstableContent, answer: () => unknown(404) });
+    const got = await neither.servers.checkReceived(event(), VERSION);
+    expect(got.ok).toBe(false);
+    expect(neither.calls.map((c) => c.path)).toEqual([STABLE, UNSTABLE]);
   });
 });

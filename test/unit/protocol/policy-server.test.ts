@@ -9,6 +9,7 @@ import {
   POLICY_SERVER_KEY_ID,
   policyRecommends,
   policyServerFromContent,
+  policyServerFromUnstableContent,
   withPolicySignature,
   type PolicyServer,
 } from '../../../src/protocol/policy-server.js';
@@ -87,6 +88,36 @@ describe('policyServerFromContent / enabledPolicyServer', () => {
     expect(enabledPolicyServer(policyEvent(policyContent, 'x'), joined('policy.example'))).toBeUndefined();
     expect(enabledPolicyServer(policyEvent(policyContent, null), joined('policy.example'))).toBeUndefined();
     expect(enabledPolicyServer(policyEvent(policyContent, '', 'org.example.policy'), joined('policy.example'))).toBeUndefined();
+  });
+});
+
+describe('the unstable org.matrix.msc4284.policy event (MSC4284)', () => {
+  const unstable = (content: unknown, stateKey: string | null = '') => policyEvent(content, stateKey, 'org.matrix.msc4284.policy');
+  const unstableContent = { via: 'policy.example', public_key: PS.ed25519 };
+
+  it('names the policy server with via and public_key when there is no m.room.policy', () => {
+    expect(policyServerFromUnstableContent(unstableContent)).toEqual(PS);
+    expect(enabledPolicyServer(undefined, joined('policy.example'), unstable(unstableContent))).toEqual(PS);
+    expect(enabledPolicyServer(undefined, joined(), unstable(unstableContent))).toBeUndefined();
+  });
+
+  it('is not read with the stable shape, nor with another state key or type', () => {
+    expect(policyServerFromUnstableContent(policyContent)).toBeUndefined();
+    expect(policyServerFromUnstableContent({ via: 'policy.example', public_key: 7 })).toBeUndefined();
+    expect(policyServerFromUnstableContent({ public_key: PS.ed25519 })).toBeUndefined();
+    expect(enabledPolicyServer(undefined, joined('policy.example'), unstable(unstableContent, 'x'))).toBeUndefined();
+    expect(enabledPolicyServer(undefined, joined('policy.example'), policyEvent(unstableContent))).toBeUndefined();
+  });
+
+  it('gives way to m.room.policy, even an invalid one', () => {
+    const other = { via: 'other.example', public_key: encodeBase64(OTHER_KEY.publicKey) };
+    expect(enabledPolicyServer(policyEvent(policyContent), joined('policy.example', 'other.example'), unstable(other))).toEqual(PS);
+    expect(enabledPolicyServer(policyEvent({}), joined('policy.example'), unstable(unstableContent))).toBeUndefined();
+  });
+
+  it('is exempt like m.room.policy', () => {
+    expect(isPolicyExempt({ type: 'org.matrix.msc4284.policy', state_key: '' })).toBe(true);
+    expect(isPolicyExempt({ type: 'org.matrix.msc4284.policy', state_key: 'x' })).toBe(false);
   });
 });
 
