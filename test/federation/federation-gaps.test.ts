@@ -101,6 +101,13 @@ describe.each<Engine>(['sqlite', 'postgres'])('gaps in the middle of the timelin
     expect(fwd.body.chunk.map((e: any) => e.event_id)).toEqual(onB.slice(firstFwd, firstFwd + 5));
     const back = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=3&from=${enc(inGap)}`);
     expect(back.body.chunk.map((e: any) => e.event_id)).toEqual(onB.slice(firstFwd - 3, firstFwd).reverse());
+    // A plain stream-position token just before the event after the gap (as /sync's prev_batch
+    // would be) pages back into the filled gap.
+    const child = onB.indexOf(sent[129]!);
+    const start = (await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/context/${enc(sent[129]!)}?limit=0`)).body.start as string;
+    expect(start).toMatch(/^t\d+$/);
+    const fromStart = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=3&from=${enc(start)}`);
+    expect(fromStart.body.chunk.map((e: any) => e.event_id)).toEqual(onB.slice(child - 3, child).reverse());
     // /context of a backfilled message orders around it.
     const mid = sent[50]!;
     const ctxRes = await bob.get(`/_matrix/client/v3/rooms/${enc(roomId)}/context/${enc(mid)}?limit=4`);
