@@ -25,6 +25,8 @@ export const MAX_EDUS_PER_TXN = 100;
 /** A destination with more queued PDUs than this gets only the newest (it fetches the gap itself). */
 const MAX_QUEUED_PDUS = 500;
 const STREAM_BATCH = 200;
+/** How long the stream position may go unwritten while batches queue nothing. */
+const POSITION_WRITE_EVERY_MS = 10_000;
 
 export interface SenderBackoff {
   /** First retry delay (default 5 s). */
@@ -55,6 +57,10 @@ export interface SenderObserver {
 export class FederationSender {
   /** Rows in the persistent queue, kept in step with it (read at start, then counted). */
   private queued = 0;
+  /** The position read up to (in memory); `storedPosition` is the one last written. */
+  private position: number | undefined;
+  private storedPosition: number | undefined;
+  private storedAt = 0;
   /** Destinations with a failure recorded and their retry time. */
   private readonly retryAt = new Map<string, number>();
   observer: SenderObserver | undefined;
@@ -99,6 +105,7 @@ export class FederationSender {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     await this.pumping?.catch(() => undefined);
+    await this.storePosition().catch((err: unknown) => this.deps.log.warn({ err }, 'federation sender could not store its position'));
     await Promise.allSettled([...this.running.values()]);
   }
 
@@ -155,10 +162,19 @@ export class FederationSender {
       });
   }
 
+  /** Writes the in-memory position if it moved without being written (on stop). */
+  private async storePosition(): Promise<void> {
+    const pos = this.position;
+    if (pos === undefined || pos === this.storedPosition) return;
+    await this.deps.database.transaction((tx) => this.deps.queue.setPosition(tx, 'events', pos));
+    this.storedPosition = pos;
+  }
+
   /** Queues one batch of local events after the sender's position; false when none were left. */
   private async pumpBatch(): Promise<boolean> {
     const { queue, database, serverName } = this.deps;
-    const from = (await queue.getPosition('events')) ?? 0;
+    if (this.position === undefined) this.storedPosition = this.position = (await queue.getPosition('events')) ?? 0;
+    const from = this.position;
     const rows = await queue.eventsAfter(from, STREAM_BATCH);
     if (rows.length === 0) return false;
     const out: Array<{ destination: string; eventId: string }> = [];
@@ -176,10 +192,20 @@ export class FederationSender {
       for (const d of all) out.push({ destination: d, eventId: r.eventId });
     }
     const last = rows[rows.length - 1]!.streamOrdering;
-    await database.transaction(async (tx) => {
-      await queue.enqueue(tx, out, this.now());
-      await queue.setPosition(tx, 'events', last);
-    });
+    // Nothing to send (no other server in these rooms): the position moves in memory only, and
+    // is written with the next batch that queues something, at most POSITION_WRITE_EVERY_MS
+    // later, or on stop. After a crash the unwritten batches are read again and queue nothing
+    // new unless a server joined their rooms since (then it gets those events too, harmless).
+    const now = this.now();
+    if (out.length > 0 || now - this.storedAt >= POSITION_WRITE_EVERY_MS) {
+      await database.transaction(async (tx) => {
+        if (out.length > 0) await queue.enqueue(tx, out, now);
+        await queue.setPosition(tx, 'events', last);
+      });
+      this.storedPosition = last;
+      this.storedAt = now;
+    }
+    this.position = last;
     this.queued += out.length;
     for (const d of new Set(out.map((o) => o.destination))) this.wake(d);
     return rows.length === STREAM_BATCH;
