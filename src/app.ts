@@ -266,6 +266,7 @@ export class Myelin {
     await this.ctx.appservices.stop();
     await stopFederation(this.ctx);
     await this.ctx.pushSender.stop();
+    await this.ctx.pushActions.stop();
     this.ctx.federation.close();
     this.ctx.stats.stop();
     this.ctx.metrics.close();

@@ -49,6 +49,18 @@ describe('first run', () => {
     expect(readFileSync(join(d, 'signing.key'), 'utf8')).toBe(keyText);
   });
 
+  it('stopping right after start leaves nothing running against the closed database', async () => {
+    const d = join(dir(), 'data');
+    const lines: string[] = [];
+    const server = await Myelin.create({ dataDir: d, env: {}, logDestination: memoryLog(lines), overrides: { server_name: 'quick.example' } });
+    // No await between create and stop: start-up work (push evaluation catch-up) is still pending.
+    await server.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    const errors = lines.map((l) => JSON.parse(l) as { level: number; msg: string; err?: { message?: string } }).filter((l) => l.level >= 50);
+    expect(errors.map((e) => `${e.msg}: ${e.err?.message ?? ''}`)).toEqual([]);
+    expect(lines.some((l) => l.includes('"stopped"'))).toBe(true);
+  });
+
   it('refuses a server_name that differs from the one the database belongs to', async () => {
     const d = dir();
     await (await create(d, { server_name: 'one.example' })).stop();
@@ -70,6 +82,8 @@ describe('first run', () => {
     });
     expect(again.stdout).toContain('Kept existing');
     expect(readFileSync(join(d, 'signing.key'), 'utf8')).toBe(key);
+    // Nothing ran against the database after it closed (push evaluation is stopped first).
+    for (const o of [out, again]) expect(`${o.stdout}${o.stderr}`).not.toMatch(/"level":(50|60)|connection is not open/);
   });
 
   it('`myelin init` without a server name explains what to pass', async () => {

@@ -83,12 +83,22 @@ export class PushActions {
   private readonly countsCache = new LruCache<string, CountsEntry>(COUNTS_CACHE_SIZE);
   /** The highest position of any committed row. */
   private maxRow = 0;
+  private stopped = false;
 
   constructor(private readonly deps: PushActionsDeps) {}
 
   /** The evaluated position (every event up to it has its rows), once known. */
   get evaluatedPosition(): number | undefined {
     return this.position;
+  }
+
+  /**
+   * Stops evaluating (before the database closes): runs not yet started do nothing, and this
+   * resolves once the one in progress has finished. What is left is evaluated at the next start.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.lock.run('events', () => Promise.resolve());
   }
 
   /** Events are about to be written by someone who does not evaluate them (under the stream lock). */
@@ -203,6 +213,7 @@ export class PushActions {
     if (to === undefined) this.wantEnd = true;
     else this.wanted = Math.max(this.wanted, to);
     return this.lock.run('events', async () => {
+      if (this.stopped) return;
       const { store, events, database } = this.deps;
       this.position ??= await store.progress();
       let target = this.wanted;
@@ -210,7 +221,7 @@ export class PushActions {
         this.wantEnd = false;
         target = Math.max(target, await events.maxStreamOrdering());
       }
-      while (this.position < target) {
+      while (this.position < target && !this.stopped) {
         const batch = await store.eventsBetween(this.position, target, BATCH);
         const end = batch.length < BATCH ? target : batch[batch.length - 1]!.streamOrdering;
         const stored = await events.getEvents(batch.map((b) => b.eventId));
