@@ -183,6 +183,7 @@ describe.each(['sqlite', 'postgres'] as const)('accounts on %s', (engine) => {
       // Expire it.
       const hash = createHash('sha256').update(r1.body.access_token).digest('hex');
       await srv.server.ctx.database.db.updateTable('access_tokens').set({ expires_ts: Date.now() - 1000 }).where('token_hash', '=', hash).execute();
+      srv.server.ctx.accounts.store.dropCachedTokens(); // written behind the store's back
       const expired = await client(r1.body.access_token).get('/_matrix/client/v3/account/whoami');
       expect(expired.status).toBe(401);
       expect(expired.body).toMatchObject({ errcode: 'M_UNKNOWN_TOKEN', soft_logout: true });

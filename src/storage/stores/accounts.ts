@@ -2,6 +2,7 @@ import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, Tx } from '../db.js';
 import type { Tables } from '../schema.js';
 import type { DevicesTable, RegistrationTokensTable, UsersTable } from '../schema-accounts.js';
+import { LruCache } from '../../util/lru.js';
 
 export type UserRow = Selectable<UsersTable>;
 export type DeviceRow = Selectable<DevicesTable>;
@@ -32,9 +33,36 @@ function likeEscape(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
+/** Access-token lookups kept in memory (every authenticated request makes one). */
+const TOKEN_CACHE_SIZE = 10_000;
+
 /** Users, devices, tokens, registration tokens and UIA sessions. */
 export class AccountStore {
+  /**
+   * Found access tokens by hash, with their user's flags. Every write here that can change a
+   * lookup (a user's flags, deleting tokens or devices) empties it when it runs and again when
+   * its transaction commits, and a lookup that began before an emptying does not store its
+   * answer, so a cached entry never outlives what it was read from. Expiry is checked by the
+   * caller on every use.
+   */
+  private readonly tokenCache = new LruCache<string, AccessTokenLookup>(TOKEN_CACHE_SIZE);
+  private tokenEpoch = 0;
+
   constructor(private readonly database: Database) {}
+
+  /** Forgets the cached token lookups (after the tables were changed other than through this store). */
+  dropCachedTokens(): void {
+    this.tokensChanged();
+  }
+
+  private tokensChanged(tx?: Tx): void {
+    this.tokenEpoch++;
+    this.tokenCache.clear();
+    tx?.onCommit(() => {
+      this.tokenEpoch++;
+      this.tokenCache.clear();
+    });
+  }
 
   private q(tx?: Tx): Kysely<Tables> {
     return tx?.db ?? this.database.db;
@@ -73,7 +101,9 @@ export class AccountStore {
     set: Partial<Pick<UserRow, 'password_hash' | 'is_admin' | 'deactivated' | 'displayname' | 'avatar_url' | 'profile_extra' | 'suspended' | 'locked'>>,
     tx?: Tx,
   ): Promise<void> {
+    this.tokensChanged(tx);
     await this.q(tx).updateTable('users').set(set).where('user_id', '=', userId).execute();
+    this.tokensChanged();
   }
 
   /** Local, active users whose ID or display name contains `term` (case-insensitive). */
@@ -153,6 +183,7 @@ export class AccountStore {
       .where('user_id', '=', userId)
       .where('device_id', 'in', deviceIds)
       .execute();
+    this.tokensChanged(tx);
     await tx.db.deleteFrom('access_tokens').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('refresh_tokens').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
     await tx.db.deleteFrom('dehydrated_devices').where('user_id', '=', userId).where('device_id', 'in', deviceIds).execute();
@@ -170,16 +201,23 @@ export class AccountStore {
     return Number(row.id);
   }
 
-  async findAccessToken(tokenHash: string): Promise<AccessTokenLookup | undefined> {
-    return this.database.db
+  /** The access token with that hash and its user's flags (the returned object must not be modified). */
+  async findAccessToken(tokenHash: string): Promise<Readonly<AccessTokenLookup> | undefined> {
+    const cached = this.tokenCache.get(tokenHash);
+    if (cached) return cached;
+    const epoch = this.tokenEpoch;
+    const row = await this.database.db
       .selectFrom('access_tokens as t')
       .innerJoin('users as u', 'u.user_id', 't.user_id')
       .select(['t.id', 't.user_id', 't.device_id', 't.expires_ts', 'u.is_admin', 'u.is_guest', 'u.deactivated', 'u.suspended', 'u.locked'])
       .where('t.token_hash', '=', tokenHash)
       .executeTakeFirst();
+    if (row && epoch === this.tokenEpoch) this.tokenCache.set(tokenHash, row);
+    return row;
   }
 
   async deleteAccessTokensOfDevice(tx: Tx, userId: string, deviceId: string): Promise<void> {
+    this.tokensChanged(tx);
     await tx.db.deleteFrom('access_tokens').where('user_id', '=', userId).where('device_id', '=', deviceId).execute();
     await tx.db.deleteFrom('refresh_tokens').where('user_id', '=', userId).where('device_id', '=', deviceId).execute();
   }
@@ -199,6 +237,7 @@ export class AccountStore {
   }
 
   async deleteAccessTokensOfRefreshToken(tx: Tx, refreshTokenId: number): Promise<void> {
+    this.tokensChanged(tx);
     await tx.db.deleteFrom('access_tokens').where('refresh_token_id', '=', refreshTokenId).execute();
   }
 
