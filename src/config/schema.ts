@@ -80,6 +80,12 @@ export const ConfigSchema = Type.Object(
         synchronous: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL'), Type.Literal('EXTRA')], { default: 'FULL' }),
         busy_timeout_ms: Type.Integer({ minimum: 0, default: 5000 }),
         cache_size_kib: Type.Integer({ minimum: 256, default: 16384 }),
+        commit_gather_ms: Type.Integer({
+          minimum: 0,
+          maximum: 50,
+          default: 2,
+          description: 'SQLite: while commits follow each other, how long a commit waits for more writes to share its disk sync (0: never)',
+        }),
         pool_size: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
       },
       { additionalProperties: false, default: {} },

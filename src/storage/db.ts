@@ -50,17 +50,26 @@ const MAX_SHARED_TRANSACTIONS = 200;
 
 // Captured at load: batches are gathered on the real event loop even where timers are faked.
 const nextTurn: (fn: () => void) => void = globalThis.setImmediate.bind(globalThis);
+const realSetTimeout: (fn: () => void, ms: number) => unknown = globalThis.setTimeout.bind(globalThis);
+
+/** A commit that starts within this long of the previous one's end counts as "under load". */
+const BUSY_WITHIN_MS = 20;
+/** Under load, a batch smaller than this waits up to `commitGatherMs` for more transactions. */
+const GATHER_BELOW = 64;
 
 /** The server's database: a Kysely instance over SQLite or PostgreSQL. */
 export class Database {
   private readonly pending: PendingTransaction[] = [];
   private draining = false;
+  private lastCommitEnd = 0;
 
   constructor(
     readonly dialect: Dialect,
     readonly db: Kysely<Tables>,
     private readonly log: Logger,
     private readonly hooks: QueryHooks = {},
+    /** SQLite: how long a shared commit may wait for more transactions while commits follow each other. */
+    private readonly commitGatherMs = 0,
   ) {}
 
   /** Sets the one observer of query durations (metrics). */
@@ -76,7 +85,9 @@ export class Database {
    * process) transactions requested in the same turn of the event loop, or while a commit is in
    * progress, share one commit: each runs in order inside its own savepoint, so one that fails is
    * rolled back alone and rejects alone; the others commit together. Each caller's promise
-   * resolves (after its hooks ran) only once the shared commit is durable.
+   * resolves (after its hooks ran) only once the shared commit is durable. While commits follow
+   * each other (under load), a small batch waits up to `database.commit_gather_ms` for more, so
+   * more transactions share each disk sync; an isolated write never waits.
    */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (this.dialect !== 'sqlite') return this.transactionAlone(fn);
@@ -111,7 +122,16 @@ export class Database {
    * lets requests whose input arrived meanwhile join the batch, and keeps a chain of writes
    * triggered by commits (each resolving without I/O) from starving everything else.
    */
-  private async drain(): Promise<void> {
+  private async drain(gathered = false): Promise<void> {
+    if (
+      !gathered &&
+      this.commitGatherMs > 0 &&
+      this.pending.length < GATHER_BELOW &&
+      performance.now() - this.lastCommitEnd < BUSY_WITHIN_MS
+    ) {
+      realSetTimeout(() => void this.drain(true), this.commitGatherMs);
+      return;
+    }
     try {
       const batch = this.pending.splice(0, MAX_SHARED_TRANSACTIONS);
       if (batch.length === 1) {
@@ -121,6 +141,7 @@ export class Database {
         await this.commitShared(batch);
       }
     } finally {
+      this.lastCommitEnd = performance.now();
       if (this.pending.length > 0) nextTurn(() => void this.drain());
       else this.draining = false;
     }
@@ -291,5 +312,5 @@ export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Da
     throw err;
   }
   log.info({ database: describeDatabase(cfg) }, 'database ready');
-  return new Database(dialect, kysely, log, hooks);
+  return new Database(dialect, kysely, log, hooks, dialect === 'sqlite' ? cfg.commit_gather_ms : 0);
 }

@@ -57,4 +57,30 @@ describe('SQLite transactions sharing one commit', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((await keys()).sort()).toEqual(['t-1', 't-3', 't-4', 't-5']);
   });
+
+  it('under load, a commit waits commit_gather_ms for more transactions to share it', async () => {
+    const gatherDir = mkdtempSync(join(tmpdir(), 'myelin-gather-'));
+    const gathering = await openDatabase(
+      { engine: 'sqlite', path: join(gatherDir, 'db.sqlite'), synchronous: 'FULL', busy_timeout_ms: 5000, cache_size_kib: 2048, pool_size: 1, commit_gather_ms: 40 } as never,
+      pino({ level: 'silent' }),
+    );
+    try {
+      const put2 = (id: string) => (tx: Parameters<Parameters<Database['transaction']>[0]>[0]) =>
+        tx.db.insertInto('server_meta' as never).values({ key: id, value: id } as never).execute();
+      await gathering.transaction(put2('g-0')); // a commit just ended: the next one counts as under load
+      let secondRequested = false;
+      let firstSawSecond: boolean | undefined;
+      const first = gathering.transaction(put2('g-1')).then(() => (firstSawSecond = secondRequested));
+      await new Promise((r) => setTimeout(r, 5));
+      secondRequested = true;
+      const second = gathering.transaction(put2('g-2'));
+      await Promise.all([first, second]);
+      expect(firstSawSecond).toBe(true);
+      const rows = (await gathering.db.selectFrom('server_meta' as never).select('key' as never).execute()) as Array<{ key: string }>;
+      expect(rows.map((r) => r.key).filter((k) => k.startsWith('g-')).sort()).toEqual(['g-0', 'g-1', 'g-2']);
+    } finally {
+      await gathering.close();
+      rmSync(gatherDir, { recursive: true, force: true });
+    }
+  });
 });
