@@ -18,6 +18,11 @@
  *   MYELIN_BENCH_CPU_PROF — a directory: the started server writes a V8 CPU profile there
  *   MYELIN_BENCH_HEAP_SNAPSHOT — a directory: the started server writes a heap snapshot there at
  *     the end of the throughput phase
+ *   MYELIN_BENCH_NODE_ARGS — extra Node.js options for the started server (e.g. "--max-semi-space-size=2")
+ *   MYELIN_BENCH_SERVER_ENV — a JSON object of extra environment variables for the started server
+ *     (e.g. '{"MYELIN_DATABASE__CACHE_SIZE_KIB":"4096"}'; other MYELIN_* variables are not passed)
+ *   MYELIN_BENCH_MEMORY=1 — print the server's memory (RSS, anonymous/file RSS, V8 heap total/used,
+ *     new space, external) every second; without it only at the end of each phase and the peak
  *   MYELIN_BENCH_URL — run against any homeserver's client API instead of starting Myelin; users
  *     are registered with MYELIN_BENCH_SHARED_SECRET (the Synapse-compatible
  *     /_synapse/admin/v1/register) or, without it, through open registration (m.login.dummy).
@@ -45,6 +50,8 @@ const MAX_MESSAGES = Number(env.MYELIN_BENCH_MESSAGES ?? 100_000);
 const RATE = Number(env.MYELIN_BENCH_RATE ?? 200);
 const LATENCY_SECONDS = Number(env.MYELIN_BENCH_LATENCY_SECONDS ?? 10);
 const SETUP_CONCURRENCY = 10;
+const MEMORY_LOG = env.MYELIN_BENCH_MEMORY === '1';
+const EXTRA_NODE_ARGS = (env.MYELIN_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const CLI = join(import.meta.dirname, '../../dist/cli/main.js');
 const PASSWORD = 'load bench password';
 
@@ -141,7 +148,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string }> {
+async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string; metricsPort: number }> {
   if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does).');
   const dataDir = mkdtempSync(join(tmpdir(), 'myelin-load-'));
   const port = await freePort();
@@ -161,9 +168,11 @@ async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string }> 
     MYELIN_LISTENERS__FEDERATION__PORT: String(fedPort),
     MYELIN_LISTENERS__METRICS__PORT: String(metricsPort),
   });
+  if (env.MYELIN_BENCH_SERVER_ENV) Object.assign(childEnv, JSON.parse(env.MYELIN_BENCH_SERVER_ENV) as Record<string, string>);
   // SQLite durability (FULL by default): MYELIN_BENCH_SQLITE_SYNCHRONOUS=NORMAL to compare.
   if (env.MYELIN_BENCH_SQLITE_SYNCHRONOUS) childEnv.MYELIN_DATABASE__SYNCHRONOUS = env.MYELIN_BENCH_SQLITE_SYNCHRONOUS;
   const nodeArgs = env.MYELIN_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${env.MYELIN_BENCH_CPU_PROF}`] : [];
+  nodeArgs.push(...EXTRA_NODE_ARGS);
   // A heap snapshot of the server at the end of the throughput phase (SIGUSR2), written there.
   if (env.MYELIN_BENCH_HEAP_SNAPSHOT) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.MYELIN_BENCH_HEAP_SNAPSHOT}`);
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--data-dir', dataDir], { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -179,7 +188,7 @@ async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string }> 
     }
     await sleep(20);
   }
-  return { child, dataDir };
+  return { child, dataDir, metricsPort };
 }
 
 async function stopMyelin(s: { child: ChildProcess; dataDir: string }): Promise<void> {
@@ -211,6 +220,98 @@ function ownCpuSeconds(): number {
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+/** One reading of the server's memory, in MiB (V8 figures from its Prometheus endpoint). */
+interface MemorySample {
+  t: number;
+  phase: string;
+  rss: number;
+  anon: number;
+  file: number;
+  heapTotal?: number;
+  heapUsed?: number;
+  newSpace?: number;
+  external?: number;
+}
+
+async function memorySample(pid: number, metricsPort: number | undefined, phase: string): Promise<MemorySample | undefined> {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kib = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN) / 1024;
+  const s: MemorySample = { t: Date.now(), phase, rss: kib('VmRSS'), anon: kib('RssAnon'), file: kib('RssFile') };
+  if (metricsPort) {
+    try {
+      const text = await new Promise<string>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: metricsPort, path: '/metrics', agent: false, timeout: 2000 }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve(body));
+          res.on('error', reject);
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+      });
+      const metric = (re: RegExp) => {
+        const m = re.exec(text);
+        return m ? Number(m[1]) / 1048576 : undefined;
+      };
+      s.heapTotal = metric(/^myelin_nodejs_heap_size_total_bytes (\S+)$/m);
+      s.heapUsed = metric(/^myelin_nodejs_heap_size_used_bytes (\S+)$/m);
+      s.external = metric(/^myelin_nodejs_external_memory_bytes (\S+)$/m);
+      s.newSpace = metric(/^myelin_nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)$/m);
+    } catch {
+      /* metrics not reachable: /proc figures only */
+    }
+  }
+  return s;
+}
+
+function formatMemory(s: MemorySample): string {
+  const f = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '?' : v.toFixed(0));
+  return (
+    `${s.phase}: RSS ${f(s.rss)} MiB (anon ${f(s.anon)}, file ${f(s.file)}); V8 heap ${f(s.heapTotal)} total / ${f(s.heapUsed)} used ` +
+    `(new space ${f(s.newSpace)}), external ${f(s.external)}; other native ≈ ${f(s.anon - (s.heapTotal ?? 0) - (s.external ?? 0))}`
+  );
+}
+
+/** Samples the server's memory every second until stopped; logs each sample with MYELIN_BENCH_MEMORY=1. */
+function memorySampler(pid: number | undefined, metricsPort: number | undefined) {
+  const samples: MemorySample[] = [];
+  let phase = 'setup';
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped && pid) {
+      const s = await memorySample(pid, metricsPort, phase);
+      if (s) {
+        samples.push(s);
+        if (MEMORY_LOG) process.stderr.write(`memory ${formatMemory(s)}\n`);
+      }
+      await sleep(1000);
+    }
+  })();
+  return {
+    samples,
+    setPhase(p: string) {
+      phase = p;
+    },
+    /** A sample now, logged (the end of a phase). */
+    async mark(label: string): Promise<MemorySample | undefined> {
+      if (!pid) return undefined;
+      const s = await memorySample(pid, metricsPort, label);
+      if (s) process.stderr.write(`memory ${formatMemory(s)}\n`);
+      return s;
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      await loop;
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,6 +410,7 @@ function newStats(): Stats {
 
 const own = baseUrl ? undefined : await startMyelin();
 const pid = own?.child.pid ?? (env.MYELIN_BENCH_PID ? Number(env.MYELIN_BENCH_PID) : undefined);
+const memory = memorySampler(pid, own?.metricsPort);
 try {
   const run = randomBytes(3).toString('hex');
   const t0 = Date.now();
@@ -327,6 +429,7 @@ try {
     return { ...a, roomId: roomIds[Math.floor(i / ROOM_SIZE)]!, since: s.next_batch as string, sent: 0 };
   });
   process.stderr.write(`setup: ${USERS} users in ${roomCount} rooms in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  await memory.mark('after setup');
 
   let current = newStats();
   let stopSync = false;
@@ -334,6 +437,7 @@ try {
   await sleep(500);
 
   // Phase 1: throughput.
+  memory.setPhase('throughput');
   current = newStats();
   let total = 0;
   const started = Date.now();
@@ -368,7 +472,9 @@ try {
       '\n',
   );
 
+  await memory.mark('after throughput');
   // Phase 2: latency at a fixed rate, spread evenly over users.
+  memory.setPhase('latency');
   current = newStats();
   const interval = 1000 / RATE;
   const latencyMessages = Math.round(RATE * LATENCY_SECONDS);
@@ -396,6 +502,10 @@ try {
   );
 
   const rss = pid ? rssMiB(pid) : undefined;
+  const endSample = await memory.mark('at the end');
+  await memory.stop();
+  const peak = memory.samples.reduce<MemorySample | undefined>((a, b) => (a && a.rss >= b.rss ? a : b), undefined);
+  if (peak) process.stderr.write(`memory peak (${peak.phase}): ${formatMemory(peak).replace(/^[^:]*: /, '')}\n`);
   stopSync = true;
 
   report(SUITE, `messages/s persisted (${USERS} users, ${roomCount} rooms, all long-polling)`, rate, 'msg/s');
@@ -405,6 +515,8 @@ try {
   report(SUITE, `delivery latency p99 at ${RATE} msg/s`, percentile(latSorted, 99), 'ms');
   report(SUITE, 'deliveries seen / expected at full throughput', tp.latencies.length / Math.max(1, total * (ROOM_SIZE - 1)), 'ratio');
   if (rss !== undefined) report(SUITE, 'server RSS at the end', rss, 'MiB');
+  if (peak) report(SUITE, 'server RSS peak', peak.rss, 'MiB');
+  if (endSample?.heapTotal !== undefined) report(SUITE, 'server V8 heap total at the end', endSample.heapTotal, 'MiB');
   if (tpServerCpu !== undefined) {
     report(SUITE, 'server CPU per message at full throughput', (tpServerCpu * 1000) / Math.max(1, total), 'ms');
     report(SUITE, 'server CPU / wall at full throughput', tpServerCpu / tpWall, 'ratio');
@@ -413,6 +525,7 @@ try {
   // Long-polls end when the server stops (or within their 30 s timeout on another server).
   if (!own) await Promise.race([Promise.all(syncing), sleep(35_000)]);
 } finally {
+  await memory.stop();
   if (own) await stopMyelin(own);
   sendAgent.http.destroy();
   syncAgent.http.destroy();
