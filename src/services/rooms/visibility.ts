@@ -1,6 +1,7 @@
 import { errors } from '../../errors.js';
 import type { EventStore, StoredEvent } from '../../storage/stores/events.js';
 import type { RelationStore } from '../../storage/stores/relations.js';
+import { LruCache } from '../../util/lru.js';
 
 /** Values of m.room.history_visibility; anything else counts as `shared`. */
 export type HistoryVisibilityValue = 'world_readable' | 'shared' | 'invited' | 'joined';
@@ -39,10 +40,37 @@ function allowed(hv: HistoryVisibilityValue, membership: string | undefined, joi
  * the room's history in stream order (events here are ordered by the server's event stream).
  */
 export class HistoryVisibility {
+  /**
+   * Rooms' history-visibility events and users' membership histories, each with the room's
+   * history generation it was read at (`EventStore.historyGeneration`): used only while that
+   * is unchanged, so every write to them makes the next read go to the database.
+   */
+  private readonly hvCache = new LruCache<string, { gen: number; rows: Array<{ streamOrdering: number; eventId: string }> }>(1000);
+  private readonly membershipCache = new LruCache<string, { gen: number; rows: Array<{ streamOrdering: number; membership: string }> }>(10_000);
+
   constructor(
     private readonly events: EventStore,
     private readonly relations: RelationStore,
   ) {}
+
+  private async visibilityHistory(roomId: string): Promise<Array<{ streamOrdering: number; eventId: string }>> {
+    const gen = this.events.historyGeneration(roomId);
+    const hit = this.hvCache.get(roomId);
+    if (hit && hit.gen === gen) return hit.rows;
+    const rows = await this.relations.visibilityHistory(roomId);
+    this.hvCache.set(roomId, { gen, rows });
+    return rows;
+  }
+
+  private async membershipHistory(roomId: string, userId: string): Promise<Array<{ streamOrdering: number; membership: string }>> {
+    const gen = this.events.historyGeneration(roomId);
+    const key = `${roomId}\u0000${userId}`;
+    const hit = this.membershipCache.get(key);
+    if (hit && hit.gen === gen) return hit.rows;
+    const rows = await this.relations.membershipHistory(roomId, userId);
+    this.membershipCache.set(key, { gen, rows });
+    return rows;
+  }
 
   /** The current history visibility of a room. */
   async current(roomId: string): Promise<HistoryVisibilityValue> {
@@ -64,7 +92,7 @@ export class HistoryVisibility {
     if (hv === 'world_readable') return Number.MAX_SAFE_INTEGER;
     if (membership === 'invite' && hv === 'invited') return Number.MAX_SAFE_INTEGER;
     if ((membership === 'leave' || membership === 'ban') && current) {
-      const history = await this.relations.membershipHistory(roomId, userId);
+      const history = await this.membershipHistory(roomId, userId);
       if (history.some((h) => h.membership === 'join' && h.streamOrdering < current.streamOrdering)) return current.streamOrdering;
     }
     throw errors.forbidden(`You are not in room ${roomId}`);
@@ -97,13 +125,13 @@ export class HistoryVisibility {
   }
 
   private async filterRoom(userId: string, roomId: string, stored: StoredEvent[]): Promise<StoredEvent[]> {
-    const hvEvents = await this.relations.visibilityHistory(roomId);
+    const hvEvents = await this.visibilityHistory(roomId);
     const hvStored = await this.events.getEvents(hvEvents.map((h) => h.eventId));
     const hv: Change<HistoryVisibilityValue>[] = hvEvents.map((h) => {
       const s = hvStored.get(h.eventId);
       return { streamOrdering: h.streamOrdering, value: normalise(s && !s.redactedBy ? s.event.content['history_visibility'] : undefined) };
     });
-    const memberships: Change<string | undefined>[] = (await this.relations.membershipHistory(roomId, userId)).map((m) => ({
+    const memberships: Change<string | undefined>[] = (await this.membershipHistory(roomId, userId)).map((m) => ({
       streamOrdering: m.streamOrdering,
       value: m.membership,
     }));

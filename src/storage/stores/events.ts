@@ -163,6 +163,30 @@ export class EventStore {
     this.stateCache = new LruCache(opts.stateCacheSize ?? 64);
   }
 
+  /**
+   * Generations of rooms' history (history-visibility events and membership rows in stream
+   * order): a room's value changes whenever a transaction writes to it (now and on commit);
+   * `historyFloor` moves for writes whose room is not known here (outliers turned into
+   * timeline events).
+   */
+  private readonly historyGens = new Map<string, number>();
+  private historyCounter = 0;
+  private historyFloor = 0;
+
+  /** A value that changes whenever the room's history-visibility or membership history may have changed. */
+  historyGeneration(roomId: string): number {
+    return Math.max(this.historyFloor, this.historyGens.get(roomId) ?? 0);
+  }
+
+  private historyChanged(tx: Tx, roomId: string | undefined): void {
+    const bump = () => {
+      if (roomId === undefined) this.historyFloor = ++this.historyCounter;
+      else this.historyGens.set(roomId, ++this.historyCounter);
+    };
+    bump();
+    tx.onCommit(bump);
+  }
+
   /** Drops what the caches hold about a changed state key of a room. */
   private stateChanged(tx: Tx | undefined, roomId: string, type: string, stateKey: string): void {
     this.currentStateCache.drop(tx, roomId);
@@ -531,6 +555,7 @@ export class EventStore {
    * state group of the state after it, and the state event it replaced.
    */
   async promoteOutlier(tx: Tx, eventId: string, streamOrdering: number, stateGroup: number, prevStateEventId: string | null, timelineAnchor?: number): Promise<void> {
+    this.historyChanged(tx, undefined);
     await tx.db
       .updateTable('events')
       .set({ outlier: 0, stream_ordering: streamOrdering, prev_state_event_id: prevStateEventId, ...(timelineAnchor !== undefined ? { timeline_anchor: timelineAnchor } : {}) })
@@ -546,6 +571,7 @@ export class EventStore {
 
   /** Turns a stored outlier into a timeline event with a state group (after fetching its state). */
   async deOutlier(tx: Tx, eventId: string, stateGroup: number): Promise<void> {
+    this.historyChanged(tx, undefined);
     await tx.db.updateTable('events').set({ outlier: 0 }).where('event_id', '=', eventId).execute();
     this.stateGroupOfCache.drop(tx, eventId);
     await tx.db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }).execute();
@@ -674,6 +700,7 @@ export class EventStore {
       }
     }
 
+    if (isState && (event.type === 'm.room.member' || event.type === 'm.room.history_visibility')) this.historyChanged(tx, roomId);
     // Rejected and soft-failed events never count as membership changes.
     if (event.type === 'm.room.member' && isState && !input.rejected && !(outlier && input.keepState)) {
       await tx.db
@@ -712,6 +739,7 @@ export class EventStore {
    * event). The events must not be stored yet.
    */
   async persistOutliers(tx: Tx, roomId: string, items: ReadonlyArray<{ event: RoomEvent; rejected: string | null }>): Promise<void> {
+    this.historyChanged(tx, roomId);
     const now = Date.now();
     for (let i = 0; i < items.length; i += 100) {
       const part = items.slice(i, i + 100);
