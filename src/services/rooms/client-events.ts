@@ -34,6 +34,8 @@ export class ClientEventFormatter {
     private readonly events: EventStore,
     private readonly now: () => number = Date.now,
     private readonly relations?: RelationStore,
+    /** This server's name: events created here since start-up with no relation written to them skip the aggregation queries. */
+    private readonly serverName?: string,
   ) {}
 
   async format(stored: StoredEvent[], opts: FormatOptions = {}): Promise<ClientEvent[]> {
@@ -68,6 +70,7 @@ export class ClientEventFormatter {
     const out = new Map<string, JsonObject>();
     const parents = stored.filter((s) => !s.redactedBy && typeof s.event.state_key !== 'string');
     if (!parents.length || !this.relations) return out;
+    if (this.serverName !== undefined && !this.events.mayHaveRelations(parents, this.serverName)) return out;
     const ids = parents.map((s) => s.event.event_id);
     const viewer = opts.viewer?.userId;
     const [threads, children] = await Promise.all([

@@ -48,7 +48,7 @@ export function createRoomServices(
   const rooms = new RoomService({ serverName: config.server_name, events: eventStore, aliases: aliasStore, roomEvents, profile, log: log.child({ subsystem: 'rooms' }) });
   const relations = new RelationStore(database);
   const visibility = new HistoryVisibility(eventStore, relations);
-  const formatter = new ClientEventFormatter(eventStore, Date.now, relations);
+  const formatter = new ClientEventFormatter(eventStore, Date.now, relations, config.server_name);
   const sync = new SyncService({ events: eventStore, formatter, notifier, visibility, log: log.child({ subsystem: 'sync' }) });
   return { notifier, eventStore, aliasStore, roomEvents, rooms, formatter, sync, relations, visibility };
 }

@@ -140,6 +140,9 @@ class CurrentStateCache<K, V> {
   }
 }
 
+/** How many relation targets are tracked before tracking restarts (see `mayHaveRelations`). */
+const RELATION_TARGETS_TRACKED = 100_000;
+
 /** Events, room state and memberships. */
 export class EventStore {
   private readonly eventCache: LruCache<string, StoredEvent>;
@@ -172,6 +175,54 @@ export class EventStore {
   private readonly historyGens = new Map<string, number>();
   private historyCounter = 0;
   private historyFloor = 0;
+
+  /**
+   * Targets of the relations (`m.relates_to`) written since tracking began (a superset: writes
+   * rolled back stay), so events created here since then can be known to have no children.
+   * `relationsTrackedFrom`: every event above it was written after tracking began (unknown
+   * until read); both restart when the set grows past its bound.
+   */
+  private readonly relationTargets = new Set<string>();
+  private relationsTrackedFrom: number | undefined;
+  private relationsEpoch = 0;
+  private relationsReading = false;
+
+  private relationWritten(targetId: unknown): void {
+    if (typeof targetId !== 'string') return;
+    if (this.relationTargets.size >= RELATION_TARGETS_TRACKED) {
+      this.relationTargets.clear();
+      this.relationsTrackedFrom = undefined;
+      this.relationsEpoch++;
+    }
+    this.relationTargets.add(targetId);
+  }
+
+  /**
+   * False only when none of these events can be the target of a relation: each was created by
+   * this server (`serverName`) after tracking began — so every child of it was written since,
+   * here — and none of them is a tracked target. True when unsure.
+   */
+  mayHaveRelations(events: readonly StoredEvent[], serverName: string): boolean {
+    const from = this.relationsTrackedFrom;
+    if (from === undefined) {
+      if (!this.relationsReading) {
+        this.relationsReading = true;
+        const epoch = this.relationsEpoch;
+        this.maxStreamOrdering()
+          .then((max) => {
+            if (epoch === this.relationsEpoch) this.relationsTrackedFrom = max;
+          })
+          .catch(() => undefined)
+          .finally(() => (this.relationsReading = false));
+      }
+      return true;
+    }
+    const suffix = `:${serverName}`;
+    for (const s of events) {
+      if (s.streamOrdering <= from || !s.event.sender.endsWith(suffix) || this.relationTargets.has(s.event.event_id)) return true;
+    }
+    return false;
+  }
 
   /** A value that changes whenever the room's history-visibility or membership history may have changed. */
   historyGeneration(roomId: string): number {
@@ -621,6 +672,7 @@ export class EventStore {
     const isState = typeof event.state_key === 'string';
     const outlier = input.outlier ?? !input.updateCurrentState;
     const relates = event.content['m.relates_to'] as { event_id?: unknown; rel_type?: unknown } | undefined;
+    this.relationWritten(relates?.event_id);
     const { stream_ordering: streamOrdering } = await tx.db
       .insertInto('events')
       .values({
@@ -748,6 +800,7 @@ export class EventStore {
         .values(
           part.map(({ event, rejected }) => {
             const relates = event.content['m.relates_to'] as { event_id?: unknown; rel_type?: unknown } | undefined;
+            this.relationWritten(relates?.event_id);
             return {
               event_id: event.event_id,
               room_id: roomId,
