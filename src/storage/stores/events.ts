@@ -138,6 +138,17 @@ class CurrentStateCache<K, V> {
       this.lru.delete(key);
     });
   }
+
+  /** Drops many keys now and after the transaction commits (one callback for all of them). */
+  dropMany(tx: Tx | undefined, keys: readonly K[]): void {
+    if (keys.length === 0) return;
+    const run = (): void => {
+      this.generation++;
+      for (const k of keys) this.lru.delete(k);
+    };
+    run();
+    tx?.onCommit(run);
+  }
 }
 
 /** How many relation targets are tracked before tracking restarts (see `mayHaveRelations`). */
@@ -540,20 +551,37 @@ export class EventStore {
     const changed: string[] = [];
     for (const [key, id] of state) if (current.get(key) !== id) changed.push(key);
     const removed = [...current.keys()].filter((k) => !state.has(k));
-    for (const key of [...changed, ...removed]) {
-      const [type, stateKey] = parseStateKey(key);
-      this.stateChanged(tx, roomId, type, stateKey);
+    // One cache drop per room and one for all changed members (a big room's join changes tens
+    // of thousands of keys at once).
+    const users: string[] = [];
+    for (const list of [changed, removed]) {
+      for (const key of list) {
+        const [type, stateKey] = parseStateKey(key);
+        if (type === 'm.room.member') users.push(stateKey);
+      }
     }
-    // In chunks: a big room's state (a join over federation) is never loaded at once.
+    if (changed.length || removed.length) this.currentStateCache.drop(tx, roomId);
+    if (users.length) {
+      this.memberCache.drop(tx, roomId);
+      this.userRoomsCache.dropMany(tx, users);
+    }
+    // In chunks: a big room's state (a join over federation) is never loaded at once. Member
+    // events' memberships come from their membership rows (no event bodies read); the events
+    // of those without one (soft-failed outliers) are read.
     for (let i = 0; i < changed.length; i += 500) {
       const keys = changed.slice(i, i + 500);
       const members = keys.filter((k) => parseStateKey(k)[0] === 'm.room.member').map((k) => state.get(k)!);
-      const evs = members.length ? await this.getEvents(members, tx.db) : new Map<string, StoredEvent>();
+      const membership = new Map<string, string>();
+      if (members.length) {
+        const rows = await tx.db.selectFrom('room_memberships').select(['event_id', 'membership']).where('event_id', 'in', members).execute();
+        for (const r of rows) membership.set(r.event_id, r.membership);
+        const rest = members.filter((id) => !membership.has(id));
+        if (rest.length) for (const [id, s] of await this.getEvents(rest, tx.db)) membership.set(id, String(s.event.content['membership'] ?? ''));
+      }
       const rows = keys.map((key) => {
         const [type, stateKey] = parseStateKey(key);
         const id = state.get(key)!;
-        const membership = type === 'm.room.member' ? String(evs.get(id)?.event.content['membership'] ?? '') : null;
-        return { room_id: roomId, type, state_key: stateKey, event_id: id, membership };
+        return { room_id: roomId, type, state_key: stateKey, event_id: id, membership: type === 'm.room.member' ? membership.get(id) ?? '' : null };
       });
       await tx.db
         .insertInto('current_state')
