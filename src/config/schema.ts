@@ -79,7 +79,7 @@ export const ConfigSchema = Type.Object(
         url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL connection URL' })),
         synchronous: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL'), Type.Literal('EXTRA')], { default: 'FULL' }),
         busy_timeout_ms: Type.Integer({ minimum: 0, default: 5000 }),
-        cache_size_kib: Type.Integer({ minimum: 256, default: 16384 }),
+        cache_size_kib: Type.Integer({ minimum: 256, default: 8192 }),
         commit_gather_ms: Type.Integer({
           minimum: 0,
           maximum: 50,
