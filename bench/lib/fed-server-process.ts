@@ -17,10 +17,10 @@ export async function forkFedServer(
   name: string,
   dataDir: string,
   caFile: string,
-  opts: { callTimeoutMs: number; startTimeoutMs: number },
+  opts: { callTimeoutMs: number; startTimeoutMs: number; /** Extra Node.js options (e.g. the systemd unit's heap flags). */ nodeArgs?: string[] },
 ): Promise<FedServerProcess> {
   // MYELIN_BENCH_CPU_PROF=dir (inherited): each server writes a V8 CPU profile there when it stops.
-  const proc = fork(join(import.meta.dirname, 'fed-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const proc = fork(join(import.meta.dirname, 'fed-server.ts'), [], { execArgv: [...(opts.nodeArgs ?? []), '--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   let queue = Promise.resolve<unknown>(undefined);
   const call = (msg: Record<string, unknown>, timeoutMs = opts.callTimeoutMs): Promise<any> => {
     const p = queue.then(

@@ -6,7 +6,8 @@
  *   → { cmd: 'populate', roomId, n, prefix }          ← { ok, ms }   n local members join a room
  *   → { cmd: 'partition', cut }                      outgoing federation requests fail while cut
  *   → { cmd: 'wake', destination }                   the sender retries a destination at once
- *   → { cmd: 'rss-reset' } ← { ok, rss }  → { cmd: 'rss-peak' } ← { ok, peak, rss }
+ *   → { cmd: 'rss-reset' } ← { ok, rss }  → { cmd: 'rss-peak' } ← { ok, peak, rss, atPeak, now }
+ *     (atPeak / now: process.memoryUsage() in MB at the peak and now)
  *   → { cmd: 'stop' }                                 ← { ok } and exit
  * RSS is sampled every 20 ms; the peak is kept since the last reset. With MYELIN_BENCH_CPU_PROF=dir
  * the process profiles itself from start to stop and writes `<name>-<pid>.cpuprofile` there.
@@ -14,6 +15,8 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { Writable } from 'node:stream';
 import { Myelin } from '../../src/app.js';
 import { staticResolver, type StaticDnsRecords } from '../../src/federation/dns.js';
@@ -31,12 +34,65 @@ if (profDir) {
   await profiler.post('Profiler.setSamplingInterval', { interval: 1000 });
   await profiler.post('Profiler.start');
 }
+/**
+ * MYELIN_BENCH_HEAP_PROF=dir: a sampling heap profile from rss-reset to rss-peak, written as
+ * `<name>-<pid>.heapprofile`, of the allocations no minor GC freed (promoted or still live).
+ */
+const heapProfDir = process.env['MYELIN_BENCH_HEAP_PROF'];
+let heapSession: Session | undefined;
 let server: Myelin | undefined;
 let peak = process.memoryUsage().rss;
+/** process.memoryUsage() when the peak RSS was sampled (heap, external, array buffers). */
+let peakUsage = process.memoryUsage();
+/** MYELIN_BENCH_TRACE_MEM=ms: process.memoryUsage() (MB) to stderr every ms while a peak is tracked. */
+const traceMemMs = Number(process.env['MYELIN_BENCH_TRACE_MEM'] ?? 0);
+/** MYELIN_BENCH_HEAP_SNAPSHOT=dir and MYELIN_BENCH_HEAP_SNAPSHOT_MB=n: one heap snapshot when RSS first exceeds n MB. */
+const snapDir = process.env['MYELIN_BENCH_HEAP_SNAPSHOT'];
+const snapMb = Number(process.env['MYELIN_BENCH_HEAP_SNAPSHOT_MB'] ?? 0);
+let snapped = false;
+let tracking = false;
+let lastTrace = 0;
+const mb = (n: number): number => Math.round(n / 104857.6) / 10;
+const usageLine = (u: NodeJS.MemoryUsage): string =>
+  `rss ${mb(u.rss)} heapTotal ${mb(u.heapTotal)} heapUsed ${mb(u.heapUsed)} external ${mb(u.external)} arrayBuffers ${mb(u.arrayBuffers)}`;
 const sampler = setInterval(() => {
-  peak = Math.max(peak, process.memoryUsage().rss);
+  const u = process.memoryUsage();
+  if (u.rss > peak) {
+    peak = u.rss;
+    peakUsage = u;
+  }
+  if (tracking && traceMemMs && Date.now() - lastTrace >= traceMemMs) {
+    lastTrace = Date.now();
+    const spaces = getHeapSpaceStatistics()
+      .filter((sp) => sp.space_size > 1048576)
+      .map((sp) => `${sp.space_name.replace('_space', '')} ${mb(sp.space_used_size)}/${mb(sp.space_size)}`)
+      .join(', ');
+    process.stderr.write(`${serverName} mem ${new Date().toISOString().slice(11, 23)} ${usageLine(u)} (${spaces})\n`);
+  }
+  if (tracking && snapDir && !snapped && snapMb && u.rss > snapMb * 1048576) {
+    snapped = true;
+    const file = writeHeapSnapshot(join(snapDir, `${serverName}-${process.pid}-${Math.round(u.rss / 1048576)}MB.heapsnapshot`));
+    process.stderr.write(`${serverName}: heap snapshot ${file} (${usageLine(u)})\n`);
+  }
 }, 20);
 sampler.unref();
+/**
+ * MYELIN_BENCH_TRACE_GC=1: each full garbage collection (kind, ms, old space and heap after) to
+ * stderr while a peak is tracked; `minor`: scavenges too.
+ */
+const traceGc = process.env['MYELIN_BENCH_TRACE_GC'] ?? '';
+if (traceGc) {
+  const kinds: Record<number, string> = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
+  new PerformanceObserver((list) => {
+    if (!tracking) return;
+    for (const e of list.getEntries()) {
+      const kind = ((e as unknown as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind ?? 0;
+      if (kind === 1 && !traceGc.includes('minor')) continue;
+      const old = getHeapSpaceStatistics().find((sp) => sp.space_name === 'old_space');
+      process.stderr.write(`${serverName} gc ${kinds[kind] ?? kind} ${e.duration.toFixed(1)} ms; old ${mb(old?.space_used_size ?? 0)}; ${usageLine(process.memoryUsage())}\n`);
+    }
+  }).observe({ entryTypes: ['gc'] });
+}
 
 const quiet = new Writable({
   write(chunk: Buffer, _enc, cb) {
@@ -114,12 +170,33 @@ process.on('message', (msg: any) => {
           reply({ ok: true });
           break;
         case 'rss-reset':
-          peak = process.memoryUsage().rss;
+          if (heapProfDir) {
+            heapSession ??= new Session();
+            heapSession.connect();
+            // Objects a scavenge freed are left out: what remains was promoted (or is still live).
+            await heapSession.post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true } as never);
+          }
+          peakUsage = process.memoryUsage();
+          peak = peakUsage.rss;
+          tracking = true;
           reply({ ok: true, rss: peak });
           break;
-        case 'rss-peak':
-          peak = Math.max(peak, process.memoryUsage().rss);
-          reply({ ok: true, peak, rss: process.memoryUsage().rss });
+        case 'rss-peak': {
+          const u = process.memoryUsage();
+          if (u.rss > peak) {
+            peak = u.rss;
+            peakUsage = u;
+          }
+          tracking = false;
+          if (heapSession) {
+            const { profile } = await heapSession.post('HeapProfiler.stopSampling');
+            writeFileSync(join(heapProfDir!, `${serverName}-${process.pid}.heapprofile`), JSON.stringify(profile));
+            heapSession.disconnect();
+            heapSession = undefined;
+          }
+          reply({ ok: true, peak, rss: u.rss, atPeak: usageLine(peakUsage), now: usageLine(u) });
+          break;
+        }
           break;
         case 'stop':
           await server?.stop();

@@ -7,7 +7,12 @@
  * its own. Figures: time to joined (the client's /join returning) and B's peak RSS during the
  * join (sampled every 20 ms). Goal on this machine: under 30 s and under 300 MB.
  * MYELIN_BENCH_BIG_CACHE=dir keeps A's generated data directory there and reuses it for the same
- * sizes (generating 20,000 members takes minutes).
+ * sizes (generating 20,000 members takes minutes). Memory diagnostics of B (bench/lib/fed-server.ts):
+ * MYELIN_BENCH_TRACE_MEM=ms (process.memoryUsage() and heap spaces), MYELIN_BENCH_TRACE_GC=1 (or
+ * "minor" for scavenges too), MYELIN_BENCH_HEAP_PROF=dir (sampling heap profile of what young-
+ * generation collections did not free), MYELIN_BENCH_HEAP_SNAPSHOT=dir with
+ * MYELIN_BENCH_HEAP_SNAPSHOT_MB=n (one heap snapshot when RSS first exceeds n MB);
+ * MYELIN_BENCH_B_NODE_ARGS: Node.js options for B.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,8 +46,11 @@ function prepare(name: string, ca: ReturnType<typeof createTestCa>, root: string
   return dir;
 }
 
-async function startNode(name: string, dir: string, caFile: string): Promise<Node> {
-  return forkFedServer(name, dir, caFile, { callTimeoutMs: TIMEOUT_MS, startTimeoutMs: 120_000 });
+/** MYELIN_BENCH_B_NODE_ARGS: Node.js options for B only (e.g. the systemd unit's "--max-old-space-size=384 --max-semi-space-size=8"). */
+const B_NODE_ARGS = (process.env['MYELIN_BENCH_B_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
+
+async function startNode(name: string, dir: string, caFile: string, nodeArgs: string[] = []): Promise<Node> {
+  return forkFedServer(name, dir, caFile, { callTimeoutMs: TIMEOUT_MS, startTimeoutMs: 120_000, nodeArgs });
 }
 
 async function req(base: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
@@ -105,7 +113,7 @@ try {
   console.error(`federation-big-join bench: room of ${MEMBERS} members and ${MESSAGES} messages generated on A in ${Math.round(performance.now() - g0)} ms`);
   const a = await startNode('a.bench', dirA, caFile);
   nodes.push(a);
-  const b = await startNode('b.bench', prepare('b.bench', ca, root), caFile);
+  const b = await startNode('b.bench', prepare('b.bench', ca, root), caFile, B_NODE_ARGS);
   nodes.push(b);
   const dns = {
     a: { 'a.bench': ['127.0.0.1'], 'b.bench': ['127.0.0.1'] },
@@ -122,10 +130,11 @@ try {
   await req(b.clientUrl, bob, 'POST', `/_matrix/client/v3/join/${enc(roomId)}?via=a.bench`, {});
   const joinMs = performance.now() - j0;
   const after = await b.call({ cmd: 'rss-peak' });
+  console.error(`federation-big-join bench: B at its peak: ${after.atPeak}; after the join: ${after.now}`);
   const members = await req(b.clientUrl, bob, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`);
   const count = Object.keys(members.joined ?? {}).length;
   if (count < MEMBERS + 2) throw new Error(`joined room shows ${count} members on B, expected ${MEMBERS + 2}`);
-  const label = `join a room of ${MEMBERS} members and ${MESSAGES} messages from B`;
+  const label = `join a room of ${MEMBERS} members and ${MESSAGES} messages from B${B_NODE_ARGS.length ? ` (B: ${B_NODE_ARGS.join(' ')})` : ''}`;
   report(SUITE, `${label}: time to joined`, joinMs, 'ms');
   report(SUITE, `${label}: B peak RSS`, after.peak / 1048576, 'MB');
   report(SUITE, `${label}: B RSS before`, before.rss / 1048576, 'MB');

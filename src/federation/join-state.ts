@@ -24,8 +24,12 @@ import { topologicalOrder } from './event-handler.js';
 import type { Keyring } from './keyring.js';
 import { checkPduBatch, PduError } from './pdu.js';
 
-/** Events checked and written per chunk (one transaction each). */
-export const JOIN_CHUNK = 500;
+/**
+ * Events checked and written per chunk (one transaction each). Smaller chunks keep fewer
+ * events alive across young-generation collections, so fewer reach the old generation (which
+ * is not collected during a join): 500 left B's heap ≈ 10 MB bigger at 20,000 members than 200.
+ */
+export const JOIN_CHUNK = 200;
 /** Member events kept in memory as possible auth events (others are read back from the store). */
 const MEMBER_CACHE = 2000;
 const LOG_EVERY_MS = 2000;
@@ -157,6 +161,9 @@ export class JoinStateIngest {
       for (const s of (await this.deps.events.getEvents(old.slice(i, i + JOIN_CHUNK))).values()) if (s.rejected) oldRejected.add(s.event.event_id);
     }
     for (const [key, id] of this.state) if (!this.rejected.has(id) && !oldRejected.has(id)) state.set(key, id);
+    // The answer's IDs are not needed any more (the join's storing step holds the room's state).
+    this.state.clear();
+    this.seen.clear();
     this.progress.done = true;
     this.report(true);
     if (this.rejected.size || this.dropped) {
@@ -285,6 +292,7 @@ export class JoinStateIngest {
         waiting: this.deferred.length,
         ms: now - this.started,
         rssMb: Math.round(process.memoryUsage.rss() / 1048576),
+        heapMb: Math.round(process.memoryUsage().heapUsed / 1048576),
         done: this.progress.done,
       },
       this.progress.done ? 'joined room state stored' : 'joining a room: storing its state',
