@@ -83,7 +83,7 @@ export const ConfigSchema = Type.Object(
         commit_gather_ms: Type.Integer({
           minimum: 0,
           maximum: 50,
-          default: 2,
+          default: 0,
           description: 'SQLite: while commits follow each other, how long a commit waits for more writes to share its disk sync (0: never)',
         }),
         pool_size: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),

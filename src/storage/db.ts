@@ -86,8 +86,8 @@ export class Database {
    * progress, share one commit: each runs in order inside its own savepoint, so one that fails is
    * rolled back alone and rejects alone; the others commit together. Each caller's promise
    * resolves (after its hooks ran) only once the shared commit is durable. While commits follow
-   * each other (under load), a small batch waits up to `database.commit_gather_ms` for more, so
-   * more transactions share each disk sync; an isolated write never waits.
+   * each other (under load), a small batch may wait up to `database.commit_gather_ms` (off by
+   * default) for more, so more transactions share each disk sync; an isolated write never waits.
    */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (this.dialect !== 'sqlite') return this.transactionAlone(fn);
