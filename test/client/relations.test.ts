@@ -187,3 +187,43 @@ describe.each<Engine>(['sqlite', 'postgres'])('relations, threads and timestamps
     expect((await carol.get(`${V1}/rooms/${r3}/timestamp_to_event?ts=0&dir=f`)).status).toBe(403);
   });
 });
+
+describe.each<Engine>(['sqlite', 'postgres'])('bundled aggregations across a restart on %s', (engine) => {
+  it('events from before and after a restart get their edits bundled, also after a sync formatted them without', async () => {
+    const { startRestartable } = await import('./_restartable.js');
+    const srv = await startRestartable(engine);
+    try {
+      const alice = new TestClient(srv.url);
+      await alice.register('alice');
+      const roomId = (await alice.post(`${C}/createRoom`, { preset: 'private_chat' })).body.room_id as string;
+      const rid = encodeURIComponent(roomId);
+      const before = await send(alice, roomId, text('before the restart'));
+      await srv.restart();
+      const after = await send(alice, roomId, text('after the restart'));
+      // Formatted (and bundled) once without any relation pointing at them.
+      for (let i = 0; i < 2; i++) {
+        const s = await alice.get(`${C}/sync?timeout=0`);
+        expect(s.status).toBe(200);
+        const ids = (s.body.rooms.join[roomId].timeline.events as any[]).map((e) => e.event_id);
+        expect(ids).toContain(after);
+      }
+      for (const [target, label] of [
+        [before, 'old'],
+        [after, 'new'],
+      ] as const) {
+        const edit = await send(alice, roomId, {
+          ...text(`* ${label}`),
+          'm.new_content': text(label),
+          'm.relates_to': { rel_type: 'm.replace', event_id: target },
+        });
+        const ev = await alice.get(`${C}/rooms/${rid}/event/${encodeURIComponent(target)}`);
+        expect(ev.body.unsigned?.['m.relations']?.['m.replace']?.event_id).toBe(edit);
+        const msgs = await alice.get(`${C}/rooms/${rid}/messages?dir=b&limit=20`);
+        const inTimeline = (msgs.body.chunk as any[]).find((e) => e.event_id === target);
+        expect(inTimeline.unsigned?.['m.relations']?.['m.replace']?.event_id).toBe(edit);
+      }
+    } finally {
+      await srv.close();
+    }
+  });
+});
