@@ -145,3 +145,28 @@ export async function roomMessages(c: TestClient, roomId: string, limit = 100): 
 export function bodies(events: any[]): string[] {
   return events.filter((e) => e.type === 'm.room.message').map((e) => e.content.body);
 }
+
+/** Registers `name` (with the test password) on a member and returns its logged-in client. */
+export async function registerOn(m: FedMember, name: string): Promise<TestClient> {
+  const c = m.client();
+  await c.register(name);
+  return c;
+}
+
+export interface TwoServers {
+  fed: Federation;
+  a: FedMember;
+  b: FedMember;
+  /** @alice:a.test */
+  alice: TestClient;
+  /** @bob:b.test */
+  bob: TestClient;
+}
+
+/** How most federation tests begin: servers a.test and b.test, alice registered on A and bob on B. */
+export async function twoServers(engine: Engine, extra: { a?: Record<string, unknown>; b?: Record<string, unknown> } = {}): Promise<TwoServers> {
+  const fed = await createFederation(engine);
+  const a = await fed.add('a.test', extra.a);
+  const b = await fed.add('b.test', extra.b);
+  return { fed, a, b, alice: await registerOn(a, 'alice'), bob: await registerOn(b, 'bob') };
+}

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../client/_client.js';
-import { createFederation, eventually, type Federation, type FedMember } from '../_util/federation.js';
+import { eventually, type Federation, type FedMember, twoServers } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 
 const enc = encodeURIComponent;
@@ -35,13 +35,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('backfill over federation on %s', 
   let bob: TestClient;
 
   beforeAll(async () => {
-    fed = await createFederation(engine);
-    a = await fed.add('a.test');
-    b = await fed.add('b.test');
-    alice = a.client();
-    await alice.register('alice');
-    bob = b.client();
-    await bob.register('bob');
+    ({ fed, a, b, alice, bob } = await twoServers(engine));
   }, 60_000);
 
   afterAll(async () => {

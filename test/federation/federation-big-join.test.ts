@@ -9,7 +9,7 @@ import { JoinStateIngest } from '../../src/federation/join-state.js';
 import { stateKeyOf } from '../../src/protocol/event.js';
 import { getRoomVersion } from '../../src/protocol/room-versions.js';
 import type { TestClient } from '../client/_client.js';
-import { createFederation, eventually, type Federation, type FedMember } from '../_util/federation.js';
+import { eventually, type Federation, type FedMember, twoServers } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 
 const enc = encodeURIComponent;
@@ -44,19 +44,15 @@ describe.each<Engine>(['sqlite', 'postgres'])('joining a room of several hundred
   let bob: TestClient;
 
   beforeAll(async () => {
-    fed = await createFederation(engine);
-    a = await fed.add('a.test');
-    b = await fed.add('b.test', {
-      listeners: {
-        client: { bind: '127.0.0.1', port: 0 },
-        federation: { bind: '127.0.0.1', port: 0, tls: { cert_file: 'fed.crt', key_file: 'fed.key' } },
-        metrics: { enabled: true, bind: '127.0.0.1', port: 0 },
+    ({ fed, a, b, alice, bob } = await twoServers(engine, {
+      b: {
+        listeners: {
+          client: { bind: '127.0.0.1', port: 0 },
+          federation: { bind: '127.0.0.1', port: 0, tls: { cert_file: 'fed.crt', key_file: 'fed.key' } },
+          metrics: { enabled: true, bind: '127.0.0.1', port: 0 },
+        },
       },
-    });
-    alice = a.client();
-    await alice.register('alice');
-    bob = b.client();
-    await bob.register('bob');
+    }));
   }, 60_000);
 
   afterAll(async () => {

@@ -7,7 +7,7 @@ import { stateKeyOf, type Pdu } from '../../src/protocol/event.js';
 import { getRoomVersion } from '../../src/protocol/room-versions.js';
 import { generateSigningKey } from '../../src/protocol/signing.js';
 import type { TestClient } from '../client/_client.js';
-import { bodies, createFederation, eventually, roomMessages, type Federation, type FedMember } from '../_util/federation.js';
+import { bodies, eventually, roomMessages, type Federation, type FedMember, twoServers } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 
 const enc = encodeURIComponent;
@@ -52,13 +52,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('federated rooms on %s', (engine) 
   let roomId: string;
 
   beforeAll(async () => {
-    fed = await createFederation(engine);
-    a = await fed.add('a.test');
-    b = await fed.add('b.test');
-    alice = a.client();
-    await alice.register('alice');
-    bob = b.client();
-    await bob.register('bob');
+    ({ fed, a, b, alice, bob } = await twoServers(engine));
   }, 60_000);
 
   afterAll(async () => {

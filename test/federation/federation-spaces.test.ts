@@ -5,7 +5,7 @@ import { signEvent } from '../../src/protocol/event-signing.js';
 import { stateKeyOf, type Pdu } from '../../src/protocol/event.js';
 import { getRoomVersion } from '../../src/protocol/room-versions.js';
 import type { TestClient } from '../client/_client.js';
-import { createFederation, eventually, type Federation, type FedMember } from '../_util/federation.js';
+import { eventually, type Federation, type FedMember, twoServers, registerOn } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 
 const enc = encodeURIComponent;
@@ -57,17 +57,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('spaces, restricted joins and late
   let dave: TestClient;
 
   beforeAll(async () => {
-    fed = await createFederation(engine);
-    a = await fed.add('a.test');
-    b = await fed.add('b.test');
-    alice = a.client();
-    await alice.register('alice');
-    carol = a.client();
-    await carol.register('carol');
-    bob = b.client();
-    await bob.register('bob');
-    dave = b.client();
-    await dave.register('dave');
+    ({ fed, a, b, alice, bob } = await twoServers(engine));
+    carol = await registerOn(a, 'carol');
+    dave = await registerOn(b, 'dave');
   }, 60_000);
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../client/_client.js';
-import { bodies, createFederation, eventually, roomMessages, type Federation, type FedMember } from '../_util/federation.js';
+import { bodies, eventually, roomMessages, type Federation, type FedMember, twoServers, registerOn } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 
 const enc = encodeURIComponent;
@@ -24,15 +24,8 @@ describe.each<Engine>(['sqlite', 'postgres'])('unread counts with local and fede
   let bob: TestClient;
 
   beforeAll(async () => {
-    fed = await createFederation(engine);
-    a = await fed.add('a.test');
-    b = await fed.add('b.test');
-    alice = a.client();
-    await alice.register('alice');
-    carol = a.client();
-    await carol.register('carol');
-    bob = b.client();
-    await bob.register('bob');
+    ({ fed, a, b, alice, bob } = await twoServers(engine));
+    carol = await registerOn(a, 'carol');
   }, 60_000);
 
   afterAll(async () => {

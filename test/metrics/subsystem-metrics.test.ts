@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Myelin } from '../../src/app.js';
 import { TestClient } from '../client/_client.js';
-import { bodies, createFederation, eventually, roomMessages, type Federation, type FedMember } from '../_util/federation.js';
+import { bodies, eventually, roomMessages, type Federation, type FedMember, twoServers } from '../_util/federation.js';
 import { parsePrometheusText, sampleSum } from '../_util/prom-text.js';
 import type { Engine } from '../_util/server.js';
 import { freePort, Homeserver } from '../appservice/_harness.js';
@@ -32,13 +32,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation metrics on %s', (engin
   let roomId: string;
 
   beforeAll(async () => {
-    fed = await createFederation(engine);
-    a = await fed.add('a.test');
-    b = await fed.add('b.test');
-    alice = a.client();
-    await alice.register('alice');
-    bob = b.client();
-    await bob.register('bob');
+    ({ fed, a, b, alice, bob } = await twoServers(engine));
   }, 60_000);
 
   afterAll(async () => {
