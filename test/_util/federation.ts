@@ -142,6 +142,26 @@ export async function roomMessages(c: TestClient, roomId: string, limit = 100): 
   return [...res.body.chunk].reverse();
 }
 
+/**
+ * Every event of a room through /messages, paginating backwards `limit` at a time (oldest
+ * first), with the `end` token of each page that had one (`pages` of them).
+ */
+export async function paginateAll(c: TestClient, roomId: string, limit: number): Promise<{ events: any[]; tokens: string[]; pages: number }> {
+  const out: any[] = [];
+  const tokens: string[] = [];
+  let from: string | undefined;
+  for (let page = 0; page < 200; page++) {
+    const q = `dir=b&limit=${limit}${from ? `&from=${encodeURIComponent(from)}` : ''}`;
+    const res = await c.get(`/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?${q}`);
+    if (res.status !== 200) throw new Error(`messages: ${res.status} ${JSON.stringify(res.body)}`);
+    out.push(...res.body.chunk);
+    if (!res.body.end) break;
+    from = res.body.end as string;
+    tokens.push(from);
+  }
+  return { events: out.reverse(), tokens, pages: tokens.length };
+}
+
 export function bodies(events: any[]): string[] {
   return events.filter((e) => e.type === 'm.room.message').map((e) => e.content.body);
 }

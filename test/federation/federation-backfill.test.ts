@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../client/_client.js';
-import { eventually, type Federation, type FedMember, twoServers } from '../_util/federation.js';
+import { eventually, paginateAll, type Federation, type FedMember, twoServers } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 
 const enc = encodeURIComponent;
@@ -9,22 +9,6 @@ async function sendRaw(c: TestClient, roomId: string, content: Record<string, un
   const res = await c.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/${Math.random().toString(36).slice(2)}`, content);
   if (res.status !== 200) throw new Error(`send: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.event_id;
-}
-
-/** Every event of a room through /messages, paginating backwards `limit` at a time (oldest first). */
-async function paginateAll(c: TestClient, roomId: string, limit: number): Promise<{ events: any[]; pages: number }> {
-  const out: any[] = [];
-  let from: string | undefined;
-  let pages = 0;
-  for (; pages < 100; pages++) {
-    const q = `dir=b&limit=${limit}${from ? `&from=${enc(from)}` : ''}`;
-    const res = await c.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?${q}`);
-    if (res.status !== 200) throw new Error(`messages: ${res.status} ${JSON.stringify(res.body)}`);
-    out.push(...res.body.chunk);
-    if (!res.body.end) break;
-    from = res.body.end;
-  }
-  return { events: out.reverse(), pages };
 }
 
 describe.each<Engine>(['sqlite', 'postgres'])('backfill over federation on %s', (engine) => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../client/_client.js';
-import { eventually, type Federation, type FedMember, twoServers } from '../_util/federation.js';
+import { eventually, paginateAll, type Federation, type FedMember, twoServers } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
 
 const enc = encodeURIComponent;
@@ -9,23 +9,6 @@ async function send(c: TestClient, roomId: string, body: string): Promise<string
   const res = await c.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/${Math.random().toString(36).slice(2)}`, { msgtype: 'm.text', body });
   if (res.status !== 200) throw new Error(`send: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.event_id;
-}
-
-/** Every event of a room through /messages, paginating backwards `limit` at a time (oldest first). */
-async function paginateAll(c: TestClient, roomId: string, limit: number): Promise<{ events: any[]; tokens: string[] }> {
-  const out: any[] = [];
-  const tokens: string[] = [];
-  let from: string | undefined;
-  for (let pages = 0; pages < 200; pages++) {
-    const q = `dir=b&limit=${limit}${from ? `&from=${enc(from)}` : ''}`;
-    const res = await c.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?${q}`);
-    if (res.status !== 200) throw new Error(`messages: ${res.status} ${JSON.stringify(res.body)}`);
-    out.push(...res.body.chunk);
-    if (!res.body.end) break;
-    from = res.body.end;
-    tokens.push(from!);
-  }
-  return { events: out.reverse(), tokens };
 }
 
 describe.each<Engine>(['sqlite', 'postgres'])('gaps in the middle of the timeline on %s', (engine) => {
