@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import type { SlidingSyncBody } from '../../services/sliding-sync/index.js';
+import { WAIT_OVER } from '../../services/sync/sync-service.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 
@@ -107,7 +108,7 @@ export function registerSlidingSync(app: HttpApp, ctx: AppContext): void {
       if (current.presence !== presence) await ctx.userData.setPresence(user.userId, presence, current.status_msg ?? undefined);
     }
     const abort = new AbortController();
-    const onClose = () => abort.abort();
+    const onClose = () => abort.abort(WAIT_OVER);
     // The response closing before we answer means the client went away.
     reply.raw.once('close', onClose);
     try {

@@ -2,6 +2,7 @@ import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import type { Filter } from '../../services/sync/filter.js';
 import { parseSyncToken } from '../../services/sync/token.js';
+import { WAIT_OVER } from '../../services/sync/sync-service.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
@@ -50,7 +51,7 @@ export function registerSync(app: HttpApp, ctx: AppContext): void {
         if (current.presence !== presence) await ctx.userData.setPresence(user.userId, presence, current.status_msg ?? undefined);
       }
       const abort = new AbortController();
-      const onClose = () => abort.abort();
+      const onClose = () => abort.abort(WAIT_OVER);
       // The response closing before we answer means the client went away.
       reply.raw.once('close', onClose);
       try {

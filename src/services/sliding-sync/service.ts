@@ -7,7 +7,7 @@ import type { PushActions } from '../push/push-actions.js';
 import type { ClientEvent, ClientEventFormatter } from '../rooms/client-events.js';
 import type { HistoryVisibility } from '../rooms/visibility.js';
 import { StreamActivity } from '../sync/activity.js';
-import type { SyncService } from '../sync/sync-service.js';
+import { WAIT_OVER, type SyncService } from '../sync/sync-service.js';
 import { formatPaginationToken, STREAMS, type StreamPositions } from '../sync/token.js';
 import type { BumpStamps } from './bump.js';
 import { ConnectionStore, type ConnectionState, type RoomSent } from './connections.js';
@@ -131,12 +131,12 @@ export class SlidingSyncService {
     const prev = req.pos === undefined ? undefined : this.connections.get(req.userId, req.deviceId, connId, req.pos);
     const deadline = Date.now() + Math.max(0, req.timeoutMs);
     for (;;) {
-      const ac = new AbortController();
-      const onAbort = () => ac.abort();
-      req.signal?.addEventListener('abort', onAbort, { once: true });
       const remaining = deadline - Date.now();
       // Listen before reading positions, so a change in between still wakes us.
-      const woken = prev && remaining > 0 ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
+      const ac = prev && remaining > 0 && !req.signal?.aborted ? new AbortController() : undefined;
+      const onAbort = ac && (() => ac.abort(WAIT_OVER));
+      if (onAbort) req.signal?.addEventListener('abort', onAbort, { once: true });
+      const woken = ac ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
       try {
         const built = await this.build(req, prev);
         const done = !woken || built.hasData || Date.now() >= deadline || req.signal?.aborted;
@@ -145,8 +145,10 @@ export class SlidingSyncService {
           return built.response;
         }
       } finally {
-        ac.abort();
-        req.signal?.removeEventListener('abort', onAbort);
+        if (ac) {
+          ac.abort(WAIT_OVER);
+          req.signal?.removeEventListener('abort', onAbort!);
+        }
       }
     }
   }

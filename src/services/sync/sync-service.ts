@@ -98,6 +98,12 @@ export interface SyncDeps {
   visibility?: HistoryVisibility;
 }
 
+/**
+ * The reason a long-poll's wait is aborted with (its end, or the client going away): one shared
+ * value, since `abort()` without a reason builds a DOMException (with a stack) every time.
+ */
+export const WAIT_OVER: unknown = Object.freeze({ reason: 'wait over' });
+
 /** Responses built at once (see BuildSlots). */
 const BUILD_SLOTS = 4;
 
@@ -180,12 +186,12 @@ export class SyncService {
   async sync(req: SyncRequest): Promise<SyncResponse> {
     const deadline = Date.now() + Math.max(0, req.timeoutMs);
     for (;;) {
-      const ac = new AbortController();
-      const onAbort = () => ac.abort();
-      req.signal?.addEventListener('abort', onAbort, { once: true });
       // Start listening before reading positions so a change in between still wakes us.
       const remaining = deadline - Date.now();
-      const woken = req.since && !req.fullState && remaining > 0 ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
+      const ac = req.since && !req.fullState && remaining > 0 && !req.signal?.aborted ? new AbortController() : undefined;
+      const onAbort = ac && (() => ac.abort(WAIT_OVER));
+      if (onAbort) req.signal?.addEventListener('abort', onAbort, { once: true });
+      const woken = ac ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
       try {
         // Positions are read once the slot is ours, so what committed while waiting is included.
         const { response, changed } = await this.slots.run(async () => {
@@ -199,8 +205,10 @@ export class SyncService {
         // Timed out, aborted or shutting down with nothing new: answer with the same positions.
         if (!notified || Date.now() >= deadline || req.signal?.aborted) return response;
       } finally {
-        ac.abort();
-        req.signal?.removeEventListener('abort', onAbort);
+        if (ac) {
+          ac.abort(WAIT_OVER);
+          req.signal?.removeEventListener('abort', onAbort!);
+        }
       }
     }
   }

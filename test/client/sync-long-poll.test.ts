@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSyncToken } from '../../src/services/sync/token.js';
+import type { Engine, TestServer } from '../_util/server.js';
+import { startAccountsServer, TestClient } from './_client.js';
+
+const C = '/_matrix/client/v3';
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.each<Engine>(['sqlite', 'postgres'])('/sync long-polls on %s', (engine) => {
+  let t: TestServer;
+  let alice: TestClient;
+  let userId: string;
+  let deviceId: string;
+  let roomId: string;
+  beforeAll(async () => {
+    t = await startAccountsServer(engine);
+    alice = new TestClient(t.clientUrl);
+    const reg = await alice.register('alice');
+    userId = reg.user_id;
+    deviceId = reg.device_id;
+    roomId = (await alice.post(`${C}/createRoom`, {})).body.room_id;
+  });
+  afterAll(() => t?.close());
+
+  const since = async () => parseSyncToken((await alice.get(`${C}/sync?timeout=0`)).body.next_batch);
+
+  it('wakes on a new event, and leaves no waiter behind', async () => {
+    const { sync, notifier } = t.server.ctx;
+    const before = notifier.waiting;
+    const polling = sync.sync({ userId, deviceId, since: await since(), timeoutMs: 20_000, fullState: false, filter: {} });
+    await until(() => notifier.waiting > before, 'the long-poll to wait');
+    await alice.put(`${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/w1`, { msgtype: 'm.text', body: 'wake' });
+    const res = await polling;
+    expect(res.rooms.join[roomId]!.timeline.events.map((e) => (e.content as { body?: string }).body)).toEqual(['wake']);
+    expect(notifier.waiting).toBe(before);
+  });
+
+  it('answers at once when the client goes away, and again when it had gone before the call', async () => {
+    const { sync, notifier } = t.server.ctx;
+    const before = notifier.waiting;
+    const ac = new AbortController();
+    const from = await since();
+    const polling = sync.sync({ userId, deviceId, since: from, timeoutMs: 20_000, fullState: false, filter: {}, signal: ac.signal });
+    await until(() => notifier.waiting > before, 'the long-poll to wait');
+    const started = Date.now();
+    ac.abort();
+    const res = await polling;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Object.keys(res.rooms.join)).toEqual([]);
+    expect(parseSyncToken(res.next_batch)).toEqual(from);
+    expect(notifier.waiting).toBe(before);
+
+    const gone = new AbortController();
+    gone.abort();
+    const t0 = Date.now();
+    await sync.sync({ userId, deviceId, since: from, timeoutMs: 20_000, fullState: false, filter: {}, signal: gone.signal });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(notifier.waiting).toBe(before);
+  });
+
+  it('returns what is already there without waiting, and times out with the same positions', async () => {
+    const { sync, notifier } = t.server.ctx;
+    const before = notifier.waiting;
+    const from = await since();
+    await alice.put(`${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/w2`, { msgtype: 'm.text', body: 'ready' });
+    const ready = await sync.sync({ userId, deviceId, since: from, timeoutMs: 20_000, fullState: false, filter: {} });
+    expect(ready.rooms.join[roomId]!.timeline.events).toHaveLength(1);
+    expect(notifier.waiting).toBe(before);
+    const next = parseSyncToken(ready.next_batch);
+    const idle = await sync.sync({ userId, deviceId, since: next, timeoutMs: 200, fullState: false, filter: {} });
+    expect(parseSyncToken(idle.next_batch)).toEqual(next);
+    expect(Object.keys(idle.rooms.join)).toEqual([]);
+    expect(notifier.waiting).toBe(before);
+  });
+});
