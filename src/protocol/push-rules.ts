@@ -217,8 +217,25 @@ export function rulesetToJson(rs: PushRuleset): JsonObject {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
+const pathCache = new Map<string, readonly string[]>();
+
 /** Splits a dot-separated property path (appendices: `\.` is a literal dot, `\\` a backslash). */
 export function splitPropertyPath(path: string): string[] {
+  return [...splitPathCached(path)];
+}
+
+/** splitPropertyPath, remembered (rules name the same few paths over and over). */
+function splitPathCached(path: string): readonly string[] {
+  let parts = pathCache.get(path);
+  if (parts === undefined) {
+    parts = splitPath(path);
+    if (pathCache.size >= 2000) pathCache.clear();
+    pathCache.set(path, parts);
+  }
+  return parts;
+}
+
+function splitPath(path: string): string[] {
   const parts: string[] = [];
   let cur = '';
   for (let i = 0; i < path.length; i++) {
@@ -239,20 +256,25 @@ export function splitPropertyPath(path: string): string[] {
 
 /** The value at a dot-separated path of the event, or undefined. */
 export function propertyAt(event: JsonObject, path: string): JsonValue | undefined {
+  return propertyAtParts(event, splitPathCached(path));
+}
+
+function propertyAtParts(event: JsonObject, parts: readonly string[]): JsonValue | undefined {
   let cur: JsonValue | undefined = event;
-  for (const p of splitPropertyPath(path)) {
+  for (const p of parts) {
     if (!isObject(cur)) return undefined;
     cur = Object.prototype.hasOwnProperty.call(cur, p) ? (cur as JsonObject)[p] : undefined;
   }
   return cur;
 }
 
-const regexCache = new Map<string, RegExp>();
+/** Compiled globs: whole-value matches and word matches (`content.body`). */
+const regexCache = { whole: new Map<string, RegExp>(), words: new Map<string, RegExp>() };
 
 /** Glob (`*`, `?`) to a case-insensitive regular expression; `words` matches at word boundaries. */
 export function globToRegExp(glob: string, words: boolean): RegExp {
-  const cacheKey = `${words ? 'w' : 'x'}${glob}`;
-  let re = regexCache.get(cacheKey);
+  const cache = words ? regexCache.words : regexCache.whole;
+  let re = cache.get(glob);
   if (re) return re;
   let body = '';
   for (const ch of glob) {
@@ -263,8 +285,8 @@ export function globToRegExp(glob: string, words: boolean): RegExp {
   }
   const source = words ? `(?:^|[^A-Za-z0-9_])${body}(?:[^A-Za-z0-9_]|$)` : `^${body}$`;
   re = new RegExp(source, 'isu');
-  if (regexCache.size > 2000) regexCache.clear();
-  regexCache.set(cacheKey, re);
+  if (cache.size > 2000) cache.clear();
+  cache.set(glob, re);
   return re;
 }
 
@@ -279,61 +301,109 @@ function isNonCompound(v: JsonValue | undefined): v is string | number | boolean
 
 const MEMBER_COUNT = /^(==|<=|>=|<|>)?([0-9]+)$/;
 
-function memberCountMatches(is: unknown, count: number): boolean {
-  if (typeof is !== 'string') return false;
+/** A room_member_count `is` as a test of the count, or undefined when it is malformed. */
+function memberCountTest(is: unknown): ((count: number) => boolean) | undefined {
+  if (typeof is !== 'string') return undefined;
   const m = MEMBER_COUNT.exec(is);
-  if (!m) return false;
+  if (!m) return undefined;
   const n = Number(m[2]);
   switch (m[1] ?? '==') {
     case '==':
-      return count === n;
+      return (count) => count === n;
     case '<':
-      return count < n;
+      return (count) => count < n;
     case '>':
-      return count > n;
+      return (count) => count > n;
     case '<=':
-      return count <= n;
+      return (count) => count <= n;
     case '>=':
-      return count >= n;
+      return (count) => count >= n;
     default:
-      return false;
+      return undefined;
+  }
+}
+
+/**
+ * An event being evaluated against many users' rules: each property path is looked up once,
+ * whoever's rules ask for it.
+ */
+export class PreparedPushEvent {
+  private readonly properties = new Map<string, JsonValue | undefined>();
+
+  constructor(readonly event: PushEvent) {}
+
+  /** The value at a dot-separated path of the event (`parts` is the path split). */
+  property(path: string, parts: readonly string[]): JsonValue | undefined {
+    if (this.properties.has(path)) return this.properties.get(path);
+    const v = propertyAtParts(this.event as unknown as JsonObject, parts);
+    this.properties.set(path, v);
+    return v;
+  }
+}
+
+export function preparePushEvent(event: PushEvent): PreparedPushEvent {
+  return new PreparedPushEvent(event);
+}
+
+type CompiledTest = (ev: PreparedPushEvent, ctx: PushContext) => boolean;
+
+const never: CompiledTest = () => false;
+
+/** A condition as a test, with its path split and its glob compiled. Unrecognised conditions never match. */
+function compileCondition(cond: PushCondition): CompiledTest {
+  switch (cond.kind) {
+    case 'event_match': {
+      const { key, pattern } = cond;
+      if (typeof key !== 'string' || typeof pattern !== 'string') return never;
+      const parts = splitPathCached(key);
+      const re = globToRegExp(pattern, key === 'content.body');
+      return (ev) => {
+        const v = ev.property(key, parts);
+        return typeof v === 'string' && re.test(v);
+      };
+    }
+    case 'event_property_is': {
+      const { key, value } = cond;
+      if (typeof key !== 'string' || !isNonCompound(value)) return never;
+      const parts = splitPathCached(key);
+      return (ev) => {
+        const v = ev.property(key, parts);
+        return isNonCompound(v) && v === value;
+      };
+    }
+    case 'event_property_contains': {
+      const { key, value } = cond;
+      if (typeof key !== 'string' || !isNonCompound(value)) return never;
+      const parts = splitPathCached(key);
+      return (ev) => {
+        const v = ev.property(key, parts);
+        return Array.isArray(v) && v.some((x) => isNonCompound(x) && x === value);
+      };
+    }
+    case 'contains_display_name':
+      return (ev, ctx) => {
+        const body = ev.event.content['body'];
+        if (typeof body !== 'string') return false;
+        const name = ctx.displayName?.();
+        return !!name && wordMatch(name, body);
+      };
+    case 'room_member_count': {
+      const test = memberCountTest(cond.is);
+      return test ? (_ev, ctx) => test(ctx.roomMemberCount) : never;
+    }
+    case 'sender_notification_permission': {
+      const key = cond.key;
+      if (typeof key !== 'string') return never;
+      return (_ev, ctx) => !!ctx.senderPowerLevel && !!ctx.notificationPowerLevel && ctx.senderPowerLevel() >= ctx.notificationPowerLevel(key);
+    }
+    default:
+      return never;
   }
 }
 
 /** Whether one condition holds for an event. Unrecognised conditions never match. */
 export function conditionMatches(cond: PushCondition, event: PushEvent, ctx: PushContext): boolean {
-  switch (cond.kind) {
-    case 'event_match': {
-      if (typeof cond.key !== 'string' || typeof cond.pattern !== 'string') return false;
-      const v = propertyAt(event as unknown as JsonObject, cond.key);
-      if (typeof v !== 'string') return false;
-      return globMatches(cond.pattern, v, cond.key === 'content.body');
-    }
-    case 'event_property_is': {
-      if (typeof cond.key !== 'string' || !isNonCompound(cond.value)) return false;
-      const v = propertyAt(event as unknown as JsonObject, cond.key);
-      return isNonCompound(v) && v === cond.value;
-    }
-    case 'event_property_contains': {
-      if (typeof cond.key !== 'string' || !isNonCompound(cond.value)) return false;
-      const v = propertyAt(event as unknown as JsonObject, cond.key);
-      return Array.isArray(v) && v.some((x) => isNonCompound(x) && x === cond.value);
-    }
-    case 'contains_display_name': {
-      const body = event.content['body'];
-      const name = ctx.displayName?.();
-      if (typeof body !== 'string' || !name) return false;
-      return wordMatch(name, body);
-    }
-    case 'room_member_count':
-      return memberCountMatches(cond.is, ctx.roomMemberCount);
-    case 'sender_notification_permission': {
-      if (typeof cond.key !== 'string' || !ctx.senderPowerLevel || !ctx.notificationPowerLevel) return false;
-      return ctx.senderPowerLevel() >= ctx.notificationPowerLevel(cond.key);
-    }
-    default:
-      return false;
-  }
+  return compileCondition(cond)(preparePushEvent(event), ctx);
 }
 
 /** The display name as a literal (not a glob) at word boundaries of the body, case-insensitively. */
@@ -342,19 +412,34 @@ function wordMatch(name: string, body: string): boolean {
   return new RegExp(`(?:^|[^A-Za-z0-9_])${escaped}(?:[^A-Za-z0-9_]|$)`, 'iu').test(body);
 }
 
-function ruleMatches(kind: PushRuleKind, r: PushRule, event: PushEvent, ctx: PushContext): boolean {
+function compileRule(kind: PushRuleKind, r: PushRule): CompiledTest {
   switch (kind) {
     case 'override':
-    case 'underride':
-      return (r.conditions ?? []).every((c) => conditionMatches(c, event, ctx));
-    case 'content': {
-      const body = event.content['body'];
-      return typeof r.pattern === 'string' && typeof body === 'string' && globMatches(r.pattern, body, true);
+    case 'underride': {
+      const tests = (r.conditions ?? []).map(compileCondition);
+      if (tests.length === 0) return () => true;
+      if (tests.length === 1) return tests[0]!;
+      return (ev, ctx) => {
+        for (const t of tests) if (!t(ev, ctx)) return false;
+        return true;
+      };
     }
-    case 'room':
-      return event.room_id === r.rule_id;
-    case 'sender':
-      return event.sender === r.rule_id;
+    case 'content': {
+      if (typeof r.pattern !== 'string') return never;
+      const re = globToRegExp(r.pattern, true);
+      return (ev) => {
+        const body = ev.event.content['body'];
+        return typeof body === 'string' && re.test(body);
+      };
+    }
+    case 'room': {
+      const roomId = r.rule_id;
+      return (ev) => ev.event.room_id === roomId;
+    }
+    case 'sender': {
+      const sender = r.rule_id;
+      return (ev) => ev.event.sender === sender;
+    }
   }
 }
 
@@ -364,15 +449,49 @@ export interface PushMatch {
   actions: PushAction[];
 }
 
-/** The first enabled rule that matches, in priority order, or undefined. */
-export function evaluatePushRules(rules: PushRuleset, event: PushEvent, ctx: PushContext): PushMatch | undefined {
+interface CompiledRule {
+  kind: PushRuleKind;
+  ruleId: string;
+  /** Without the historical actions. */
+  actions: readonly PushAction[];
+  test: CompiledTest;
+}
+
+/**
+ * A ruleset ready to evaluate many events: its enabled rules in priority order, each with its
+ * conditions compiled (paths split, globs turned into regular expressions). It is a snapshot:
+ * compile the ruleset again after changing it.
+ */
+export interface CompiledPushRules {
+  readonly rules: readonly CompiledRule[];
+  /** Whether an enabled rule has a `contains_display_name` condition (only then is the name needed). */
+  readonly usesDisplayName: boolean;
+}
+
+export function compilePushRules(rules: PushRuleset): CompiledPushRules {
+  const out: CompiledRule[] = [];
+  let usesDisplayName = false;
   for (const kind of PUSH_RULE_KINDS) {
     for (const r of rules[kind]) {
       if (!r.enabled) continue;
-      if (ruleMatches(kind, r, event, ctx)) return { kind, ruleId: r.rule_id, actions: cleanActions(r.actions) };
+      if (r.conditions?.some((c) => c.kind === 'contains_display_name') && (kind === 'override' || kind === 'underride')) usesDisplayName = true;
+      out.push({ kind, ruleId: r.rule_id, actions: cleanActions(r.actions), test: compileRule(kind, r) });
     }
   }
+  return { rules: out, usesDisplayName };
+}
+
+/** The first enabled rule that matches, in priority order, or undefined. */
+export function evaluateCompiledPushRules(rules: CompiledPushRules, event: PreparedPushEvent, ctx: PushContext): PushMatch | undefined {
+  for (const r of rules.rules) {
+    if (r.test(event, ctx)) return { kind: r.kind, ruleId: r.ruleId, actions: [...r.actions] };
+  }
   return undefined;
+}
+
+/** The first enabled rule that matches, in priority order, or undefined. */
+export function evaluatePushRules(rules: PushRuleset, event: PushEvent, ctx: PushContext): PushMatch | undefined {
+  return evaluateCompiledPushRules(compilePushRules(rules), preparePushEvent(event), ctx);
 }
 
 /** Whether the actions notify. */

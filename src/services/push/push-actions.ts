@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import { serverNameOf } from '../../protocol/identifiers.js';
 import { levelOf, notificationLevel, powerLevelsFromState, type PowerLevels } from '../../protocol/power-levels.js';
-import { actionsHighlight, actionsNotify, evaluatePushRules, type PushEvent } from '../../protocol/push-rules.js';
+import { actionsHighlight, actionsNotify, evaluateCompiledPushRules, preparePushEvent, type PushEvent } from '../../protocol/push-rules.js';
 import type { Database, Tx } from '../../storage/db.js';
 import type { EventStore, StoredEvent } from '../../storage/stores/events.js';
 import type { PushActionRow, PushStore } from '../../storage/stores/push.js';
@@ -292,19 +292,16 @@ export class PushActions {
     const loaded = await events.loadStateEvents(new Map([...wanted].filter(([, id]) => id !== ev.event_id)));
     for (const [k, id] of wanted) if (id === ev.event_id) loaded.set(k, ev);
     const levels: PowerLevels = powerLevelsFromState(loaded);
+    // Prepared once: every recipient's rules read the same properties of the same event.
     const pushEvent: PushEvent = { ...(ev as unknown as PushEvent), room_id: roomId };
+    const prepared = preparePushEvent(redacted ? { ...pushEvent, content: {} } : pushEvent);
+    const senderPowerLevel = () => levelOf(levels, ev.sender);
+    const notificationPowerLevel = (key: string) => notificationLevel(levels, key);
     for (const userId of recipients) {
-      const rs = await rules.get(userId);
+      const rs = await rules.getCompiled(userId);
       // Only rules with contains_display_name need the member event (one read per recipient).
-      const usesName = [...rs.override, ...rs.underride].some((r) => r.enabled && r.conditions?.some((c) => c.kind === 'contains_display_name'));
-      const displayName = usesName ? await this.displayNameGetter(roomId, userId) : undefined;
-      const match = evaluatePushRules(rs, redacted ? { ...pushEvent, content: {} } : pushEvent, {
-        userId,
-        roomMemberCount: joined.length,
-        displayName,
-        senderPowerLevel: () => levelOf(levels, ev.sender),
-        notificationPowerLevel: (key) => notificationLevel(levels, key),
-      });
+      const displayName = rs.usesDisplayName ? await this.displayNameGetter(roomId, userId) : undefined;
+      const match = evaluateCompiledPushRules(rs, prepared, { userId, roomMemberCount: joined.length, displayName, senderPowerLevel, notificationPowerLevel });
       if (!match || !actionsNotify(match.actions)) continue;
       out.push({ ...base, userId, notif: true, highlight: actionsHighlight(match.actions), own: false, actions: match.actions });
     }
@@ -344,11 +341,13 @@ export class PushActions {
   /** Counts per thread (threads with nothing unread left out) up to `to`, from the database. */
   private async countsUncached(userId: string, roomId: string, to: number): Promise<Map<string, Counts>> {
     const { store, receipts } = this.deps;
-    const marks = await store.ownMarks(userId, roomId);
+    const read = await receipts.readReceipts(userId, roomId);
     let unthreaded = 0;
-    for (const r of await receipts.readReceipts(userId, roomId)) {
-      if (r.threadId === '') unthreaded = Math.max(unthreaded, r.eventStreamOrdering);
-      else marks.set(r.threadId, Math.max(marks.get(r.threadId) ?? 0, r.eventStreamOrdering));
+    for (const r of read) if (r.threadId === '') unthreaded = Math.max(unthreaded, r.eventStreamOrdering);
+    // A thread's mark matters only past the unthreaded receipt: own events before it are not read.
+    const marks = await store.ownMarks(userId, roomId, unthreaded);
+    for (const r of read) {
+      if (r.threadId !== '') marks.set(r.threadId, Math.max(marks.get(r.threadId) ?? 0, r.eventStreamOrdering));
     }
     const perThread = new Map<string, Counts>();
     for (const c of await store.countsAfter(userId, roomId, unthreaded, to)) {
@@ -365,12 +364,11 @@ export class PushActions {
 
   /** Whether the user has read the event at this position (for GET /notifications). */
   async isRead(userId: string, roomId: string, threadId: string, streamOrdering: number): Promise<boolean> {
-    const marks = await this.deps.store.ownMarks(userId, roomId);
-    let mark = marks.get(threadId) ?? 0;
     for (const r of await this.deps.receipts.readReceipts(userId, roomId)) {
-      if (r.threadId === '' || r.threadId === threadId) mark = Math.max(mark, r.eventStreamOrdering);
+      if ((r.threadId === '' || r.threadId === threadId) && streamOrdering <= r.eventStreamOrdering) return true;
     }
-    return streamOrdering <= mark;
+    // Or the user's own event in the thread at or after it.
+    return this.deps.store.hasOwnEventFrom(userId, roomId, threadId, streamOrdering);
   }
 }
 

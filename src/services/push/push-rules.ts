@@ -1,8 +1,10 @@
 import { MatrixError, errors } from '../../errors.js';
 import {
+  compilePushRules,
   isServerDefaultRuleId,
   mergeRuleset,
   rulesetToJson,
+  type CompiledPushRules,
   type PushAction,
   type PushRule,
   type PushRuleKind,
@@ -20,6 +22,8 @@ import type { UserDataService } from '../accounts/user-data.js';
  */
 export class PushRulesService {
   private readonly cache = new LruCache<string, PushRuleset>(5000);
+  /** Cached rulesets compiled for evaluation (a ruleset in the cache is never changed). */
+  private readonly compiled = new WeakMap<PushRuleset, CompiledPushRules>();
   private readonly locks = new KeyedMutex();
 
   constructor(private readonly userData: UserDataService) {}
@@ -36,6 +40,17 @@ export class PushRulesService {
     const rs = mergeRuleset(stored, userId);
     this.cache.set(userId, rs);
     return rs;
+  }
+
+  /** The user's ruleset compiled for evaluating events. */
+  async getCompiled(userId: string): Promise<CompiledPushRules> {
+    const rs = await this.get(userId);
+    let c = this.compiled.get(rs);
+    if (!c) {
+      c = compilePushRules(rs);
+      this.compiled.set(rs, c);
+    }
+    return c;
   }
 
   async getRule(userId: string, kind: PushRuleKind, ruleId: string): Promise<PushRule> {

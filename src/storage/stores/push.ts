@@ -1,3 +1,4 @@
+import { CompiledQuery, sql } from 'kysely';
 import type { Database, Tx } from '../db.js';
 
 export interface PushActionRow {
@@ -81,8 +82,20 @@ function pusherFromRow(r: PusherDbRow): PusherState {
   };
 }
 
+const INSERT_COLUMNS = ['user_id', 'event_id', 'room_id', 'stream_ordering', 'thread_id', 'notif', 'highlight', 'own', 'actions', 'ts'];
+/** Rows per insert statement (10 parameters each). */
+const INSERT_CHUNK = 200;
+/**
+ * `notif = 1 and own = 0` written as literals, not parameters: the index for /notifications and
+ * pushers only holds such rows, and the planners use it only when the query says so literally.
+ */
+const NOTIF = sql.lit(1);
+const NOT_OWN = sql.lit(0);
+
 /** Evaluated push actions (the source of notification counts) and pushers. */
 export class PushStore {
+  /** SQL text of the insert of n rows. */
+  private readonly insertSqlCache = new Map<number, string>();
   /**
    * Users who have (or may have: removals are not tracked) a pusher, once read; every pusher
    * is added here, so users outside it need no query when their notifications commit.
@@ -119,42 +132,69 @@ export class PushStore {
     return rows.map((r) => ({ eventId: r.event_id, streamOrdering: Number(r.stream_ordering) }));
   }
 
+  /**
+   * Inserts rows (a row already stored for the user and event is kept). The SQL text of an
+   * insert of n rows is built once: building it through the query builder for every event
+   * cost about as much as SQLite's work to run it.
+   */
   async insertActions(tx: Tx, rows: PushActionRow[]): Promise<void> {
-    for (let i = 0; i < rows.length; i += 200) {
-      await tx.db
-        .insertInto('event_push_actions')
-        .values(
-          rows.slice(i, i + 200).map((r) => ({
-            user_id: r.userId,
-            event_id: r.eventId,
-            room_id: r.roomId,
-            stream_ordering: r.streamOrdering,
-            thread_id: r.threadId,
-            notif: r.notif ? 1 : 0,
-            highlight: r.highlight ? 1 : 0,
-            own: r.own ? 1 : 0,
-            actions: JSON.stringify(r.actions),
-            ts: r.ts,
-          })),
-        )
-        .onConflict((oc) => oc.columns(['user_id', 'event_id']).doNothing())
-        .execute();
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+      const chunk = rows.slice(i, i + INSERT_CHUNK);
+      const params: unknown[] = [];
+      for (const r of chunk) {
+        params.push(r.userId, r.eventId, r.roomId, r.streamOrdering, r.threadId, r.notif ? 1 : 0, r.highlight ? 1 : 0, r.own ? 1 : 0, JSON.stringify(r.actions), r.ts);
+      }
+      await tx.db.executeQuery(CompiledQuery.raw(this.insertSql(chunk.length), params));
     }
+  }
+
+  private insertSql(n: number): string {
+    let text = this.insertSqlCache.get(n);
+    if (text === undefined) {
+      const pg = this.database.dialect === 'postgres';
+      let p = 0;
+      const tuples: string[] = [];
+      for (let r = 0; r < n; r++) tuples.push(`(${INSERT_COLUMNS.map(() => (pg ? `$${++p}` : '?')).join(', ')})`);
+      // An event has one stream position, so the key (user, room, position) is the row's (user, event).
+      text = `insert into event_push_actions (${INSERT_COLUMNS.join(', ')}) values ${tuples.join(', ')} on conflict (user_id, room_id, stream_ordering) do nothing`;
+      this.insertSqlCache.set(n, text);
+    }
+    return text;
   }
 
   // ---- counts
 
-  /** The stream position of the user's latest own event per thread in a room. */
-  async ownMarks(userId: string, roomId: string): Promise<Map<string, number>> {
+  /**
+   * The stream position of the user's latest own event per thread in a room, for threads with
+   * one after stream position `after` (the rows are read from there on, so callers that only
+   * care about marks past a receipt do not read the room's whole history).
+   */
+  async ownMarks(userId: string, roomId: string, after = 0): Promise<Map<string, number>> {
     const rows = await this.database.db
       .selectFrom('event_push_actions')
       .select(['thread_id', (eb) => eb.fn.max('stream_ordering').as('m')])
       .where('user_id', '=', userId)
       .where('room_id', '=', roomId)
+      .where('stream_ordering', '>', after)
       .where('own', '=', 1)
       .groupBy('thread_id')
       .execute();
     return new Map(rows.map((r) => [r.thread_id, Number(r.m)]));
+  }
+
+  /** Whether the user sent an event in the thread at or after stream position `from`. */
+  async hasOwnEventFrom(userId: string, roomId: string, threadId: string, from: number): Promise<boolean> {
+    const row = await this.database.db
+      .selectFrom('event_push_actions')
+      .select('stream_ordering')
+      .where('user_id', '=', userId)
+      .where('room_id', '=', roomId)
+      .where('stream_ordering', '>=', from)
+      .where('own', '=', 1)
+      .where('thread_id', '=', threadId)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /**
@@ -166,8 +206,8 @@ export class PushStore {
       .select(['thread_id', (eb) => eb.fn.countAll().as('n'), (eb) => eb.fn.sum('highlight').as('h')])
       .where('user_id', '=', userId)
       .where('room_id', '=', roomId)
-      .where('own', '=', 0)
-      .where('notif', '=', 1)
+      .where('own', '=', NOT_OWN)
+      .where('notif', '=', NOTIF)
       .where('stream_ordering', '>', after)
       .where('stream_ordering', '<=', to);
     if (threadId !== undefined) q = q.where('thread_id', '=', threadId);
@@ -181,8 +221,8 @@ export class PushStore {
       .selectFrom('event_push_actions')
       .selectAll()
       .where('user_id', '=', userId)
-      .where('notif', '=', 1)
-      .where('own', '=', 0);
+      .where('notif', '=', NOTIF)
+      .where('own', '=', NOT_OWN);
     if (before !== undefined) q = q.where('stream_ordering', '<', before);
     if (onlyHighlight) q = q.where('highlight', '=', 1);
     const rows = await q.orderBy('stream_ordering', 'desc').limit(limit).execute();
@@ -250,8 +290,8 @@ export class PushStore {
       .selectFrom('event_push_actions')
       .selectAll()
       .where('user_id', '=', userId)
-      .where('notif', '=', 1)
-      .where('own', '=', 0)
+      .where('notif', '=', NOTIF)
+      .where('own', '=', NOT_OWN)
       .where('stream_ordering', '>', after)
       .orderBy('stream_ordering')
       .limit(limit)

@@ -1,5 +1,9 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  compilePushRules,
+  evaluateCompiledPushRules,
+  preparePushEvent,
   actionsHighlight,
   actionsNotify,
   cleanActions,
@@ -311,5 +315,121 @@ describe('actions and validation', () => {
     expect(validateNewRule('override', 'x', { actions: ['fly'] })).toMatch(/Unknown action/);
     expect(validateNewRule('override', 'x', { actions: [], conditions: [{}] })).toMatch(/conditions/);
     expect(validateNewRule('room', '!r:x', { actions: ['notify'] })).toEqual({ rule_id: '!r:x', default: false, enabled: true, actions: ['notify'] });
+  });
+});
+
+describe('compiled rules and prepared events (one event, many users)', () => {
+  const users = ['@me:example.org', '@you:example.org', '@them:example.org'];
+  // Each user's rules: the defaults, plus rules of every kind that some events match.
+  const rulesetOf = (u: string, i: number) =>
+    mergeRuleset(
+      {
+        global: {
+          override: [{ rule_id: `o${i}`, actions: ['notify', { set_tweak: 'sound', value: `s${i}` }], conditions: [{ kind: 'event_match', key: 'content.tag', pattern: `t${i}*` }] }],
+          content: [{ rule_id: `c${i}`, pattern: i === 0 ? 'lunch' : 'dinner', actions: ['notify', { set_tweak: 'highlight' }] }],
+          room: i === 1 ? [{ rule_id: '!quiet:example.org', actions: [] }] : [],
+          sender: i === 2 ? [{ rule_id: '@loud:example.org', actions: ['notify', { set_tweak: 'highlight', value: false }] }] : [],
+          underride: [
+            { rule_id: `u${i}`, actions: ['notify'], conditions: [{ kind: 'contains_display_name' }, { kind: 'room_member_count', is: '>2' }] },
+            { rule_id: '.m.rule.message', actions: ['notify', { set_tweak: 'sound', value: 'x' }] },
+          ],
+        },
+      },
+      u,
+    );
+  const rulesets = users.map(rulesetOf);
+  const compiled = rulesets.map(compilePushRules);
+  const event = fc.record({
+    type: fc.constantFrom('m.room.message', 'm.room.member', 'm.reaction', 'm.room.encrypted', 'm.call.invite', 'm.room.tombstone'),
+    sender: fc.constantFrom('@other:example.org', '@loud:example.org', ...users),
+    room_id: fc.constantFrom('!r:example.org', '!quiet:example.org'),
+    state_key: fc.option(fc.constantFrom('', ...users), { nil: undefined }),
+    content: fc.record(
+      {
+        msgtype: fc.constantFrom('m.text', 'm.notice'),
+        body: fc.constantFrom('lunch?', 'Dinner at 8', 'hello Me there', 'nothing', 'you, them'),
+        tag: fc.constantFrom('t0x', 't1', 'T2yy', 'x'),
+        membership: fc.constantFrom('invite', 'join'),
+        'm.mentions': fc.record({ user_ids: fc.subarray(users), room: fc.boolean() }, { requiredKeys: [] }),
+        'm.relates_to': fc.record({ rel_type: fc.constantFrom('m.replace', 'm.thread') }),
+      },
+      { requiredKeys: [] },
+    ),
+  });
+  const ctxOf = (u: string, members: number): PushContext => ({
+    userId: u,
+    roomMemberCount: members,
+    displayName: () => u.slice(1, u.indexOf(':')),
+    senderPowerLevel: () => 50,
+    notificationPowerLevel: () => 50,
+  });
+
+  it('one prepared event gives every user what evaluating it for them alone gives', () => {
+    fc.assert(
+      fc.property(event, fc.integer({ min: 1, max: 4 }), fc.shuffledSubarray([0, 1, 2], { minLength: 1 }), (ev, members, order) => {
+        const shared = preparePushEvent(ev as PushEvent);
+        for (const i of order) {
+          const alone = evaluatePushRules(rulesets[i]!, ev as PushEvent, ctxOf(users[i]!, members));
+          expect(evaluateCompiledPushRules(compiled[i]!, shared, ctxOf(users[i]!, members))).toEqual(alone);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('matches the rules of every kind in priority order', () => {
+    const c = compiled[0]!;
+    const at = (ev: PushEvent, members = 5) => evaluateCompiledPushRules(c, preparePushEvent(ev), ctxOf(users[0]!, members))?.ruleId;
+    expect(at(msg({ body: 'lunch', tag: 't0' }))).toBe('o0');
+    expect(at(msg({ body: 'lunch?' }))).toBe('c0');
+    expect(at(msg({ body: 'hi me', 'm.mentions': { user_ids: [users[0]] } }))).toBe('.m.rule.is_user_mention');
+    expect(at(msg({ body: 'hi me' }))).toBe('u0');
+    expect(at(msg({ body: 'hi me' }), 2)).toBe('.m.rule.room_one_to_one');
+    expect(at(msg({ body: 'hi' }))).toBe('.m.rule.message');
+    expect(evaluateCompiledPushRules(compiled[1]!, preparePushEvent(msg({ body: 'hi' }, { room_id: '!quiet:example.org' })), ctxOf(users[1]!, 5))).toMatchObject({
+      kind: 'room',
+      actions: [],
+    });
+  });
+
+  it('is a snapshot of the enabled rules, and says whether the display name is needed', () => {
+    const rs = defaultPushRules(ME);
+    const before = compilePushRules(rs);
+    expect(before.usesDisplayName).toBe(false);
+    expect(before.rules.map((r) => r.ruleId)).not.toContain('.m.rule.master');
+    rs.override[0]!.enabled = true;
+    rs.underride.unshift({ rule_id: 'name', default: false, enabled: true, actions: ['notify'], conditions: [{ kind: 'contains_display_name' }] });
+    const after = compilePushRules(rs);
+    expect(after.usesDisplayName).toBe(true);
+    expect(evaluateCompiledPushRules(before, preparePushEvent(msg({ body: 'x' })), ctx())?.ruleId).toBe('.m.rule.message');
+    expect(evaluateCompiledPushRules(after, preparePushEvent(msg({ body: 'x' })), ctx())).toMatchObject({ ruleId: '.m.rule.master', actions: [] });
+    rs.underride[0]!.enabled = false;
+    expect(compilePushRules(rs).usesDisplayName).toBe(false);
+  });
+
+  it('a prepared event reads each path once and keeps escaped dots apart', () => {
+    const content: Record<string, unknown> = { 'm.mentions': { room: true }, m: { mentions: { room: false } } };
+    let reads = 0;
+    const ev = msg(
+      new Proxy(content, {
+        get(t, k, r) {
+          if (k === 'm.mentions' || k === 'm') reads++;
+          return Reflect.get(t, k, r) as unknown;
+        },
+      }),
+    );
+    const p = preparePushEvent(ev);
+    expect(p.property('content.m\\.mentions.room', splitPropertyPath('content.m\\.mentions.room'))).toBe(true);
+    expect(p.property('content.m.mentions.room', splitPropertyPath('content.m.mentions.room'))).toBe(false);
+    expect(p.property('content.m\\.mentions.room', splitPropertyPath('content.m\\.mentions.room'))).toBe(true);
+    expect(reads).toBe(2);
+    expect(p.property('content.absent.x', ['content', 'absent', 'x'])).toBeUndefined();
+  });
+
+  it('returns actions the caller may change without changing the rules', () => {
+    const c = compilePushRules(defaultPushRules(ME));
+    const m = evaluateCompiledPushRules(c, preparePushEvent(msg({ body: 'x' })), ctx())!;
+    m.actions.push('coalesce');
+    expect(evaluateCompiledPushRules(c, preparePushEvent(msg({ body: 'x' })), ctx())!.actions).toEqual(['notify']);
   });
 });
