@@ -63,6 +63,7 @@ export function registerSync(app: HttpApp, ctx: AppContext): void {
           fullState: q.full_state === 'true',
           filter,
           signal: abort.signal,
+          stateAfter: q.use_state_after === 'true',
         });
         // Spec v1.16: `state_after` (state up to the end of the timeline) instead of `state`.
         if (q.use_state_after === 'true') {

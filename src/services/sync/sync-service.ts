@@ -5,6 +5,7 @@ import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/eve
 import type { Notifier, StreamChange } from '../../streams/notifier.js';
 import { StreamActivity } from './activity.js';
 import { BuildSlots } from './build-slots.js';
+import { SentMembers } from './sent-members.js';
 import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
 import type { HistoryVisibility } from '../rooms/visibility.js';
 import { eventMatches, roomAllowed, type Filter } from './filter.js';
@@ -49,6 +50,12 @@ export interface SyncRequest {
   fullState: boolean;
   filter: Filter;
   signal?: AbortSignal;
+  /**
+   * The response's `state` is replaced by `state_after` (computed from the whole response), so
+   * the lazy-loaded members in `state` are not what the client gets: nothing is left out or
+   * recorded as sent (see SentMembers).
+   */
+  stateAfter?: boolean;
 }
 
 /** What a sync extension sees: the request, the window and the response to add to. */
@@ -132,6 +139,8 @@ function newJoinedRoom(): JoinedRoomSync {
 export class SyncService {
   private readonly extensions: SyncExtension[] = [];
   private readonly slots = new BuildSlots(BUILD_SLOTS);
+  /** Lazy-loaded member events sent per device, not sent again (unless the filter asks). */
+  readonly sentMembers = new SentMembers();
   /** Whether a user blocks invites (invite permission): their pending invites are not served. */
   invitesBlocked: ((userId: string) => Promise<boolean>) | undefined;
 
@@ -223,6 +232,8 @@ export class SyncService {
     const changes = since && membershipChanged ? await events.membershipChanges(req.userId, since.events, to.events) : [];
     const changedRooms = new Map(changes.map((c) => [c.roomId, c]));
     let changed = false;
+    // A new sync sequence: the client may have forgotten every member it was sent.
+    if (!since || req.fullState) this.sentMembers.clearDevice(req.userId, req.deviceId);
 
     // Joined rooms: those with an event after `since` (known from the notifier; rooms it cannot
     // tell about are asked of the database).
@@ -241,7 +252,7 @@ export class SyncService {
       const newlyJoined = !!since && changedRooms.has(m.roomId) && (await events.membershipAt(m.roomId, req.userId, since.events))?.membership !== 'join';
       if (since && !req.fullState && !newlyJoined && !withNewEvents!.has(m.roomId)) continue;
       const fromPos = since && !newlyJoined ? since.events : 0;
-      const room = await this.roomSection(req, m.roomId, fromPos, to.events, !since || newlyJoined || req.fullState);
+      const room = await this.roomSection(req, m.roomId, fromPos, to.events, !since || newlyJoined || req.fullState, to.events);
       if (room.timeline.events.length || room.state.events.length || !since || req.fullState || newlyJoined) {
         response.rooms.join[m.roomId] = room;
         changed = true;
@@ -270,7 +281,7 @@ export class SyncService {
       if (!leave || leave.streamOrdering > to.events) continue;
       const prior = since ? await events.membershipAt(m.roomId, req.userId, since.events) : undefined;
       if (since && prior && (prior.membership === 'leave' || prior.membership === 'ban') && !req.filter.room?.include_leave) continue;
-      const section = await this.roomSection(req, m.roomId, since?.events ?? 0, leave.streamOrdering, !since || req.fullState);
+      const section = await this.roomSection(req, m.roomId, since?.events ?? 0, leave.streamOrdering, !since || req.fullState, to.events);
       response.rooms.leave[m.roomId] = { timeline: section.timeline, state: section.state, account_data: { events: [] } };
       changed = true;
     }
@@ -294,8 +305,11 @@ export class SyncService {
     return { response, changed };
   }
 
-  /** Timeline and state of one room for the window (from, to]. */
-  private async roomSection(req: SyncRequest, roomId: string, from: number, to: number, fullState: boolean): Promise<JoinedRoomSync> {
+  /**
+   * Timeline and state of one room for the window (from, to]; `responseAt` is the events
+   * position of the response's token.
+   */
+  private async roomSection(req: SyncRequest, roomId: string, from: number, to: number, fullState: boolean, responseAt: number): Promise<JoinedRoomSync> {
     const { events, formatter } = this.deps;
     const tf = req.filter.room?.timeline;
     const limit = Math.min(MAX_TIMELINE_LIMIT, Math.max(1, tf?.limit ?? DEFAULT_TIMELINE_LIMIT));
@@ -331,6 +345,12 @@ export class SyncService {
       stateIds = new Map();
     }
     const sf = req.filter.room?.state;
+    // Lazy-loaded members already sent to this device are left out of incremental responses
+    // (the spec's redundant members), unless the filter asks for them.
+    const dedupe = !!sf?.lazy_load_members && !sf.include_redundant_members && !req.stateAfter;
+    const sent = this.sentMembers;
+    // The room's whole state is sent (a join): the client may start the room afresh.
+    if (dedupe && wholeState) sent.clearRoom(req.userId, req.deviceId, roomId);
     if (sf?.lazy_load_members) {
       const senders = new Set(timelineEvents.map((s) => s.event.sender));
       senders.add(req.userId);
@@ -350,13 +370,27 @@ export class SyncService {
             if (id) stateIds.set(stateKeyOf('m.room.member', u), id);
           }
         }
+        if (dedupe) {
+          for (const [k, id] of stateIds) {
+            const [type, key] = parseStateKey(k);
+            if (type === 'm.room.member' && sent.has(req.userId, req.deviceId, roomId, key, id, from)) stateIds.delete(k);
+          }
+        }
       }
     }
     const inTimeline = new Set(timelineEvents.map((s) => s.event.event_id));
-    const stateStored = [...(await events.getEvents(stateIds.values())).values()]
+    const stateStored = stateIds.size === 0 ? [] : [...(await events.getEvents(stateIds.values())).values()]
       .filter((s) => !inTimeline.has(s.event.event_id))
       .filter((s) => eventMatches(sf, { type: s.event.type, sender: s.event.sender, room_id: roomId }));
-    room.state.events = await formatter.format(stateStored, { viewer, omitRoomId: true });
+    room.state.events = stateStored.length === 0 ? [] : await formatter.format(stateStored, { viewer, omitRoomId: true });
+    if (dedupe) {
+      // What this response gives the client: member events in its state and its timeline.
+      const members: Array<[string, string]> = [];
+      for (const s of [...stateStored, ...timelineEvents]) {
+        if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') members.push([s.event.state_key, s.event.event_id]);
+      }
+      if (members.length) sent.record(req.userId, req.deviceId, roomId, members, responseAt);
+    }
     // The summary may be left out when unchanged: send it with the whole state or when
     // memberships moved.
     if (wholeState || gapMembership || timelineEvents.some((s) => s.event.type === 'm.room.member')) {
