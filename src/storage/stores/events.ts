@@ -151,6 +151,20 @@ class CurrentStateCache<K, V> {
   }
 }
 
+/**
+ * The latest timeline events of a room that all have the same state after them: every
+ * non-outlier event of the room at a position in [from, last] has state group `group`, and none
+ * is committed after `last` (see `stateIdsAtStream`).
+ */
+interface StateRun {
+  from: number;
+  last: number;
+  group: number;
+}
+
+/** Rooms whose state run is kept (the least recently written are forgotten). */
+const STATE_RUNS_KEPT = 10_000;
+
 /** How many relation targets are tracked before tracking restarts (see `mayHaveRelations`). */
 const RELATION_TARGETS_TRACKED = 100_000;
 
@@ -233,6 +247,37 @@ export class EventStore {
       if (s.streamOrdering <= from || !s.event.sender.endsWith(suffix) || this.relationTargets.has(s.event.event_id)) return true;
     }
     return false;
+  }
+
+  /**
+   * Per room, the run of its latest timeline events sharing one state (from commits seen since
+   * start-up; a room without one is unknown and asked of the database).
+   */
+  private readonly stateRuns = new Map<string, StateRun>();
+
+  /** A timeline (non-outlier) event with the state group after it was committed. */
+  private timelineEventCommitted(roomId: string, position: number, group: number): void {
+    const run = this.stateRuns.get(roomId);
+    if (run && position <= run.last) {
+      // Committed out of order (a concurrent transaction, history placed before the timeline):
+      // the run holds only if the event is before it or has the same state.
+      if (position >= run.from && group !== run.group) this.stateRuns.delete(roomId);
+      return;
+    }
+    this.stateRuns.delete(roomId);
+    if (run && group === run.group) {
+      run.last = position;
+      this.stateRuns.set(roomId, run);
+    } else {
+      this.stateRuns.set(roomId, { from: position, last: position, group });
+    }
+    if (this.stateRuns.size > STATE_RUNS_KEPT) this.stateRuns.delete(this.stateRuns.keys().next().value as string);
+  }
+
+  /** Forgets every state run, now and once the transaction commits (an outlier joins a timeline). */
+  private forgetStateRuns(tx: Tx): void {
+    this.stateRuns.clear();
+    tx.onCommit(() => this.stateRuns.clear());
   }
 
   /** A value that changes whenever the room's history-visibility or membership history may have changed. */
@@ -635,6 +680,7 @@ export class EventStore {
    */
   async promoteOutlier(tx: Tx, eventId: string, streamOrdering: number, stateGroup: number, prevStateEventId: string | null, timelineAnchor?: number): Promise<void> {
     this.historyChanged(tx, undefined);
+    this.forgetStateRuns(tx);
     await tx.db
       .updateTable('events')
       .set({ outlier: 0, stream_ordering: streamOrdering, prev_state_event_id: prevStateEventId, ...(timelineAnchor !== undefined ? { timeline_anchor: timelineAnchor } : {}) })
@@ -651,6 +697,7 @@ export class EventStore {
   /** Turns a stored outlier into a timeline event with a state group (after fetching its state). */
   async deOutlier(tx: Tx, eventId: string, stateGroup: number): Promise<void> {
     this.historyChanged(tx, undefined);
+    this.forgetStateRuns(tx);
     await tx.db.updateTable('events').set({ outlier: 0 }).where('event_id', '=', eventId).execute();
     this.stateGroupOfCache.drop(tx, eventId);
     await tx.db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }).execute();
@@ -761,6 +808,7 @@ export class EventStore {
       stateGroup = input.stateGroupBefore;
     }
     if (withState) await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
+    if (!outlier) tx.onCommit(() => this.timelineEventCommitted(roomId, streamOrdering, stateGroup));
 
     if (input.updateCurrentState) {
       if (prevIds.length) {
@@ -1048,8 +1096,13 @@ export class EventStore {
     return row && { membership: row.membership, eventId: row.event_id, streamOrdering: row.stream_ordering };
   }
 
-  /** State after the last event at or before a stream position in a room. */
+  /**
+   * State after the last event at or before a stream position in a room. Within the room's
+   * latest run of events with one state (tracked as they commit), that state without a query.
+   */
   async stateIdsAtStream(roomId: string, at: number): Promise<StateIds> {
+    const run = this.stateRuns.get(roomId);
+    if (run && at >= run.from) return this.getStateIdsAtGroup(run.group);
     const row = await this.db
       .selectFrom('events')
       .select('event_id')
