@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RoomEvent } from '../../src/protocol/event.js';
 import { EventStore } from '../../src/storage/stores/events.js';
 import type { Engine, TestServer } from '../_util/server.js';
 import { startAccountsServer, TestClient } from './_client.js';
@@ -60,5 +61,61 @@ describe.each<Engine>(['sqlite', 'postgres'])('state at a stream position on %s'
     // Callers may change what they get.
     latest.clear();
     expect((await eventStore.stateIdsAtStream(roomId, end)).size).toBeGreaterThan(0);
+  });
+
+  it('stays right when history is written below the run or an outlier joins the timeline inside or below it', async () => {
+    const { eventStore, database } = t.server.ctx;
+    const alice = new TestClient(t.clientUrl);
+    const reg = await alice.register('writer');
+    const roomId = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
+    const say = (i: number) => alice.put(`${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/w${i}`, { msgtype: 'm.text', body: `w${i}` });
+    await say(0);
+    const early = await eventStore.maxStreamOrdering();
+    const earlyGroup = (await eventStore.getStateGroupOf((await eventStore.roomEventsBetween(roomId, 0, early, 1, 'backwards'))[0]!.event.event_id))!;
+    await alice.put(`${C}/rooms/${encodeURIComponent(roomId)}/state/m.room.topic`, { topic: 'later' });
+    await say(1);
+    await say(2);
+    let n = 0;
+    const fake = (): RoomEvent => ({
+      event_id: `$fake${n++}-${roomId}`,
+      room_id: roomId,
+      type: 'm.room.message',
+      sender: reg.user_id,
+      content: { body: 'fake' },
+      prev_events: [],
+      auth_events: [],
+      depth: 1,
+      origin_server_ts: Date.now(),
+      hashes: { sha256: '' },
+      signatures: {},
+    } as unknown as RoomEvent);
+    const check = async (what: string) => {
+      const end = (await eventStore.maxStreamOrdering()) + 2;
+      const reference = new EventStore(database);
+      for (let p = early - 2; p <= end; p++) {
+        expect(Object.fromEntries(await eventStore.stateIdsAtStream(roomId, p)), `${what}: position ${p}`).toEqual(Object.fromEntries(await reference.stateIdsAtStream(roomId, p)));
+      }
+    };
+    await check('messages');
+    // History below everything (a negative position, as /backfill writes it).
+    await database.transaction((tx) => eventStore.persist(tx, { event: fake(), roomId, stateGroupBefore: earlyGroup, prevStateEventId: null, updateCurrentState: false, outlier: false, streamOrdering: -50 }));
+    await check('history below');
+    await say(3);
+    await say(4);
+    // An outlier stored between two messages with the same state, then taken into the timeline
+    // with another state: the run over it no longer holds.
+    const outlier = fake();
+    await database.transaction((tx) => eventStore.persist(tx, { event: outlier, roomId, stateGroupBefore: null, prevStateEventId: null, updateCurrentState: false }));
+    await say(5);
+    await check('outlier stored');
+    await database.transaction((tx) => eventStore.deOutlier(tx, outlier.event_id, earlyGroup));
+    await check('outlier in the timeline');
+    await say(6);
+    await check('messages again');
+    // One promoted with a position of history.
+    const old = fake();
+    await database.transaction((tx) => eventStore.persist(tx, { event: old, roomId, stateGroupBefore: null, prevStateEventId: null, updateCurrentState: false }));
+    await database.transaction((tx) => eventStore.promoteOutlier(tx, old.event_id, -40, earlyGroup, null));
+    await check('outlier promoted');
   });
 });

@@ -154,7 +154,8 @@ class CurrentStateCache<K, V> {
 /**
  * The latest timeline events of a room that all have the same state after them: every
  * non-outlier event of the room at a position in [from, last] has state group `group`, and none
- * is committed after `last` (see `stateIdsAtStream`).
+ * is committed after `last` (see `stateIdsAtStream`). `from` is a position allocated since
+ * start-up, so every event of the room written before start-up is below it.
  */
 interface StateRun {
   from: number;
@@ -255,8 +256,12 @@ export class EventStore {
    */
   private readonly stateRuns = new Map<string, StateRun>();
 
-  /** A timeline (non-outlier) event with the state group after it was committed. */
-  private timelineEventCommitted(roomId: string, position: number, group: number): void {
+  /**
+   * A timeline (non-outlier) event with the state group after it was committed. `explicit`: its
+   * position was given by the writer (history fetched with /backfill), not allocated now, so
+   * events written before start-up may lie between it and the run: it never starts or extends one.
+   */
+  private timelineEventCommitted(roomId: string, position: number, group: number, explicit: boolean): void {
     const run = this.stateRuns.get(roomId);
     if (run && position <= run.last) {
       // Committed out of order (a concurrent transaction, history placed before the timeline):
@@ -265,6 +270,7 @@ export class EventStore {
       return;
     }
     this.stateRuns.delete(roomId);
+    if (explicit) return;
     if (run && group === run.group) {
       run.last = position;
       this.stateRuns.set(roomId, run);
@@ -808,7 +814,10 @@ export class EventStore {
       stateGroup = input.stateGroupBefore;
     }
     if (withState) await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
-    if (!outlier) tx.onCommit(() => this.timelineEventCommitted(roomId, streamOrdering, stateGroup));
+    if (!outlier) {
+      const explicit = input.streamOrdering !== undefined;
+      tx.onCommit(() => this.timelineEventCommitted(roomId, streamOrdering, stateGroup, explicit));
+    }
 
     if (input.updateCurrentState) {
       if (prevIds.length) {
