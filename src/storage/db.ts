@@ -1,10 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Kysely, PostgresDialect, sql, SqliteAdapter, SqliteDialect, type DialectAdapter, type LogEvent, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, SqliteAdapter, SqliteDialect, type DialectAdapter, type Driver, type LogEvent, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Dialect } from './dialect.js';
 import { migrateToLatest } from './migrate.js';
+import { DurableSqliteDriver, WalSync, type RawSqlite } from './sqlite-durable.js';
 import type { Tables } from './schema.js';
 
 export type DatabaseConfig = Config['database'];
@@ -70,6 +71,8 @@ export class Database {
     private readonly hooks: QueryHooks = {},
     /** SQLite: how long a shared commit may wait for more transactions while commits follow each other. */
     private readonly commitGatherMs = 0,
+    /** SQLite with commits synced off the event loop: tells when a commit released the connection. */
+    private readonly durable?: DurableSqliteDriver,
   ) {}
 
   /** Sets the one observer of query durations (metrics). */
@@ -100,9 +103,14 @@ export class Database {
     });
   }
 
-  private async transactionAlone<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+  private async transactionAlone<T>(fn: (tx: Tx) => Promise<T>, released?: () => void): Promise<T> {
     const hooks: Array<() => void> = [];
-    const result = await this.db.transaction().execute((trx) => fn({ db: trx, onCommit: (h) => hooks.push(h) }));
+    const result = await this.db.transaction().execute(async (trx) => {
+      const value = await fn({ db: trx, onCommit: (h) => hooks.push(h) });
+      // The next release of the connection is this transaction's, after its COMMIT.
+      if (released) void this.durable!.nextRelease().then(released);
+      return value;
+    });
     this.runHooks(hooks);
     return result;
   }
@@ -134,12 +142,18 @@ export class Database {
     }
     try {
       const batch = this.pending.splice(0, MAX_SHARED_TRANSACTIONS);
+      // With the log synced off the event loop, the next batch may commit while this one's
+      // sync runs: wait only until this batch's COMMIT released the connection.
+      let released: (() => void) | undefined;
+      const connectionFree = this.durable ? new Promise<void>((r) => (released = r)) : undefined;
+      let done: Promise<void> | undefined;
       if (batch.length === 1) {
         const job = batch[0]!;
-        await this.transactionAlone(job.fn).then(job.resolve, job.reject);
+        done = this.transactionAlone(job.fn, released).then(job.resolve, job.reject);
       } else if (batch.length > 1) {
-        await this.commitShared(batch);
+        done = this.commitShared(batch, released);
       }
+      if (done) await (connectionFree ? Promise.race([done, connectionFree]) : done);
     } finally {
       this.lastCommitEnd = performance.now();
       if (this.pending.length > 0) nextTurn(() => void this.drain());
@@ -148,7 +162,7 @@ export class Database {
   }
 
   /** Runs a batch in one transaction, each job in a savepoint; resolves each after the commit. */
-  private async commitShared(batch: PendingTransaction[]): Promise<void> {
+  private async commitShared(batch: PendingTransaction[], released?: () => void): Promise<void> {
     type Outcome = { ok: true; value: unknown; hooks: Array<() => void> } | { ok: false; error: unknown };
     let outcomes: Outcome[];
     try {
@@ -171,6 +185,7 @@ export class Database {
             out.push({ ok: false, error });
           }
         }
+        if (released) void this.durable!.nextRelease().then(released);
         return out;
       });
     } catch {
@@ -203,8 +218,24 @@ class TransactionalDdlSqliteAdapter extends SqliteAdapter {
 }
 
 class MyelinSqliteDialect extends SqliteDialect {
+  constructor(
+    config: ConstructorParameters<typeof SqliteDialect>[0],
+    /** With `synchronous = FULL`: commits synced off the event loop (see sqlite-durable.ts). */
+    private readonly durable?: DurableSetup,
+  ) {
+    super(config);
+  }
+
   override createAdapter(): DialectAdapter {
     return new TransactionalDdlSqliteAdapter();
+  }
+
+  override createDriver(): Driver {
+    const inner = super.createDriver();
+    const d = this.durable;
+    if (!d) return inner;
+    d.driver = new DurableSqliteDriver(inner, d.raw, d.wal, d.checkpointEveryMs, d.onSyncError);
+    return d.driver;
   }
 }
 
@@ -218,21 +249,52 @@ async function loadBetterSqlite3(): Promise<{ default: typeof import('better-sql
   return (await import(name)) as { default: typeof import('better-sqlite3') };
 }
 
+interface DurableSetup {
+  raw: () => RawSqlite;
+  wal: WalSync;
+  checkpointEveryMs: number;
+  onSyncError: (err: unknown) => void;
+  /** Set when Kysely creates the driver. */
+  driver?: DurableSqliteDriver;
+}
+
+/** While commits happen, the write-ahead log is checkpointed into the database file this often. */
+const CHECKPOINT_EVERY_MS = 2000;
+
 // Each engine's driver is loaded only when it is used, to keep the resident size small.
-async function sqliteDialect(cfg: DatabaseConfig): Promise<SqliteDialect> {
+async function sqliteDialect(cfg: DatabaseConfig, log?: Logger): Promise<{ dialect: SqliteDialect; durable?: DurableSetup }> {
   const { default: BetterSqlite3 } = await loadBetterSqlite3();
   mkdirSync(dirname(cfg.path), { recursive: true });
-  return new MyelinSqliteDialect({
-    database: async () => {
-      const conn = new BetterSqlite3(cfg.path, { timeout: cfg.busy_timeout_ms });
-      conn.pragma('journal_mode = WAL');
-      conn.pragma(`synchronous = ${cfg.synchronous}`);
-      conn.pragma(`busy_timeout = ${cfg.busy_timeout_ms}`);
-      conn.pragma('foreign_keys = ON');
-      conn.pragma(`cache_size = -${cfg.cache_size_kib}`);
-      return withStatementCache(conn);
+  // FULL: every commit is durable before anyone hears of it, synced on the thread pool (the
+  // connection itself runs with OFF). EXTRA: SQLite syncs inside COMMIT, on the event loop.
+  // NORMAL: the log is synced only at checkpoints (a power loss may undo the latest commits).
+  const background = cfg.synchronous === 'FULL';
+  let raw: RawSqlite | undefined;
+  const durable: DurableSetup | undefined = background
+    ? {
+        raw: () => raw!,
+        wal: new WalSync(cfg.path),
+        checkpointEveryMs: CHECKPOINT_EVERY_MS,
+        onSyncError: (err: unknown) =>
+          log?.error({ err }, 'syncing the SQLite log to disk failed: the last writes may not be durable; check the disk and its free space'),
+      }
+    : undefined;
+  const dialect = new MyelinSqliteDialect(
+    {
+      database: async () => {
+        const conn = new BetterSqlite3(cfg.path, { timeout: cfg.busy_timeout_ms });
+        conn.pragma('journal_mode = WAL');
+        conn.pragma(`synchronous = ${cfg.synchronous}`);
+        conn.pragma(`busy_timeout = ${cfg.busy_timeout_ms}`);
+        conn.pragma('foreign_keys = ON');
+        conn.pragma(`cache_size = -${cfg.cache_size_kib}`);
+        raw = conn;
+        return withStatementCache(conn);
+      },
     },
-  });
+    durable,
+  );
+  return { dialect, durable };
 }
 
 /** Prepared statements kept per connection (by SQL text); the least recently used are dropped. */
@@ -295,14 +357,15 @@ export function describeDatabase(cfg: DatabaseConfig): string {
 /** Opens the configured database and applies pending migrations. */
 /** Opens the database without applying migrations (for read-only checks such as `myelin doctor`). */
 export async function connectDatabase(cfg: DatabaseConfig): Promise<Kysely<Tables>> {
-  return new Kysely<Tables>({ dialect: cfg.engine === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg) });
+  return new Kysely<Tables>({ dialect: cfg.engine === 'sqlite' ? (await sqliteDialect(cfg)).dialect : await postgresDialect(cfg) });
 }
 
 export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Database> {
   const dialect: Dialect = cfg.engine;
   const hooks: QueryHooks = {};
+  const sqlite = dialect === 'sqlite' ? await sqliteDialect(cfg, log) : undefined;
   const kysely = new Kysely<Tables>({
-    dialect: dialect === 'sqlite' ? await sqliteDialect(cfg) : await postgresDialect(cfg, log),
+    dialect: sqlite ? sqlite.dialect : await postgresDialect(cfg, log),
     log: queryLogger(hooks),
   });
   try {
@@ -312,5 +375,5 @@ export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Da
     throw err;
   }
   log.info({ database: describeDatabase(cfg) }, 'database ready');
-  return new Database(dialect, kysely, log, hooks, dialect === 'sqlite' ? cfg.commit_gather_ms : 0);
+  return new Database(dialect, kysely, log, hooks, dialect === 'sqlite' ? cfg.commit_gather_ms : 0, sqlite?.durable?.driver);
 }
