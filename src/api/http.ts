@@ -94,12 +94,15 @@ function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixEr
  * response, OPTIONS answered for every path, 404/405 as M_UNRECOGNIZED, lenient JSON bodies.
  */
 export function createHttpApp(opts: HttpAppOptions): HttpApp {
+  const reqIdPrefix = `${randomBytes(3).toString('base64url')}-`;
+  let reqIdCounter = 0;
   const app = Fastify({
     ...(opts.https ? { https: { ...opts.https } } : {}),
     loggerInstance: opts.log,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'req_id' }),
     bodyLimit: opts.bodyLimit,
-    genReqId: () => randomBytes(6).toString('base64url'),
+    // Unique in this process and cheap: a random prefix per start, then a counter.
+    genReqId: () => `${reqIdPrefix}${(++reqIdCounter).toString(36)}`,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 1024, ignoreDuplicateSlashes: false },
@@ -149,8 +152,10 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
     }
   });
 
-  app.addHook('onRequest', async (_req, reply) => {
+  // Hooks in callback style: no promise per request.
+  app.addHook('onRequest', (_req, reply, done) => {
     reply.headers(CORS_HEADERS);
+    done();
   });
   // Once shutdown starts, responses to requests still in flight close their connection,
   // so keep-alive clients do not hold the server open.
@@ -158,14 +163,18 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_req, reply) => {
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
-  app.addHook('onResponse', async (req, reply) => {
-    req.log.debug(
-      { method: req.method, url: safeUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-      'request',
-    );
+  app.addHook('onResponse', (req, reply, done) => {
+    if (opts.log.isLevelEnabled('debug')) {
+      req.log.debug(
+        { method: req.method, url: safeUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+        'request',
+      );
+    }
+    done();
   });
 
   app.options('/*', async (_req, reply) => {

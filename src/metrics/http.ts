@@ -10,10 +10,10 @@ const UNTIMED_ROUTES = new Set(['/_myelin/stats/events']);
  * never the raw URL), method and status. Requests that matched no route count as route "unmatched".
  */
 export function instrumentHttp(app: HttpApp, metrics: Metrics, listener: string): void {
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
-    if (UNTIMED_ROUTES.has(route)) return;
-    metrics.httpRequest(listener, req.method, route, reply.statusCode, reply.elapsedTime);
+    if (!UNTIMED_ROUTES.has(route)) metrics.httpRequest(listener, req.method, route, reply.statusCode, reply.elapsedTime);
+    done();
   });
 }
 
