@@ -61,7 +61,9 @@ database:
   engine: sqlite
   # SQLite file, relative to the data directory.
   path: myelin.db
-  # FULL survives power loss without losing an acknowledged message. NORMAL is faster.
+  # FULL survives power loss without losing an acknowledged message (the disk sync runs in the
+  # background: the server keeps answering meanwhile). NORMAL may lose the last seconds of
+  # acknowledged writes on power loss; EXTRA syncs inside each commit, blocking the server.
   synchronous: FULL
   # url: "postgres://myelin:secret@localhost/myelin"
 
