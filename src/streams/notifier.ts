@@ -28,10 +28,21 @@ export class Notifier extends EventEmitter<{ change: [StreamChange] }> {
    * aborts. Returns true if woken by a notification.
    */
   wait(userIds: string[], timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.closed || timeoutMs <= 0 || signal?.aborted) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const finish = (woken: boolean) => {
+    return this.waitFor(userIds, timeoutMs, signal).woken;
+  }
+
+  /**
+   * Like `wait`, with a `cancel()` that ends the wait at once (resolving false): for a reader
+   * that starts waiting before it knows whether it will need to, without an AbortController.
+   */
+  waitFor(userIds: string[], timeoutMs: number, signal?: AbortSignal): { woken: Promise<boolean>; cancel(): void } {
+    if (this.closed || timeoutMs <= 0 || signal?.aborted) return { woken: Promise.resolve(false), cancel: () => undefined };
+    let finish!: (woken: boolean) => void;
+    const woken = new Promise<boolean>((resolve) => {
+      let done = false;
+      finish = (w: boolean) => {
+        if (done) return;
+        done = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         for (const u of userIds) {
@@ -39,7 +50,7 @@ export class Notifier extends EventEmitter<{ change: [StreamChange] }> {
           set?.delete(wake);
           if (set && set.size === 0) this.waiters.delete(u);
         }
-        resolve(woken);
+        resolve(w);
       };
       const wake = () => finish(true);
       const onAbort = () => finish(false);
@@ -48,9 +59,10 @@ export class Notifier extends EventEmitter<{ change: [StreamChange] }> {
         if (!set) this.waiters.set(u, (set = new Set()));
         set.add(wake);
       }
-      timer = setTimeout(() => finish(false), timeoutMs);
+      const timer = setTimeout(() => finish(false), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+    return { woken, cancel: () => finish(false) };
   }
 
   /** Wakes every waiter of these users. */

@@ -7,7 +7,7 @@ import type { PushActions } from '../push/push-actions.js';
 import type { ClientEvent, ClientEventFormatter } from '../rooms/client-events.js';
 import type { HistoryVisibility } from '../rooms/visibility.js';
 import { StreamActivity } from '../sync/activity.js';
-import { WAIT_OVER, type SyncService } from '../sync/sync-service.js';
+import type { SyncService } from '../sync/sync-service.js';
 import { formatPaginationToken, STREAMS, type StreamPositions } from '../sync/token.js';
 import type { BumpStamps } from './bump.js';
 import { ConnectionStore, type ConnectionState, type RoomSent } from './connections.js';
@@ -133,10 +133,8 @@ export class SlidingSyncService {
     for (;;) {
       const remaining = deadline - Date.now();
       // Listen before reading positions, so a change in between still wakes us.
-      const ac = prev && remaining > 0 && !req.signal?.aborted ? new AbortController() : undefined;
-      const onAbort = ac && (() => ac.abort(WAIT_OVER));
-      if (onAbort) req.signal?.addEventListener('abort', onAbort, { once: true });
-      const woken = ac ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
+      const wait = prev && remaining > 0 ? this.deps.notifier.waitFor([req.userId], remaining, req.signal) : undefined;
+      const woken = wait?.woken;
       try {
         const built = await this.build(req, prev);
         const done = !woken || built.hasData || Date.now() >= deadline || req.signal?.aborted;
@@ -145,10 +143,7 @@ export class SlidingSyncService {
           return built.response;
         }
       } finally {
-        if (ac) {
-          ac.abort(WAIT_OVER);
-          req.signal?.removeEventListener('abort', onAbort!);
-        }
+        wait?.cancel();
       }
     }
   }

@@ -106,8 +106,8 @@ export interface SyncDeps {
 }
 
 /**
- * The reason a long-poll's wait is aborted with (its end, or the client going away): one shared
- * value, since `abort()` without a reason builds a DOMException (with a stack) every time.
+ * The reason a request's signal is aborted with when the client goes away: one shared value,
+ * since `abort()` without a reason builds a DOMException (with a stack) every time.
  */
 export const WAIT_OVER: unknown = Object.freeze({ reason: 'wait over' });
 
@@ -197,10 +197,9 @@ export class SyncService {
     for (;;) {
       // Start listening before reading positions so a change in between still wakes us.
       const remaining = deadline - Date.now();
-      const ac = req.since && !req.fullState && remaining > 0 && !req.signal?.aborted ? new AbortController() : undefined;
-      const onAbort = ac && (() => ac.abort(WAIT_OVER));
-      if (onAbort) req.signal?.addEventListener('abort', onAbort, { once: true });
-      const woken = ac ? this.deps.notifier.wait([req.userId], remaining, ac.signal) : undefined;
+      // Ended by the client going away (the request's signal) or, below, once answered.
+      const wait = req.since && !req.fullState && remaining > 0 ? this.deps.notifier.waitFor([req.userId], remaining, req.signal) : undefined;
+      const woken = wait?.woken;
       try {
         // Positions are read once the slot is ours, so what committed while waiting is included.
         const { response, changed } = await this.slots.run(async () => {
@@ -214,10 +213,7 @@ export class SyncService {
         // Timed out, aborted or shutting down with nothing new: answer with the same positions.
         if (!notified || Date.now() >= deadline || req.signal?.aborted) return response;
       } finally {
-        if (ac) {
-          ac.abort(WAIT_OVER);
-          req.signal?.removeEventListener('abort', onAbort!);
-        }
+        wait?.cancel();
       }
     }
   }
