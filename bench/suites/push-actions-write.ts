@@ -21,7 +21,7 @@ const BetterSqlite3 = require(major >= 22 ? 'better-sqlite3-napi' : 'better-sqli
 const USERS = 100;
 const ROOMS = 10;
 const PER_ROOM = USERS / ROOMS;
-const PREFILL_EVENTS = 10_000; // × 10 rows
+const PREFILL_EVENTS = Number(process.env['MYELIN_BENCH_PUSH_PREFILL'] ?? 10_000); // × 10 rows
 const MEASURED = Number(process.env['MYELIN_BENCH_PUSH_MESSAGES'] ?? 3000);
 const COLS = ['user_id', 'event_id', 'room_id', 'stream_ordering', 'thread_id', 'notif', 'highlight', 'own', 'actions', 'ts'] as const;
 
@@ -167,7 +167,7 @@ function openLayout(layout: Layout): Open {
   const prefill = db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i++) insert.run(rowsOf(i, layout));
   });
-  for (let i = 1; i <= PREFILL_EVENTS; i += 1000) prefill(i, i + 1000);
+  for (let i = 1; i <= PREFILL_EVENTS; i += 1000) prefill(i, Math.min(i + 1000, PREFILL_EVENTS + 1));
   db.pragma('wal_checkpoint(TRUNCATE)');
   const pages = (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
   report(SUITE, `${layout.name} file size at ${PREFILL_EVENTS * PER_ROOM} rows`, pages / 1024 / 1024, 'MiB');

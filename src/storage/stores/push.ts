@@ -1,4 +1,4 @@
-import { CompiledQuery, sql } from 'kysely';
+import { CompiledQuery, InsertQueryNode, sql, TableNode } from 'kysely';
 import type { Database, Tx } from '../db.js';
 
 export interface PushActionRow {
@@ -83,6 +83,7 @@ function pusherFromRow(r: PusherDbRow): PusherState {
 }
 
 const INSERT_COLUMNS = ['user_id', 'event_id', 'room_id', 'stream_ordering', 'thread_id', 'notif', 'highlight', 'own', 'actions', 'ts'];
+const INSERT_NODE = InsertQueryNode.create(TableNode.create('event_push_actions'));
 /** Rows per insert statement (10 parameters each). */
 const INSERT_CHUNK = 200;
 /**
@@ -144,7 +145,8 @@ export class PushStore {
       for (const r of chunk) {
         params.push(r.userId, r.eventId, r.roomId, r.streamOrdering, r.threadId, r.notif ? 1 : 0, r.highlight ? 1 : 0, r.own ? 1 : 0, JSON.stringify(r.actions), r.ts);
       }
-      await tx.db.executeQuery(CompiledQuery.raw(this.insertSql(chunk.length), params));
+      // Marked as an insert (for the query metrics by kind).
+      await tx.db.executeQuery({ ...CompiledQuery.raw(this.insertSql(chunk.length), params), query: INSERT_NODE });
     }
   }
 
