@@ -6,6 +6,24 @@ import { startAccountsServer, TestClient } from './_client.js';
 
 const C = '/_matrix/client/v3';
 
+/** `roomEventsBetween` of `store` is the database's (`reference`) for windows within [low, high]. */
+async function sameWindows(store: EventStore, reference: EventStore, roomId: string, low: number, high: number, what: string): Promise<void> {
+  const ids = (list: Array<{ event: { event_id: string } }>) => list.map((e) => e.event.event_id);
+  const edges = [low, ...Array.from({ length: 12 }, (_, i) => high - i), Math.floor((low + high) / 2), 0].filter((p, i, all) => p >= low && all.indexOf(p) === i);
+  for (const from of edges) {
+    for (const to of edges) {
+      if (to <= from) continue;
+      for (const limit of [1, 3, 101]) {
+        for (const dir of ['backwards', 'forwards'] as const) {
+          expect(ids(await store.roomEventsBetween(roomId, from, to, limit, dir)), `${what}: (${from}, ${to}] ${limit} ${dir}`).toEqual(
+            ids(await reference.roomEventsBetween(roomId, from, to, limit, dir)),
+          );
+        }
+      }
+    }
+  }
+}
+
 describe.each<Engine>(['sqlite', 'postgres'])('state at a stream position on %s', (engine) => {
   let t: TestServer;
   beforeAll(async () => {
@@ -95,6 +113,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('state at a stream position on %s'
       for (let p = early - 2; p <= end; p++) {
         expect(Object.fromEntries(await eventStore.stateIdsAtStream(roomId, p)), `${what}: position ${p}`).toEqual(Object.fromEntries(await reference.stateIdsAtStream(roomId, p)));
       }
+      await sameWindows(eventStore, reference, roomId, -60, end, what);
     };
     await check('messages');
     // History below everything (a negative position, as /backfill writes it).
@@ -117,5 +136,30 @@ describe.each<Engine>(['sqlite', 'postgres'])('state at a stream position on %s'
     await database.transaction((tx) => eventStore.persist(tx, { event: old, roomId, stateGroupBefore: null, prevStateEventId: null, updateCurrentState: false }));
     await database.transaction((tx) => eventStore.promoteOutlier(tx, old.event_id, -40, earlyGroup, null));
     await check('outlier promoted');
+  });
+
+  it('serves recent timeline windows without a query, like the database', async () => {
+    const { eventStore, database } = t.server.ctx;
+    const alice = new TestClient(t.clientUrl);
+    await alice.register('windows');
+    const roomId = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
+    const first = await eventStore.maxStreamOrdering();
+    // More messages than the room's recent timeline keeps.
+    for (let i = 0; i < 60; i++) await alice.put(`${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/r${i}`, { msgtype: 'm.text', body: `r${i}` });
+    const end = await eventStore.maxStreamOrdering();
+    await sameWindows(eventStore, new EventStore(database), roomId, first - 8, end + 1, 'recent');
+    await eventStore.roomEventsBetween(roomId, end - 5, end, 101, 'backwards');
+    let queries = 0;
+    database.observeQueries(() => queries++);
+    try {
+      const got = await eventStore.roomEventsBetween(roomId, end - 5, end, 101, 'backwards');
+      expect(got.map((e) => e.streamOrdering)).toEqual([end, end - 1, end - 2, end - 3, end - 4]);
+      expect(queries).toBe(0);
+      // A window reaching back past what is kept is asked of the database.
+      await eventStore.roomEventsBetween(roomId, first, end, 101, 'backwards');
+      expect(queries).toBeGreaterThan(0);
+    } finally {
+      database.observeQueries(undefined);
+    }
   });
 });

@@ -166,6 +166,20 @@ interface StateRun {
 /** Rooms whose state run is kept (the least recently written are forgotten). */
 const STATE_RUNS_KEPT = 10_000;
 
+/**
+ * A room's latest timeline events in stream order: every committed non-outlier event of the
+ * room at a position above `completeAbove` is in `positions`/`ids` (see `roomEventsBetween`).
+ */
+interface RecentTimeline {
+  completeAbove: number;
+  positions: number[];
+  ids: string[];
+}
+
+/** Events kept per room in its recent timeline, and rooms with one (least recently written forgotten). */
+const RECENT_PER_ROOM = 48;
+const RECENT_ROOMS_KEPT = 1000;
+
 /** How many relation targets are tracked before tracking restarts (see `mayHaveRelations`). */
 const RELATION_TARGETS_TRACKED = 100_000;
 
@@ -255,13 +269,28 @@ export class EventStore {
    * start-up; a room without one is unknown and asked of the database).
    */
   private readonly stateRuns = new Map<string, StateRun>();
+  /** Per room, its latest timeline events (from commits seen since start-up; unknown otherwise). */
+  private readonly recentTimelines = new Map<string, RecentTimeline>();
+  /**
+   * The highest position of a timeline event seen committed since start-up. A run or recent
+   * timeline starts only with an event above it (so no event seen before is above its start), and
+   * answers only for positions up to it (an event committed but not yet seen here is above it).
+   */
+  private committedMax = Number.NEGATIVE_INFINITY;
 
   /**
    * A timeline (non-outlier) event with the state group after it was committed. `explicit`: its
    * position was given by the writer (history fetched with /backfill), not allocated now, so
    * events written before start-up may lie between it and the run: it never starts or extends one.
    */
-  private timelineEventCommitted(roomId: string, position: number, group: number, explicit: boolean): void {
+  private timelineEventCommitted(roomId: string, eventId: string, position: number, group: number, explicit: boolean): void {
+    const fresh = !explicit && position > this.committedMax;
+    if (position > this.committedMax) this.committedMax = position;
+    this.stateRunCommitted(roomId, position, group, explicit, fresh);
+    this.recentCommitted(roomId, eventId, position, fresh);
+  }
+
+  private stateRunCommitted(roomId: string, position: number, group: number, explicit: boolean, fresh: boolean): void {
     const run = this.stateRuns.get(roomId);
     if (run && position <= run.last) {
       // Committed out of order (a concurrent transaction, history placed before the timeline):
@@ -274,16 +303,76 @@ export class EventStore {
     if (run && group === run.group) {
       run.last = position;
       this.stateRuns.set(roomId, run);
-    } else {
+    } else if (fresh) {
       this.stateRuns.set(roomId, { from: position, last: position, group });
     }
     if (this.stateRuns.size > STATE_RUNS_KEPT) this.stateRuns.delete(this.stateRuns.keys().next().value as string);
   }
 
-  /** Forgets every state run, now and once the transaction commits (an outlier joins a timeline). */
-  private forgetStateRuns(tx: Tx): void {
-    this.stateRuns.clear();
-    tx.onCommit(() => this.stateRuns.clear());
+  private recentCommitted(roomId: string, eventId: string, position: number, fresh: boolean): void {
+    let recent = this.recentTimelines.get(roomId);
+    if (recent) {
+      if (position <= recent.completeAbove) return;
+      // In order, unless committed out of order.
+      let i = recent.positions.length;
+      while (i > 0 && recent.positions[i - 1]! > position) i--;
+      recent.positions.splice(i, 0, position);
+      recent.ids.splice(i, 0, eventId);
+      if (recent.positions.length > RECENT_PER_ROOM) {
+        recent.completeAbove = recent.positions.shift()!;
+        recent.ids.shift();
+      }
+      this.recentTimelines.delete(roomId);
+    } else if (fresh) {
+      recent = { completeAbove: position - 1, positions: [position], ids: [eventId] };
+    } else {
+      return;
+    }
+    this.recentTimelines.set(roomId, recent);
+    if (this.recentTimelines.size > RECENT_ROOMS_KEPT) this.recentTimelines.delete(this.recentTimelines.keys().next().value as string);
+  }
+
+  /**
+   * An outlier joined a timeline (at `position` once committed): every state run and recent
+   * timeline is forgotten, now and once the transaction commits, and none starts below it.
+   */
+  private outlierJoinedTimeline(tx: Tx, position: () => number | undefined): void {
+    const forget = (): void => {
+      this.stateRuns.clear();
+      this.recentTimelines.clear();
+    };
+    forget();
+    tx.onCommit(() => {
+      forget();
+      const p = position();
+      if (p !== undefined && p > this.committedMax) this.committedMax = p;
+    });
+  }
+
+  /**
+   * The IDs of a room's timeline events in (from, to] from its recent timeline, when it holds
+   * all that the query would return; undefined when unsure.
+   */
+  private recentBetween(roomId: string, from: number, to: number, limit: number, direction: 'forwards' | 'backwards'): string[] | undefined {
+    const recent = this.recentTimelines.get(roomId);
+    if (!recent || to > this.committedMax) return undefined;
+    const { positions, ids } = recent;
+    const out: string[] = [];
+    if (direction === 'backwards') {
+      let i = positions.length - 1;
+      while (i >= 0 && positions[i]! > to) i--;
+      for (; i >= 0 && positions[i]! > from && out.length < limit; i--) out.push(ids[i]!);
+      // Complete when the window starts within the kept events, or the limit was reached
+      // before older events (not kept) could have come in.
+      return from >= recent.completeAbove || out.length >= limit ? out : undefined;
+    }
+    if (from < recent.completeAbove) return undefined;
+    for (let i = 0; i < positions.length && out.length < limit; i++) {
+      const p = positions[i]!;
+      if (p > to) break;
+      if (p > from) out.push(ids[i]!);
+    }
+    return out;
   }
 
   /** A value that changes whenever the room's history-visibility or membership history may have changed. */
@@ -686,7 +775,7 @@ export class EventStore {
    */
   async promoteOutlier(tx: Tx, eventId: string, streamOrdering: number, stateGroup: number, prevStateEventId: string | null, timelineAnchor?: number): Promise<void> {
     this.historyChanged(tx, undefined);
-    this.forgetStateRuns(tx);
+    this.outlierJoinedTimeline(tx, () => streamOrdering);
     await tx.db
       .updateTable('events')
       .set({ outlier: 0, stream_ordering: streamOrdering, prev_state_event_id: prevStateEventId, ...(timelineAnchor !== undefined ? { timeline_anchor: timelineAnchor } : {}) })
@@ -703,8 +792,10 @@ export class EventStore {
   /** Turns a stored outlier into a timeline event with a state group (after fetching its state). */
   async deOutlier(tx: Tx, eventId: string, stateGroup: number): Promise<void> {
     this.historyChanged(tx, undefined);
-    this.forgetStateRuns(tx);
-    await tx.db.updateTable('events').set({ outlier: 0 }).where('event_id', '=', eventId).execute();
+    let position: number | undefined;
+    this.outlierJoinedTimeline(tx, () => position);
+    const row = await tx.db.updateTable('events').set({ outlier: 0 }).where('event_id', '=', eventId).returning('stream_ordering').executeTakeFirst();
+    position = row?.stream_ordering;
     this.stateGroupOfCache.drop(tx, eventId);
     await tx.db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }).execute();
     tx.onCommit(() => this.eventCache.delete(eventId));
@@ -816,7 +907,7 @@ export class EventStore {
     if (withState) await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
     if (!outlier) {
       const explicit = input.streamOrdering !== undefined;
-      tx.onCommit(() => this.timelineEventCommitted(roomId, streamOrdering, stateGroup, explicit));
+      tx.onCommit(() => this.timelineEventCommitted(roomId, event.event_id, streamOrdering, stateGroup, explicit));
     }
 
     if (input.updateCurrentState) {
@@ -963,6 +1054,11 @@ export class EventStore {
     direction: 'forwards' | 'backwards',
     q: Q = this.db,
   ): Promise<StoredEvent[]> {
+    const recent = q === this.db ? this.recentBetween(roomId, from, to, limit, direction) : undefined;
+    if (recent) {
+      const events = await this.getEvents(recent);
+      return recent.map((id) => events.get(id)!).filter(Boolean);
+    }
     const rows = await q
       .selectFrom('events')
       .select('event_id')
@@ -1111,7 +1207,7 @@ export class EventStore {
    */
   async stateIdsAtStream(roomId: string, at: number): Promise<StateIds> {
     const run = this.stateRuns.get(roomId);
-    if (run && at >= run.from) return this.getStateIdsAtGroup(run.group);
+    if (run && at >= run.from && at <= this.committedMax) return this.getStateIdsAtGroup(run.group);
     const row = await this.db
       .selectFrom('events')
       .select('event_id')
