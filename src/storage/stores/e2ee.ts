@@ -76,12 +76,13 @@ export class E2eeStore {
   ): Promise<NonNullable<{ otk?: Record<string, number>; fallback?: string[] }[K]>> {
     const key = `${userId}\u0000${deviceId}`;
     const hit = this.keyCounts.get(key)?.[kind];
-    if (hit !== undefined) return structuredClone(hit) as NonNullable<{ otk?: Record<string, number>; fallback?: string[] }[K]>;
+    // Copies (flat values: counts by algorithm, or algorithm names) so callers cannot change the cache.
+    if (hit !== undefined) return (Array.isArray(hit) ? [...hit] : { ...hit }) as NonNullable<{ otk?: Record<string, number>; fallback?: string[] }[K]>;
     const generation = this.keyGeneration;
     const value = await load();
     if (this.keyGeneration === generation) {
       const entry = this.keyCounts.get(key) ?? {};
-      entry[kind] = structuredClone(value);
+      entry[kind] = (Array.isArray(value) ? [...value] : { ...value }) as typeof entry[K];
       this.keyCounts.set(key, entry);
     }
     return value;

@@ -1,5 +1,6 @@
 import { CompiledQuery, InsertQueryNode, sql, TableNode } from 'kysely';
 import type { Database, Tx } from '../db.js';
+import { prepared } from '../prepared.js';
 
 export interface PushActionRow {
   userId: string;
@@ -93,6 +94,11 @@ const INSERT_CHUNK = 200;
 const NOTIF = sql.lit(1);
 const NOT_OWN = sql.lit(0);
 
+// Run with every local event's write.
+const setProgressQuery = prepared(1, (db, position: number) =>
+  db.updateTable('push_actions_progress').set({ position }).where('name', '=', 'events').where('position', '<', position),
+);
+
 /** Evaluated push actions (the source of notification counts) and pushers. */
 export class PushStore {
   /** SQL text of the insert of n rows. */
@@ -115,7 +121,7 @@ export class PushStore {
 
   /** Moves the evaluation position forward (never back). */
   async setProgress(tx: Tx, position: number): Promise<void> {
-    await tx.db.updateTable('push_actions_progress').set({ position }).where('name', '=', 'events').where('position', '<', position).execute();
+    await setProgressQuery.run(tx.db, position);
   }
 
   /** Event IDs of non-outlier events in (from, to] in stream order. */
