@@ -18,6 +18,9 @@ export interface PresenceRow {
 
 /** Filters, account data (global and per room) and presence. */
 export class UserDataStore {
+  /** Stored filters, once read: a filter never changes or goes away, and clients name one on every /sync. */
+  private readonly filters = new LruCache<string, string>(2_000);
+
   constructor(private readonly database: Database) {}
 
   async insertFilter(userId: string, filterJson: string): Promise<number> {
@@ -26,7 +29,11 @@ export class UserDataStore {
   }
 
   async getFilter(userId: string, id: number): Promise<string | undefined> {
+    const key = `${userId}\u0000${id}`;
+    const cached = this.filters.get(key);
+    if (cached !== undefined) return cached;
     const row = await this.database.db.selectFrom('filters').select('filter_json').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+    if (row) this.filters.set(key, row.filter_json);
     return row?.filter_json;
   }
 
