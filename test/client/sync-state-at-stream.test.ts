@@ -138,7 +138,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('state at a stream position on %s'
     await check('outlier promoted');
   });
 
-  it('serves recent timeline windows without a query, like the database', async () => {
+  it('serves recent timeline windows and their new events without a query, like the database', async () => {
     const { eventStore, database } = t.server.ctx;
     const alice = new TestClient(t.clientUrl);
     await alice.register('windows');
@@ -147,19 +147,23 @@ describe.each<Engine>(['sqlite', 'postgres'])('state at a stream position on %s'
     // More messages than the room's recent timeline keeps.
     for (let i = 0; i < 60; i++) await alice.put(`${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/r${i}`, { msgtype: 'm.text', body: `r${i}` });
     const end = await eventStore.maxStreamOrdering();
-    await sameWindows(eventStore, new EventStore(database), roomId, first - 8, end + 1, 'recent');
-    await eventStore.roomEventsBetween(roomId, end - 5, end, 101, 'backwards');
     let queries = 0;
     database.observeQueries(() => queries++);
     try {
+      // The window and its events (kept as they were written) come without a query.
       const got = await eventStore.roomEventsBetween(roomId, end - 5, end, 101, 'backwards');
       expect(got.map((e) => e.streamOrdering)).toEqual([end, end - 1, end - 2, end - 3, end - 4]);
       expect(queries).toBe(0);
+      database.observeQueries(undefined);
+      const reference = new EventStore(database);
+      for (const e of got) expect(e).toEqual(await reference.getEvent(e.event.event_id));
+      database.observeQueries(() => queries++);
       // A window reaching back past what is kept is asked of the database.
       await eventStore.roomEventsBetween(roomId, first, end, 101, 'backwards');
       expect(queries).toBeGreaterThan(0);
     } finally {
       database.observeQueries(undefined);
     }
+    await sameWindows(eventStore, new EventStore(database), roomId, first - 8, end + 1, 'recent');
   });
 });

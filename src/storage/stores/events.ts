@@ -845,6 +845,7 @@ export class EventStore {
     const outlier = input.outlier ?? !input.updateCurrentState;
     const relates = event.content['m.relates_to'] as { event_id?: unknown; rel_type?: unknown } | undefined;
     this.relationWritten(relates?.event_id);
+    const json = JSON.stringify(storedForm(event));
     const { stream_ordering: streamOrdering } = await tx.db
       .insertInto('events')
       .values({
@@ -857,7 +858,7 @@ export class EventStore {
         sender: event.sender,
         origin_server_ts: event.origin_server_ts,
         depth: event.depth,
-        json: JSON.stringify(storedForm(event)),
+        json,
         outlier: outlier ? 1 : 0,
         rejected: input.rejected ?? null,
         prev_state_event_id: input.prevStateEventId,
@@ -907,7 +908,25 @@ export class EventStore {
     if (withState) await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
     if (!outlier) {
       const explicit = input.streamOrdering !== undefined;
-      tx.onCommit(() => this.timelineEventCommitted(roomId, event.event_id, streamOrdering, stateGroup, explicit));
+      tx.onCommit(() => {
+        this.timelineEventCommitted(roomId, event.event_id, streamOrdering, stateGroup, explicit);
+        // Its readers (every member's /sync) find it without a query: the row as written
+        // (hooks of later writes to it in the same commit, such as a redaction, run after this).
+        const stored = JSON.parse(json) as RoomEvent;
+        stored.event_id = event.event_id;
+        this.eventCache.set(event.event_id, {
+          event: stored,
+          roomId,
+          streamOrdering,
+          prevStateEventId: input.prevStateEventId,
+          redactedBy: null,
+          txnId: input.txn?.txnId ?? null,
+          txnDeviceId: input.txn?.deviceId ?? null,
+          rejected: input.rejected ?? null,
+          outlier: false,
+          ...(input.timelineAnchor !== undefined ? { timelineAnchor: input.timelineAnchor } : {}),
+        });
+      });
     }
 
     if (input.updateCurrentState) {
