@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import { LruCache } from '../../util/lru.js';
 import type { Database, Tx } from '../db.js';
+import { prepared } from '../prepared.js';
 import type { Tables } from '../schema.js';
 
 /** A persisted event with the server's bookkeeping about it. */
@@ -52,6 +53,37 @@ export type StateIds = Map<string, string>;
 function txnKey(txnId: string, scope: readonly string[] | undefined): string {
   return scope && scope.length > 0 ? JSON.stringify([...scope, txnId]) : txnId;
 }
+
+// The statements every local event's write runs, built once (see prepared.ts).
+const EVENT_COLUMNS = [
+  'event_id', 'room_id', 'type', 'state_key', 'sender', 'origin_server_ts', 'depth', 'json', 'outlier', 'rejected',
+  'prev_state_event_id', 'redacted_by', 'redacts', 'txn_id', 'txn_device_id', 'relates_to', 'rel_type', 'received_ts',
+] as const;
+type EventColumns = { [K in (typeof EVENT_COLUMNS)[number]]: Tables['events'][K] extends infer T ? (T extends { __insert__: infer I } ? I : T) : never };
+const insertEventQuery = prepared(EVENT_COLUMNS.length, (db, ...values: unknown[]) =>
+  db
+    .insertInto('events')
+    .values(Object.fromEntries(EVENT_COLUMNS.map((c, i) => [c, values[i]])) as never)
+    .returning('stream_ordering'),
+);
+const insertEdgeQuery = prepared(2, (db, eventId: string, prevId: string) =>
+  db.insertInto('event_edges').values({ event_id: eventId, prev_event_id: prevId }).onConflict((oc) => oc.doNothing()),
+);
+const insertEventStateQuery = prepared(2, (db, eventId: string, stateGroup: number) =>
+  db.insertInto('event_state').values({ event_id: eventId, state_group: stateGroup }),
+);
+const deleteExtremityQuery = prepared(2, (db, roomId: string, eventId: string) =>
+  db.deleteFrom('forward_extremities').where('room_id', '=', roomId).where('event_id', '=', eventId),
+);
+const insertExtremityQuery = prepared(2, (db, roomId: string, eventId: string) =>
+  db.insertInto('forward_extremities').values({ room_id: roomId, event_id: eventId }),
+);
+const insertTxnQuery = prepared(5, (db, userId: string, deviceId: string, txnId: string, eventId: string, ts: number) =>
+  db.insertInto('event_txns').values({ user_id: userId, device_id: deviceId, txn_id: txnId, event_id: eventId, created_ts: ts }),
+);
+const txnEventIdQuery = prepared(3, (db, userId: string, deviceId: string, txnId: string) =>
+  db.selectFrom('event_txns').select('event_id').where('user_id', '=', userId).where('device_id', '=', deviceId).where('txn_id', '=', txnId),
+);
 
 export interface PersistInput {
   event: RoomEvent;
@@ -652,14 +684,7 @@ export class EventStore {
   }
 
   async getTxnEventId(userId: string, deviceId: string, txnId: string, scope?: readonly string[]): Promise<string | undefined> {
-    const row = await this.db
-      .selectFrom('event_txns')
-      .select('event_id')
-      .where('user_id', '=', userId)
-      .where('device_id', '=', deviceId)
-      .where('txn_id', '=', txnKey(txnId, scope))
-      .executeTakeFirst();
-    return row?.event_id;
+    return (await txnEventIdQuery.first(this.db, userId, deviceId, txnKey(txnId, scope)))?.event_id;
   }
 
   async maxStreamOrdering(q: Q = this.db): Promise<number> {
@@ -846,35 +871,43 @@ export class EventStore {
     const relates = event.content['m.relates_to'] as { event_id?: unknown; rel_type?: unknown } | undefined;
     this.relationWritten(relates?.event_id);
     const json = JSON.stringify(storedForm(event));
-    const { stream_ordering: streamOrdering } = await tx.db
-      .insertInto('events')
-      .values({
-        ...(input.streamOrdering !== undefined ? { stream_ordering: input.streamOrdering } : {}),
-        ...(input.timelineAnchor !== undefined ? { timeline_anchor: input.timelineAnchor } : {}),
-        event_id: event.event_id,
-        room_id: roomId,
-        type: event.type,
-        state_key: isState ? event.state_key! : null,
-        sender: event.sender,
-        origin_server_ts: event.origin_server_ts,
-        depth: event.depth,
-        json,
-        outlier: outlier ? 1 : 0,
-        rejected: input.rejected ?? null,
-        prev_state_event_id: input.prevStateEventId,
-        redacted_by: null,
-        redacts: event.type === 'm.room.redaction' ? redactsOf(event) : null,
-        txn_id: input.txn?.txnId ?? null,
-        txn_device_id: input.txn?.deviceId ?? null,
-        relates_to: typeof relates?.event_id === 'string' ? relates.event_id : null,
-        rel_type: typeof relates?.rel_type === 'string' ? relates.rel_type : null,
-        received_ts: Date.now(),
-      })
-      .returning('stream_ordering')
-      .executeTakeFirstOrThrow();
+    const row: EventColumns = {
+      event_id: event.event_id,
+      room_id: roomId,
+      type: event.type,
+      state_key: isState ? event.state_key! : null,
+      sender: event.sender,
+      origin_server_ts: event.origin_server_ts,
+      depth: event.depth,
+      json,
+      outlier: outlier ? 1 : 0,
+      rejected: input.rejected ?? null,
+      prev_state_event_id: input.prevStateEventId,
+      redacted_by: null,
+      redacts: event.type === 'm.room.redaction' ? redactsOf(event) : null,
+      txn_id: input.txn?.txnId ?? null,
+      txn_device_id: input.txn?.deviceId ?? null,
+      relates_to: typeof relates?.event_id === 'string' ? relates.event_id : null,
+      rel_type: typeof relates?.rel_type === 'string' ? relates.rel_type : null,
+      received_ts: Date.now(),
+    };
+    const { stream_ordering: streamOrdering } =
+      input.streamOrdering === undefined && input.timelineAnchor === undefined
+        ? (await insertEventQuery.first(tx.db, ...EVENT_COLUMNS.map((c) => row[c])))!
+        : await tx.db
+            .insertInto('events')
+            .values({
+              ...(input.streamOrdering !== undefined ? { stream_ordering: input.streamOrdering } : {}),
+              ...(input.timelineAnchor !== undefined ? { timeline_anchor: input.timelineAnchor } : {}),
+              ...row,
+            })
+            .returning('stream_ordering')
+            .executeTakeFirstOrThrow();
 
     const prevIds = event.prev_events.map((p) => (typeof p === 'string' ? p : p[0]));
-    if (prevIds.length) {
+    if (prevIds.length === 1) {
+      await insertEdgeQuery.run(tx.db, event.event_id, prevIds[0]!);
+    } else if (prevIds.length) {
       await tx.db
         .insertInto('event_edges')
         .values(prevIds.map((p) => ({ event_id: event.event_id, prev_event_id: p })))
@@ -905,7 +938,7 @@ export class EventStore {
     } else {
       stateGroup = input.stateGroupBefore;
     }
-    if (withState) await tx.db.insertInto('event_state').values({ event_id: event.event_id, state_group: stateGroup }).execute();
+    if (withState) await insertEventStateQuery.run(tx.db, event.event_id, stateGroup);
     if (!outlier) {
       const explicit = input.streamOrdering !== undefined;
       tx.onCommit(() => {
@@ -930,10 +963,12 @@ export class EventStore {
     }
 
     if (input.updateCurrentState) {
-      if (prevIds.length) {
+      if (prevIds.length === 1) {
+        await deleteExtremityQuery.run(tx.db, roomId, prevIds[0]!);
+      } else if (prevIds.length) {
         await tx.db.deleteFrom('forward_extremities').where('room_id', '=', roomId).where('event_id', 'in', prevIds).execute();
       }
-      await tx.db.insertInto('forward_extremities').values({ room_id: roomId, event_id: event.event_id }).execute();
+      await insertExtremityQuery.run(tx.db, roomId, event.event_id);
       if (isState) {
         const membership = event.type === 'm.room.member' ? String(event.content['membership'] ?? '') : null;
         this.stateChanged(tx, roomId, event.type, event.state_key!);
@@ -965,16 +1000,7 @@ export class EventStore {
     }
 
     if (input.txn) {
-      await tx.db
-        .insertInto('event_txns')
-        .values({
-          user_id: input.txn.userId,
-          device_id: input.txn.deviceId,
-          txn_id: txnKey(input.txn.txnId, input.txn.scope),
-          event_id: event.event_id,
-          created_ts: Date.now(),
-        })
-        .execute();
+      await insertTxnQuery.run(tx.db, input.txn.userId, input.txn.deviceId, txnKey(input.txn.txnId, input.txn.scope), event.event_id, Date.now());
     }
     return { streamOrdering, stateGroup };
   }
