@@ -84,9 +84,9 @@ export class Database {
    * Runs `fn` in one transaction. Hooks registered with `tx.onCommit` run after the commit
    * (never if it rolls back), so notifications never announce unwritten data.
    *
-   * On SQLite (one connection, and a commit with synchronous=FULL is a disk sync that blocks the
-   * process) transactions requested in the same turn of the event loop, or while a commit is in
-   * progress, share one commit: each runs in order inside its own savepoint, so one that fails is
+   * On SQLite (one connection; with synchronous=FULL each commit is followed by a disk sync,
+   * run off the event loop by sqlite-durable.ts) transactions requested in the same turn of the
+   * event loop, or while a commit is in progress, share one commit: each runs in order inside its own savepoint, so one that fails is
    * rolled back alone and rejects alone; the others commit together. Each caller's promise
    * resolves (after its hooks ran) only once the shared commit is durable. While commits follow
    * each other (under load), a small batch may wait up to `database.commit_gather_ms` (off by

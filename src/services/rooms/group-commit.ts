@@ -10,8 +10,9 @@ interface Job {
 
 /**
  * Group commit: writes submitted while a commit is in progress are gathered and committed
- * together in the next transaction, so many rooms' events share one disk sync (on SQLite with
- * synchronous=FULL a commit costs milliseconds of fsync, during which the process is blocked).
+ * together in the next transaction, so many rooms' events share one disk sync (milliseconds on
+ * a small board's storage). The next batch starts once the previous one is durable: the events
+ * of many requests then arrive in each batch, and each long-poll they wake finds several.
  *
  * Writes run one after another, in submission order, each seeing the previous ones; positions
  * allocated inside them therefore follow commit order. Post-commit hooks run in order after the
