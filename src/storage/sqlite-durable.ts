@@ -119,6 +119,7 @@ export class WalSync {
 export class DurableSqliteDriver implements Driver {
   private dirty = false;
   private checkpointing = false;
+  private closed = false;
   private lastCheckpoint = performance.now();
   /** Checkpoints run (for tests). */
   checkpoints = 0;
@@ -214,12 +215,13 @@ export class DurableSqliteDriver implements Driver {
    * event loop for its disk syncs, so it is rare; the log holds at most that long's writes.
    */
   private checkpointSoon(): void {
-    if (this.checkpointing || performance.now() - this.lastCheckpoint < this.checkpointEveryMs) return;
+    if (this.closed || this.checkpointing || performance.now() - this.lastCheckpoint < this.checkpointEveryMs) return;
     this.checkpointing = true;
     void (async () => {
       const conn = await this.inner.acquireConnection();
       try {
-        if (this.raw().inTransaction) return;
+        // Closing checkpoints by itself; a transaction in progress is left alone (next time).
+        if (this.closed || this.raw().inTransaction) return;
         const raw = this.raw();
         raw.pragma('synchronous = FULL');
         try {
@@ -239,6 +241,7 @@ export class DurableSqliteDriver implements Driver {
   }
 
   async destroy(): Promise<void> {
+    this.closed = true;
     try {
       const raw = this.raw();
       // The checkpoint SQLite runs on close then syncs the database file before removing the log.
