@@ -57,8 +57,6 @@ export class WalSync {
   private fd: number | undefined;
   private inFlight: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
-  /** Syncs done (for tests and metrics). */
-  count = 0;
 
   constructor(private readonly dbPath: string) {}
 
@@ -92,14 +90,12 @@ export class WalSync {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         // No log yet (nothing written through it): the database file holds everything.
         await fsyncPath(this.dbPath);
-        this.count++;
         return;
       }
       // The log's directory entry must be durable too, once.
       await fsyncPath(dirname(this.dbPath));
     }
     await datasync(this.fd);
-    this.count++;
   }
 
   async close(): Promise<void> {
@@ -121,8 +117,6 @@ export class DurableSqliteDriver implements Driver {
   private checkpointing = false;
   private closed = false;
   private lastCheckpoint = performance.now();
-  /** Checkpoints run (for tests). */
-  checkpoints = 0;
   private readonly wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
   private releaseWaiters: Array<() => void> = [];
 
@@ -229,7 +223,6 @@ export class DurableSqliteDriver implements Driver {
         } finally {
           raw.pragma('synchronous = OFF');
         }
-        this.checkpoints++;
       } catch (err) {
         this.onSyncError(err);
       } finally {
