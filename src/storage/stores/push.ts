@@ -1,6 +1,6 @@
-import { CompiledQuery, InsertQueryNode, sql, TableNode } from 'kysely';
+import { sql } from 'kysely';
 import type { Database, Tx } from '../db.js';
-import { prepared } from '../prepared.js';
+import { prepared, type Prepared } from '../prepared.js';
 
 export interface PushActionRow {
   userId: string;
@@ -83,8 +83,7 @@ function pusherFromRow(r: PusherDbRow): PusherState {
   };
 }
 
-const INSERT_COLUMNS = ['user_id', 'event_id', 'room_id', 'stream_ordering', 'thread_id', 'notif', 'highlight', 'own', 'actions', 'ts'];
-const INSERT_NODE = InsertQueryNode.create(TableNode.create('event_push_actions'));
+const INSERT_COLUMNS = ['user_id', 'event_id', 'room_id', 'stream_ordering', 'thread_id', 'notif', 'highlight', 'own', 'actions', 'ts'] as const;
 /** Rows per insert statement (10 parameters each). */
 const INSERT_CHUNK = 200;
 /**
@@ -101,8 +100,8 @@ const setProgressQuery = prepared(1, (db, position: number) =>
 
 /** Evaluated push actions (the source of notification counts) and pushers. */
 export class PushStore {
-  /** SQL text of the insert of n rows. */
-  private readonly insertSqlCache = new Map<number, string>();
+  /** The insert of n rows, prepared once per n. */
+  private readonly inserts = new Map<number, Prepared<unknown[], unknown>>();
   /**
    * Users who have (or may have: removals are not tracked) a pusher, once read; every pusher
    * is added here, so users outside it need no query when their notifications commit.
@@ -140,9 +139,9 @@ export class PushStore {
   }
 
   /**
-   * Inserts rows (a row already stored for the user and event is kept). The SQL text of an
-   * insert of n rows is built once: building it through the query builder for every event
-   * cost about as much as SQLite's work to run it.
+   * Inserts rows (a row already stored for the user and event is kept). The insert of n rows is
+   * built once: building it through the query builder for every event cost about as much as
+   * SQLite's work to run it.
    */
   async insertActions(tx: Tx, rows: PushActionRow[]): Promise<void> {
     for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
@@ -151,23 +150,24 @@ export class PushStore {
       for (const r of chunk) {
         params.push(r.userId, r.eventId, r.roomId, r.streamOrdering, r.threadId, r.notif ? 1 : 0, r.highlight ? 1 : 0, r.own ? 1 : 0, JSON.stringify(r.actions), r.ts);
       }
-      // Marked as an insert (for the query metrics by kind).
-      await tx.db.executeQuery({ ...CompiledQuery.raw(this.insertSql(chunk.length), params), query: INSERT_NODE });
+      await this.insertOf(chunk.length).run(tx.db, ...params);
     }
   }
 
-  private insertSql(n: number): string {
-    let text = this.insertSqlCache.get(n);
-    if (text === undefined) {
-      const pg = this.database.dialect === 'postgres';
-      let p = 0;
-      const tuples: string[] = [];
-      for (let r = 0; r < n; r++) tuples.push(`(${INSERT_COLUMNS.map(() => (pg ? `$${++p}` : '?')).join(', ')})`);
-      // An event has one stream position, so the key (user, room, position) is the row's (user, event).
-      text = `insert into event_push_actions (${INSERT_COLUMNS.join(', ')}) values ${tuples.join(', ')} on conflict (user_id, room_id, stream_ordering) do nothing`;
-      this.insertSqlCache.set(n, text);
+  private insertOf(n: number): Prepared<unknown[], unknown> {
+    let q = this.inserts.get(n);
+    if (!q) {
+      const width = INSERT_COLUMNS.length;
+      q = prepared(n * width, (db, ...v: unknown[]) =>
+        db
+          .insertInto('event_push_actions')
+          .values(Array.from({ length: n }, (_, r) => Object.fromEntries(INSERT_COLUMNS.map((c, i) => [c, v[r * width + i]]))) as never)
+          // An event has one stream position, so the key (user, room, position) is the row's (user, event).
+          .onConflict((oc) => oc.columns(['user_id', 'room_id', 'stream_ordering']).doNothing()),
+      );
+      this.inserts.set(n, q);
     }
-    return text;
+    return q;
   }
 
   // ---- counts
