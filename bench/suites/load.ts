@@ -14,6 +14,8 @@
  *
  * Environment:
  *   MYELIN_BENCH_USERS (100), MYELIN_BENCH_ROOM_SIZE (10 users per room)
+ *   MYELIN_BENCH_INLINE_FILTER=1 — pass the /sync filter inline as JSON instead of uploading it once
+ *     and passing its ID (what matrix-js-sdk and Element do)
  *   MYELIN_BENCH_SQLITE_SYNCHRONOUS — SQLite `synchronous` of the started server (default: its own, FULL)
  *   MYELIN_BENCH_CPU_PROF — a directory: the started server writes a V8 CPU profile there
  *   MYELIN_BENCH_HEAP_SNAPSHOT — a directory: the started server writes a heap snapshot there at
@@ -322,6 +324,8 @@ interface User {
   token: string;
   roomId: string;
   since: string;
+  /** The /sync filter parameter (a filter ID, or the filter inline). */
+  filter: string;
   sent: number;
 }
 
@@ -339,13 +343,23 @@ async function registerUser(name: string): Promise<{ userId: string; token: stri
   return { userId: r.user_id, token: r.access_token };
 }
 
-const SYNC_FILTER = encodeURIComponent(
-  JSON.stringify({
-    room: { timeline: { limit: 100 }, state: { lazy_load_members: true }, ephemeral: { types: [] }, account_data: { types: [] } },
-    presence: { types: [] },
-    account_data: { types: [] },
-  }),
-);
+const FILTER = {
+  room: { timeline: { limit: 100 }, state: { lazy_load_members: true }, ephemeral: { types: [] }, account_data: { types: [] } },
+  presence: { types: [] },
+  account_data: { types: [] },
+};
+/** The filter as an inline JSON query parameter (MYELIN_BENCH_INLINE_FILTER=1 syncs with it). */
+const INLINE_FILTER = encodeURIComponent(JSON.stringify(FILTER));
+
+/**
+ * The user's /sync filter parameter: like matrix-js-sdk (and so Element), the filter is uploaded
+ * once and referred to by its ID.
+ */
+async function syncFilterFor(userId: string, token: string): Promise<string> {
+  if (env.MYELIN_BENCH_INLINE_FILTER === '1') return INLINE_FILTER;
+  const { filter_id } = await ok('POST', `/_matrix/client/v3/user/${encodeURIComponent(userId)}/filter`, FILTER, token);
+  return encodeURIComponent(filter_id as string);
+}
 
 interface Stats {
   latencies: number[];
@@ -359,7 +373,7 @@ async function syncLoop(u: User, stopped: () => boolean, stats: () => Stats): Pr
   while (!stopped()) {
     let res: Res;
     try {
-      res = await request('GET', `/_matrix/client/v3/sync?since=${u.since}&timeout=30000&filter=${SYNC_FILTER}`, undefined, u.token, syncAgent);
+      res = await request('GET', `/_matrix/client/v3/sync?since=${u.since}&timeout=30000&filter=${u.filter}`, undefined, u.token, syncAgent);
     } catch {
       stats().syncErrors++;
       await sleep(100);
@@ -425,8 +439,9 @@ try {
     if (i % ROOM_SIZE !== 0) await ok('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomIds[Math.floor(i / ROOM_SIZE)]!)}`, {}, a.token);
   });
   const users: User[] = await pool(accounts, SETUP_CONCURRENCY, async (a, i) => {
-    const s = await ok('GET', `/_matrix/client/v3/sync?timeout=0&filter=${SYNC_FILTER}`, undefined, a.token);
-    return { ...a, roomId: roomIds[Math.floor(i / ROOM_SIZE)]!, since: s.next_batch as string, sent: 0 };
+    const filter = await syncFilterFor(a.userId, a.token);
+    const s = await ok('GET', `/_matrix/client/v3/sync?timeout=0&filter=${filter}`, undefined, a.token);
+    return { ...a, roomId: roomIds[Math.floor(i / ROOM_SIZE)]!, since: s.next_batch as string, filter, sent: 0 };
   });
   process.stderr.write(`setup: ${USERS} users in ${roomCount} rooms in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   await memory.mark('after setup');
