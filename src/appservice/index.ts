@@ -45,7 +45,7 @@ export class AppServiceManager implements AppServiceAuthenticator {
   private readonly byTokenKey = new Map<string, AppService>();
   private readonly senders = new Map<string, TransactionSender>();
   private readonly onChange = (c: StreamChange) => {
-    if (c.stream === 'events') for (const s of this.senders.values()) s.kick();
+    if (c.stream === 'events') for (const s of this.senders.values()) s.eventsAnnounced(c.position);
   };
   private started = false;
 

@@ -62,6 +62,11 @@ export class TransactionSender {
   private ephemeral: JsonObject[] = [];
   private toDevice: JsonObject[] = [];
   private readonly stat: SenderStatus = { position: 0, lastTxnId: 0, attempts: 0, failures: 0, delivered: 0, queued: 0 };
+  /**
+   * The highest event-stream position announced: events are scanned up to it only. A commit is
+   * announced once it is on disk, so the service never hears of an event that may be lost here.
+   */
+  private announced = 0;
 
   constructor(
     readonly service: AppService,
@@ -78,11 +83,19 @@ export class TransactionSender {
 
   /** Loads the stream position (a new service starts at the current end of the stream) and catches up. */
   async start(): Promise<void> {
-    const st = await this.deps.store.state(this.service.id, () => this.deps.events.maxStreamOrdering());
+    const max = await this.deps.events.maxStreamOrdering();
+    if (max > this.announced) this.announced = max;
+    const st = await this.deps.store.state(this.service.id, () => Promise.resolve(max));
     this.stat.position = st.position;
     this.stat.lastTxnId = st.lastTxnId;
     this.stat.queued = await this.deps.store.pendingCount(this.service.id);
     this.started = true;
+    this.kick();
+  }
+
+  /** Events up to `position` are committed and durable: scan them. */
+  eventsAnnounced(position: number): void {
+    if (position > this.announced) this.announced = position;
     this.kick();
   }
 
@@ -154,7 +167,7 @@ export class TransactionSender {
   /** Scans the next batch of events; queues a transaction if any concern the service. False when there was nothing new. */
   private async buildNext(): Promise<boolean> {
     const { batchSize } = this.deps.options;
-    const scanned = await this.deps.store.eventsAfter(this.stat.position, batchSize);
+    const scanned = this.stat.position < this.announced ? await this.deps.store.eventsAfter(this.stat.position, this.announced, batchSize) : [];
     const ephemeral = this.ephemeral.splice(0, batchSize);
     const toDevice = this.toDevice.splice(0, batchSize);
     if (scanned.length === 0 && ephemeral.length === 0 && toDevice.length === 0) return false;

@@ -16,7 +16,7 @@ import { getRoomVersion } from '../protocol/room-versions.js';
 import type { Database } from '../storage/db.js';
 import type { EventStore } from '../storage/stores/events.js';
 import type { DestinationState, FederationQueueStore } from '../storage/stores/federation-queue.js';
-import type { Notifier } from '../streams/notifier.js';
+import type { Notifier, StreamChange } from '../streams/notifier.js';
 import type { FederationClient } from './client.js';
 
 /** Transaction limits (server-server-api "Transactions"). */
@@ -74,9 +74,18 @@ export class FederationSender {
   private pumpAgain = false;
   private stopped = true;
   private txnSeq = 0;
-  private readonly onChange = (change: { stream: string }) => {
-    if (change.stream === 'events') this.pumpEvents();
+  /**
+   * The highest event-stream position announced: events are read up to it only. A commit is
+   * announced once it is on disk, so no event goes to another server before it is durable here.
+   */
+  private announced = 0;
+  private readonly onChange = (change: StreamChange) => {
+    if (change.stream !== 'events') return;
+    if (change.position > this.announced) this.announced = change.position;
+    if (this.ready) this.pumpEvents();
   };
+  /** Set once start() has the stored position (a pump before it would start from the beginning). */
+  private ready = false;
 
   constructor(private readonly deps: SenderDeps) {
     this.now = deps.now ?? Date.now;
@@ -88,19 +97,23 @@ export class FederationSender {
   async start(): Promise<void> {
     if (!this.stopped) return;
     this.stopped = false;
+    // Listening first: nothing announced between reading the end of the stream and listening is missed.
+    this.deps.notifier.on('change', this.onChange);
+    const max = await this.deps.events.maxStreamOrdering();
+    if (max > this.announced) this.announced = max;
     if ((await this.deps.queue.getPosition('events')) === undefined) {
-      const max = await this.deps.events.maxStreamOrdering();
       await this.deps.database.transaction((tx) => this.deps.queue.setPosition(tx, 'events', max));
     }
     this.queued = await this.deps.queue.countAll();
     for (const d of await this.deps.queue.destinationsInBackoff()) this.retryAt.set(d.destination, d.retryAt);
-    this.deps.notifier.on('change', this.onChange);
+    this.ready = true;
     this.pumpEvents();
     for (const d of await this.deps.queue.destinationsWithQueue()) this.wake(d);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.ready = false;
     this.deps.notifier.off('change', this.onChange);
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
@@ -175,7 +188,8 @@ export class FederationSender {
     const { queue, database, serverName } = this.deps;
     if (this.position === undefined) this.storedPosition = this.position = (await queue.getPosition('events')) ?? 0;
     const from = this.position;
-    const rows = await queue.eventsAfter(from, STREAM_BATCH);
+    if (from >= this.announced) return false;
+    const rows = await queue.eventsAfter(from, this.announced, STREAM_BATCH);
     if (rows.length === 0) return false;
     const out: Array<{ destination: string; eventId: string }> = [];
     const destCache = new Map<string, string[]>();

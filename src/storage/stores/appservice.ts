@@ -39,12 +39,13 @@ export class AppServiceStore {
     return { position: Number(again.stream_position), lastTxnId: Number(again.last_txn_id) };
   }
 
-  /** Events of the main stream after `from` (not outliers, not rejected), oldest first. */
-  async eventsAfter(from: number, limit: number): Promise<ScannedEvent[]> {
+  /** Events of the main stream after `from` and at most `upTo` (not outliers, not rejected), oldest first. */
+  async eventsAfter(from: number, upTo: number, limit: number): Promise<ScannedEvent[]> {
     const rows = await this.db
       .selectFrom('events')
       .select(['stream_ordering', 'event_id', 'room_id', 'type', 'state_key', 'sender'])
       .where('stream_ordering', '>', from)
+      .where('stream_ordering', '<=', upTo)
       .where('outlier', '=', 0)
       .where('rejected', 'is', null)
       .orderBy('stream_ordering', 'asc')

@@ -35,15 +35,17 @@ export class FederationQueueStore {
       .execute();
   }
 
-  /** Timeline events after a stream position, in stream order. */
+  /** Timeline events after a stream position and at most `upTo`, in stream order. */
   async eventsAfter(
     position: number,
+    upTo: number,
     limit: number,
   ): Promise<Array<{ streamOrdering: number; eventId: string; roomId: string; sender: string; type: string; stateKey: string | null }>> {
     const rows = await this.db
       .selectFrom('events')
       .select(['stream_ordering', 'event_id', 'room_id', 'sender', 'type', 'state_key'])
       .where('stream_ordering', '>', position)
+      .where('stream_ordering', '<=', upTo)
       .where('outlier', '=', 0)
       .orderBy('stream_ordering')
       .limit(limit)
