@@ -234,15 +234,14 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
     if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
-  app.addHook('onResponse', (req, reply, done) => {
-    if (opts.log.isLevelEnabled('debug')) {
-      req.log.debug(
-        { method: req.method, url: safeUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-        'request',
-      );
-    }
-    done();
-  });
+  // A line per request at debug level; without debug logging, no hook runs for it at all
+  // (the level is set once, at start).
+  if (opts.log.isLevelEnabled('debug')) {
+    app.addHook('onResponse', (req, reply, done) => {
+      req.log.debug({ method: req.method, url: safeUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+      done();
+    });
+  }
 
   app.options('/*', async (_req, reply) => {
     reply.code(204).send();
