@@ -13,6 +13,11 @@ export type { Requester } from '../services/accounts/accounts.js';
 export function accessTokenOf(req: FastifyRequest): string | undefined {
   const header = req.headers.authorization;
   if (header !== undefined) {
+    // The common form, "Bearer <token>" with one space and nothing after the token, without a regular expression.
+    if (header.startsWith('Bearer ')) {
+      const token = header.slice(7);
+      if (token !== '' && !/\s/.test(token)) return token;
+    }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!m) throw new MatrixError('M_MISSING_TOKEN', 401, 'The Authorization header must be "Bearer <access token>"');
     return m[1];
@@ -23,6 +28,8 @@ export function accessTokenOf(req: FastifyRequest): string | undefined {
   return undefined;
 }
 
+const NO_ASSERTION: IdentityAssertion = Object.freeze({});
+
 /**
  * The `user_id` and `device_id` query parameters an application service may add to act as one
  * of its users (application-service-api "Identity assertion"; `org.matrix.msc3202.device_id`
@@ -30,6 +37,7 @@ export function accessTokenOf(req: FastifyRequest): string | undefined {
  */
 export function identityAssertionOf(req: FastifyRequest): IdentityAssertion {
   const q = (req.query as Record<string, unknown> | undefined) ?? {};
+  if (q.user_id === undefined && q.device_id === undefined && q['org.matrix.msc3202.device_id'] === undefined) return NO_ASSERTION;
   const one = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
   const userId = one(q.user_id);
   const deviceId = one(q.device_id) ?? one(q['org.matrix.msc3202.device_id']);

@@ -73,6 +73,72 @@ export function precompileValidators(app: HttpApp): number {
   return list.length;
 }
 
+type LevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+/**
+ * A request's logger: the pino child with the request ID is made on the first line actually
+ * logged, not for every request (making it copies the bindings and runs redaction, a few µs).
+ * Lines below the level are dropped without making it. Fastify uses it only when the route
+ * sets no log level or serializers (then it makes a real child).
+ */
+class RequestLogger {
+  private made: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly childBindings: Record<string, unknown>,
+  ) {}
+
+  private get logger(): Logger {
+    return (this.made ??= this.parent.child(this.childBindings));
+  }
+
+  private write(level: LevelName, args: unknown[]): void {
+    if (this.parent.isLevelEnabled(level)) (this.logger[level] as (...a: unknown[]) => void)(...args);
+  }
+
+  trace(...args: unknown[]): void {
+    this.write('trace', args);
+  }
+  debug(...args: unknown[]): void {
+    this.write('debug', args);
+  }
+  info(...args: unknown[]): void {
+    this.write('info', args);
+  }
+  warn(...args: unknown[]): void {
+    this.write('warn', args);
+  }
+  error(...args: unknown[]): void {
+    this.write('error', args);
+  }
+  fatal(...args: unknown[]): void {
+    this.write('fatal', args);
+  }
+  silent(): void {}
+
+  get level(): string {
+    return this.parent.level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.parent.isLevelEnabled(level);
+  }
+
+  bindings(): Record<string, unknown> {
+    return this.logger.bindings();
+  }
+
+  child(bindings: Record<string, unknown>, options?: object): Logger {
+    return this.logger.child(bindings, options);
+  }
+}
+
+function requestLoggerFactory(logger: Logger, bindings: Record<string, unknown>, opts: { level?: string; serializers?: unknown }): Logger {
+  if (opts.level !== undefined || opts.serializers !== undefined) return logger.child(bindings, opts as object);
+  return new RequestLogger(logger, bindings) as unknown as Logger;
+}
+
 function toMatrixError(err: FastifyError | Error, req: FastifyRequest): MatrixError {
   if (err instanceof MatrixError) return err;
   const fe = err as FastifyError & { validationContext?: string };
@@ -100,6 +166,7 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
     ...(opts.https ? { https: { ...opts.https } } : {}),
     loggerInstance: opts.log,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'req_id' }),
+    childLoggerFactory: requestLoggerFactory as never,
     bodyLimit: opts.bodyLimit,
     // Unique in this process and cheap: a random prefix per start, then a counter.
     genReqId: () => `${reqIdPrefix}${(++reqIdCounter).toString(36)}`,
@@ -167,15 +234,14 @@ export function createHttpApp(opts: HttpAppOptions): HttpApp {
     if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
-  app.addHook('onResponse', (req, reply, done) => {
-    if (opts.log.isLevelEnabled('debug')) {
-      req.log.debug(
-        { method: req.method, url: safeUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-        'request',
-      );
-    }
-    done();
-  });
+  // A line per request at debug level; without debug logging, no hook runs for it at all
+  // (the level is set once, at start).
+  if (opts.log.isLevelEnabled('debug')) {
+    app.addHook('onResponse', (req, reply, done) => {
+      req.log.debug({ method: req.method, url: safeUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+      done();
+    });
+  }
 
   app.options('/*', async (_req, reply) => {
     reply.code(204).send();

@@ -117,7 +117,12 @@ export class AppServiceManager implements AppServiceAuthenticator {
   // ---- lookup and authentication
 
   byToken(token: string): AppService | undefined {
+    if (this.byTokenKey.size === 0) return undefined;
     return this.byTokenKey.get(tokenKey(token));
+  }
+
+  isAppServiceToken(token: string): boolean {
+    return this.byToken(token) !== undefined;
   }
 
   byId(id: string): AppService | undefined {

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { HttpRequestSeries } from './http-series.js';
 import { TopRooms } from './top-rooms.js';
 
 /** Every metric name starts with this. */
@@ -171,8 +172,8 @@ export class Metrics {
   readonly version: string;
 
   // HTTP
-  readonly httpRequests: Counter<'listener' | 'method' | 'route' | 'status'>;
-  readonly httpDuration: Histogram<'listener' | 'method' | 'route'>;
+  /** `http_requests_total` and `http_request_duration_seconds` (updated on every request: see HttpRequestSeries). */
+  readonly http: HttpRequestSeries;
   readonly syncWaiting: Gauge;
 
   // Events and rooms
@@ -237,19 +238,16 @@ export class Metrics {
         if (c) this.set(pick(c));
       };
 
-    this.httpRequests = new Counter({
-      name: PREFIX + 'http_requests_total',
-      help: 'HTTP requests answered, by listener, method, route template and status code.',
-      labelNames: ['listener', 'method', 'route', 'status'],
-      registers,
-    });
-    this.httpDuration = new Histogram({
-      name: PREFIX + 'http_request_duration_seconds',
-      help: 'Time to answer HTTP requests, by listener, method and route template (long-polls included).',
-      labelNames: ['listener', 'method', 'route'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    });
+    this.http = new HttpRequestSeries(
+      { counter: PREFIX + 'http_requests_total', histogram: PREFIX + 'http_request_duration_seconds' },
+      {
+        counter: 'HTTP requests answered, by listener, method, route template and status code.',
+        histogram: 'Time to answer HTTP requests, by listener, method and route template (long-polls included).',
+      },
+      [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    );
+    this.registry.registerMetric(this.http.counter as never);
+    this.registry.registerMetric(this.http.histogram as never);
     this.syncWaiting = sourcedGauge('sync_long_polls', 'Sync long-polls waiting for something to happen.');
     if (opts.syncWaiting) this.sources.set(this.syncWaiting, opts.syncWaiting);
 
@@ -418,8 +416,7 @@ export class Metrics {
 
   /** Records an answered HTTP request. */
   httpRequest(listener: string, method: string, route: string, status: number, durationMs: number): void {
-    this.httpRequests.inc({ listener, method, route, status: String(status) });
-    this.httpDuration.observe({ listener, method, route }, durationMs / 1000);
+    this.http.record(listener, method, route, status, durationMs / 1000);
   }
 
   private readCounts(): Promise<ServerCounts | undefined> {

@@ -43,6 +43,8 @@ export interface IdentityAssertion {
 
 /** Resolves application-service tokens; undefined when the token is not an as_token. */
 export interface AppServiceAuthenticator {
+  /** Whether the token is an application service's as_token (synchronous: asked on every request). */
+  isAppServiceToken(token: string): boolean;
   authenticate(token: string, assertion: IdentityAssertion): Promise<Requester | undefined>;
 }
 
@@ -107,7 +109,9 @@ export class AccountService {
   readonly uia: UiaService;
   readonly loginLimiter: RateLimiter;
   readonly registrationLimiter: RateLimiter;
-  private readonly seen = new Map<string, number>();
+  /** When each device's last use was last recorded: user ID → device ID → time. */
+  private readonly seen = new Map<string, Map<string, number>>();
+  private seenCount = 0;
   /** Application-service tokens are tried first when set. */
   appServiceAuth: AppServiceAuthenticator | undefined;
 
@@ -262,41 +266,56 @@ export class AccountService {
    * when it merely expired (the client can refresh); M_USER_DEACTIVATED for deactivated users.
    */
   async authenticate(token: string, ip: string | null, assertion: IdentityAssertion = {}, opts: { allowLocked?: boolean } = {}): Promise<Requester> {
-    const asRequester = await this.appServiceAuth?.authenticate(token, assertion);
-    if (asRequester) {
-      if (asRequester.locked && !opts.allowLocked) throw userLockedError();
-      return asRequester;
+    const appServices = this.appServiceAuth;
+    if (appServices?.isAppServiceToken(token)) {
+      const asRequester = await appServices.authenticate(token, assertion);
+      if (asRequester) {
+        if (asRequester.locked && !opts.allowLocked) throw userLockedError();
+        return asRequester;
+      }
     }
     const row = await this.store.findAccessToken(hashToken(token));
     if (!row) throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Unknown access token', { soft_logout: false });
-    if (row.expires_ts !== null && row.expires_ts <= this.now()) {
+    const now = this.now();
+    if (row.expires_ts !== null && row.expires_ts <= now) {
       throw new MatrixError('M_UNKNOWN_TOKEN', 401, 'Access token has expired', { soft_logout: true });
     }
     if (row.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 403, 'This account has been deactivated');
     if (row.locked && !opts.allowLocked) throw userLockedError();
-    await this.noteSeen(row.user_id, row.device_id, ip);
-    return {
+    if (this.seenDue(row.user_id, row.device_id, now)) await this.noteSeen(row.user_id, row.device_id, now, ip);
+    const requester: Requester = {
       userId: row.user_id,
       deviceId: row.device_id,
       isAdmin: row.is_admin === 1,
       isGuest: row.is_guest === 1,
       accessTokenId: Number(row.id),
-      ...(row.suspended ? { suspended: true } : {}),
-      ...(row.locked ? { locked: true } : {}),
     };
+    if (row.suspended) requester.suspended = true;
+    if (row.locked) requester.locked = true;
+    return requester;
   }
 
   /**
-   * Records a device's last use, at most once a minute per device. Awaited (not fire-and-forget)
-   * so no write outlives its request, e.g. at shutdown.
+   * Whether a device's last use is due to be recorded (at most once a minute per device); when
+   * it is, takes the turn. Synchronous, so a request that records nothing awaits nothing.
    */
-  private async noteSeen(userId: string, deviceId: string, ip: string | null): Promise<void> {
-    const key = `${userId}|${deviceId}`;
-    const now = this.now();
-    const last = this.seen.get(key);
-    if (last !== undefined && now - last < DEVICE_SEEN_INTERVAL_MS) return;
-    if (this.seen.size >= 10_000) this.seen.clear();
-    this.seen.set(key, now);
+  private seenDue(userId: string, deviceId: string, now: number): boolean {
+    let devices = this.seen.get(userId);
+    const last = devices?.get(deviceId);
+    if (last !== undefined && now - last < DEVICE_SEEN_INTERVAL_MS) return false;
+    if (last === undefined && this.seenCount >= 10_000) {
+      this.seen.clear();
+      this.seenCount = 0;
+      devices = undefined;
+    }
+    if (!devices) this.seen.set(userId, (devices = new Map()));
+    if (last === undefined) this.seenCount++;
+    devices.set(deviceId, now);
+    return true;
+  }
+
+  /** Records a device's last use. Awaited (not fire-and-forget) so no write outlives its request, e.g. at shutdown. */
+  private async noteSeen(userId: string, deviceId: string, now: number, ip: string | null): Promise<void> {
     await this.store.touchDevice(userId, deviceId, now, ip).catch((err: unknown) => this.log.warn({ err }, 'could not record device last-seen'));
   }
 
@@ -409,7 +428,8 @@ export class AccountService {
     const run = async (t: Tx) => {
       const gone = await this.store.deleteDevices(t, userId, deviceIds);
       t.onCommit(() => {
-        for (const d of gone) this.seen.delete(`${userId}|${d}`);
+        const devices = this.seen.get(userId);
+        for (const d of gone) if (devices?.delete(d)) this.seenCount--;
         if (gone.length > 0) this.fire(this.hooks.onDevicesDeleted, userId, gone);
       });
       return gone;

@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
 /**
@@ -67,9 +68,12 @@ export function newToken(kind: keyof typeof TOKEN_PREFIX): string {
   return TOKEN_PREFIX[kind] + randomBytes(32).toString('base64url');
 }
 
+/** crypto.hash (Node.js 20.12 and later): a one-shot digest without a Hash object, about 3× cheaper for short inputs. */
+const oneShotHash: typeof crypto.hash | undefined = typeof crypto.hash === 'function' ? crypto.hash : undefined;
+
 /** How tokens are stored: the hex SHA-256 of the token (the token itself is never stored). */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return oneShotHash ? oneShotHash('sha256', token, 'hex') : createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
 const DEVICE_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
