@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
-import type { Notifier, StreamChange } from '../../streams/notifier.js';
-import { StreamActivity } from './activity.js';
+import type { Notifier, StreamChange, WaitSignal } from '../../streams/notifier.js';
+import { StreamActivity, WOKEN_STREAMS } from './activity.js';
 import { BuildSlots } from './build-slots.js';
 import { SentMembers } from './sent-members.js';
 import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
@@ -49,7 +49,7 @@ export interface SyncRequest {
   timeoutMs: number;
   fullState: boolean;
   filter: Filter;
-  signal?: AbortSignal;
+  signal?: WaitSignal;
   /**
    * The response's `state` is replaced by `state_after` (computed from the whole response), so
    * the lazy-loaded members in `state` are not what the client gets: nothing is left out or
@@ -153,16 +153,16 @@ export class SyncService {
   /** Positions announced before the first read finished (merged into it). */
   private readonly early = zeroPositions();
   private activityTracker: StreamActivity | undefined;
-  private readonly earlyChanges: StreamChange[] = [];
+  private readonly earlyChanges: Array<[StreamChange, readonly string[]]> = [];
 
   constructor(private readonly deps: SyncDeps) {
-    deps.notifier.on('change', (c) => {
+    deps.notifier.on('change', (c, woken) => {
       const p = this.positions ?? this.early;
       if (c.position > p[c.stream]) p[c.stream] = c.position;
       // Before the first /sync nothing is tracked (the tracker starts from the positions read
       // then, an upper bound for everything earlier); changes during that read are kept for it.
-      if (this.activityTracker) this.activityTracker.observe(c);
-      else if (this.loading) this.earlyChanges.push(c);
+      if (this.activityTracker) this.activityTracker.observe(c, woken);
+      else if (this.loading) this.earlyChanges.push([c, woken]);
     });
   }
 
@@ -177,7 +177,7 @@ export class SyncService {
     // Something announced while the queries ran may be newer than their answers.
     for (const s of STREAMS) p[s] = Math.max(p[s], this.early[s]);
     this.activityTracker = new StreamActivity(p);
-    for (const c of this.earlyChanges.splice(0)) this.activityTracker.observe(c);
+    for (const [c, woken] of this.earlyChanges.splice(0)) this.activityTracker.observe(c, woken);
     this.positions = p;
     return p;
   }
@@ -201,13 +201,15 @@ export class SyncService {
       const wait = req.since && !req.fullState && remaining > 0 ? this.deps.notifier.waitFor([req.userId], remaining, req.signal) : undefined;
       const woken = wait?.woken;
       try {
-        // Positions are read once the slot is ours, so what committed while waiting is included.
-        const { response, changed } = await this.slots.run(async () => {
-          const to = await this.currentPositions();
-          // Positions ahead of ours (e.g. an in-memory stream after a restart) count from zero.
-          const since = req.since && (Object.fromEntries(STREAMS.map((s) => [s, Math.min(req.since![s], to[s])])) as StreamPositions);
-          return this.build(req, since, to);
-        });
+        // Nothing can be new for the user: wait without building a response (the usual case of
+        // a long-poll that arrives right after the previous answer).
+        if (woken && this.quiet(req.userId, req.since!)) {
+          const notified = await woken;
+          if (notified && Date.now() < deadline && !req.signal?.aborted) continue;
+          // Timed out, aborted or shutting down: answer with what there is.
+          return (await this.buildNow(req)).response;
+        }
+        const { response, changed } = await this.buildNow(req);
         if (!woken || changed || Date.now() >= deadline || req.signal?.aborted) return response;
         const notified = await woken;
         // Timed out, aborted or shutting down with nothing new: answer with the same positions.
@@ -216,6 +218,38 @@ export class SyncService {
         wait?.cancel();
       }
     }
+  }
+
+  /** Builds the response for the positions current once a build slot is ours. */
+  private buildNow(req: SyncRequest): Promise<{ response: SyncResponse; changed: boolean }> {
+    // Positions are read once the slot is ours, so what committed while waiting is included.
+    return this.slots.run(async () => {
+      const to = await this.currentPositions();
+      // Positions ahead of ours (e.g. an in-memory stream after a restart) count from zero.
+      let since: StreamPositions | undefined;
+      if (req.since) {
+        since = { ...req.since };
+        for (const s of STREAMS) if (since[s] > to[s]) since[s] = to[s];
+      }
+      return this.build(req, since, to);
+    });
+  }
+
+  /**
+   * Whether nothing can be new for the user after `since` (so a build would find nothing): every
+   * change that may be is announced naming the user (see Notifier.publish), and the activity
+   * tracker keeps the last position each user was named at. Presence and device-list changes
+   * wake the other users without a position: any move of those streams counts.
+   */
+  private quiet(userId: string, since: StreamPositions): boolean {
+    const to = this.positions;
+    const activity = this.activityTracker;
+    if (!to || !activity) return false;
+    if (since.presence < to.presence || since.device_lists < to.device_lists) return false;
+    for (const s of WOKEN_STREAMS) {
+      if (since[s] < to[s] && activity.woken[s].last(userId) > since[s]) return false;
+    }
+    return true;
   }
 
   private async build(req: SyncRequest, since: StreamPositions | undefined, to: StreamPositions): Promise<{ response: SyncResponse; changed: boolean }> {
