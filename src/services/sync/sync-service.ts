@@ -111,6 +111,10 @@ export interface SyncDeps {
  */
 export const WAIT_OVER: unknown = Object.freeze({ reason: 'wait over' });
 
+/** The memberships sync reads (left and banned rooms go together). */
+const MEMBERSHIPS = ['join', 'invite', 'leave', 'ban', 'knock'];
+const NO_CHANGES: ReadonlyMap<string, { roomId: string; membership: string; eventId: string; streamOrdering: number }> = new Map();
+
 /** Responses built at once (see BuildSlots). */
 const BUILD_SLOTS = 4;
 
@@ -256,11 +260,22 @@ export class SyncService {
     const { events } = this.deps;
     const response = emptyResponse(formatSyncToken(to));
     const activity = this.activity;
-    const memberships = await events.roomsForUser(req.userId, ['join', 'invite', 'leave', 'ban', 'knock']);
-    const joined = memberships.filter((m) => m.membership === 'join' && roomAllowed(req.filter, m.roomId));
+    const memberships = await events.roomsForUser(req.userId, MEMBERSHIPS);
+    // By membership, in the filter's rooms.
+    const joined: typeof memberships = [];
+    const invites: typeof memberships = [];
+    const knocks: typeof memberships = [];
+    const left: typeof memberships = [];
+    for (const m of memberships) {
+      if (!roomAllowed(req.filter, m.roomId)) continue;
+      if (m.membership === 'join') joined.push(m);
+      else if (m.membership === 'invite') invites.push(m);
+      else if (m.membership === 'knock') knocks.push(m);
+      else left.push(m);
+    }
     const membershipChanged = !since || activity.userMemberships.last(req.userId) > since.events;
     const changes = since && membershipChanged ? await events.membershipChanges(req.userId, since.events, to.events) : [];
-    const changedRooms = new Map(changes.map((c) => [c.roomId, c]));
+    const changedRooms = changes.length ? new Map(changes.map((c) => [c.roomId, c])) : NO_CHANGES;
     let changed = false;
     // A new sync sequence: the client may have forgotten every member it was sent.
     if (!since || req.fullState) this.sentMembers.clearDevice(req.userId, req.deviceId);
@@ -290,7 +305,6 @@ export class SyncService {
     }
 
     // Invites (none while the user blocks them).
-    const invites = memberships.filter((x) => x.membership === 'invite' && roomAllowed(req.filter, x.roomId));
     if (invites.length && (await this.invitesBlocked?.(req.userId))) invites.length = 0;
     for (const m of invites) {
       if (since && !changedRooms.has(m.roomId)) continue;
@@ -298,13 +312,13 @@ export class SyncService {
       changed = true;
     }
     // Knocks.
-    for (const m of memberships.filter((x) => x.membership === 'knock' && roomAllowed(req.filter, x.roomId))) {
+    for (const m of knocks) {
       if (since && !changedRooms.has(m.roomId)) continue;
       response.rooms.knock[m.roomId] = { knock_state: { events: await this.strippedRoomState(m.roomId, m.eventId) } };
       changed = true;
     }
     // Left and banned rooms: on incremental sync when it happened since; on initial sync with include_leave.
-    for (const m of memberships.filter((x) => (x.membership === 'leave' || x.membership === 'ban') && roomAllowed(req.filter, x.roomId))) {
+    for (const m of left) {
       const change = changedRooms.get(m.roomId);
       if (since ? !change : !req.filter.room?.include_leave) continue;
       const leave = await events.getEvent(m.eventId);
@@ -384,21 +398,21 @@ export class SyncService {
     if (sf?.lazy_load_members) {
       const senders = new Set(timelineEvents.map((s) => s.event.sender));
       senders.add(req.userId);
-      stateIds = new Map([...stateIds].filter(([k]) => {
-        const [type, key] = parseStateKey(k);
-        return type !== 'm.room.member' || senders.has(key);
-      }));
+      if (stateIds.size) {
+        stateIds = new Map([...stateIds].filter(([k]) => {
+          const [type, key] = parseStateKey(k);
+          return type !== 'm.room.member' || senders.has(key);
+        }));
+      }
       if (!wholeState) {
         // Lazy-loading clients may never have been sent a sender's member event (it was not
         // needed before): include it with the timeline, unless the timeline itself carries it.
         const inTimeline = new Set(timelineEvents.filter((s) => s.event.type === 'm.room.member').map((s) => s.event.state_key));
         const missing = [...senders].filter((u) => u !== req.userId && !inTimeline.has(u) && !stateIds.has(stateKeyOf('m.room.member', u)));
-        if (missing.length) {
-          const st = await atStart();
-          for (const u of missing) {
-            const id = st.get(stateKeyOf('m.room.member', u));
-            if (id) stateIds.set(stateKeyOf('m.room.member', u), id);
-          }
+        for (const u of missing) {
+          const key = stateKeyOf('m.room.member', u);
+          const id = atStartIds ? atStartIds.get(key) : await events.stateIdAtStream(roomId, startPos, key);
+          if (id) stateIds.set(key, id);
         }
         if (dedupe) {
           for (const [k, id] of stateIds) {
