@@ -10,11 +10,47 @@ export type StreamChange =
   | { stream: 'device_lists'; position: number; userId: string };
 
 /**
+ * What a wait can be ended by: an AbortSignal, or anything as small that tells when the
+ * reader went away (see ClientGone).
+ */
+export interface WaitSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
+/**
+ * A WaitSignal raised once, for one waiter at a time: cheaper than an AbortController, which a
+ * long-poll would otherwise build for every request only to learn that its client went away.
+ */
+export class ClientGone implements WaitSignal {
+  aborted = false;
+  private listener: (() => void) | undefined;
+  /** Raises the signal (bound: usable as an event handler). */
+  readonly abort = (): void => {
+    if (this.aborted) return;
+    this.aborted = true;
+    const l = this.listener;
+    this.listener = undefined;
+    l?.();
+  };
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    if (this.listener) throw new Error('ClientGone takes one listener at a time');
+    this.listener = listener;
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    if (this.listener === listener) this.listener = undefined;
+  }
+}
+
+/**
  * Wakes long-polling readers when something they care about is committed. Waiting costs
  * nothing: no timers run while nobody waits and nothing changes, only the caller's own
  * timeout.
  */
-export class Notifier extends EventEmitter<{ change: [StreamChange] }> {
+export class Notifier extends EventEmitter<{ change: [StreamChange, /** The users woken for it. */ readonly string[]] }> {
   private readonly waiters = new Map<string, Set<() => void>>();
   private closed = false;
 
@@ -27,7 +63,7 @@ export class Notifier extends EventEmitter<{ change: [StreamChange] }> {
    * Resolves when any of `userIds` is notified, when `timeoutMs` passes, or when `signal`
    * aborts. Returns true if woken by a notification.
    */
-  wait(userIds: string[], timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  wait(userIds: string[], timeoutMs: number, signal?: WaitSignal): Promise<boolean> {
     return this.waitFor(userIds, timeoutMs, signal).woken;
   }
 
@@ -35,7 +71,7 @@ export class Notifier extends EventEmitter<{ change: [StreamChange] }> {
    * Like `wait`, with a `cancel()` that ends the wait at once (resolving false): for a reader
    * that starts waiting before it knows whether it will need to, without an AbortController.
    */
-  waitFor(userIds: string[], timeoutMs: number, signal?: AbortSignal): { woken: Promise<boolean>; cancel(): void } {
+  waitFor(userIds: string[], timeoutMs: number, signal?: WaitSignal): { woken: Promise<boolean>; cancel(): void } {
     if (this.closed || timeoutMs <= 0 || signal?.aborted) return { woken: Promise.resolve(false), cancel: () => undefined };
     let finish!: (woken: boolean) => void;
     const woken = new Promise<boolean>((resolve) => {
@@ -74,10 +110,16 @@ export class Notifier extends EventEmitter<{ change: [StreamChange] }> {
     }
   }
 
-  /** Announces a committed change and wakes the given users. */
+  /**
+   * Announces a committed change and wakes the given users: every user whose /sync it may
+   * change must be among them (sync relies on it to skip users it did not wake, see
+   * StreamActivity), except for presence and device-list changes, whose other users are woken
+   * later with `wake`.
+   */
   publish(change: StreamChange, wakeUsers: Iterable<string>): void {
-    this.emit('change', change);
-    this.wake(wakeUsers);
+    const users = Array.isArray(wakeUsers) ? (wakeUsers as string[]) : [...wakeUsers];
+    this.emit('change', change, users);
+    this.wake(users);
   }
 
   /** Number of readers waiting (for metrics). */

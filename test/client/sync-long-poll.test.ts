@@ -79,4 +79,53 @@ describe.each<Engine>(['sqlite', 'postgres'])('/sync long-polls on %s', (engine)
     expect(Object.keys(idle.rooms.join)).toEqual([]);
     expect(notifier.waiting).toBe(before);
   });
+
+  it('waits without building a response while nothing is new for the user, though other rooms moved', async () => {
+    const { sync, notifier } = t.server.ctx;
+    const bob = new TestClient(t.clientUrl);
+    await bob.register('bob-quiet');
+    const elsewhere = (await bob.post(`${C}/createRoom`, {})).body.room_id as string;
+    const from = await since();
+    // Another room moves the events stream past the token: nothing there is for alice.
+    await bob.put(`${C}/rooms/${encodeURIComponent(elsewhere)}/send/m.room.message/q1`, { msgtype: 'm.text', body: 'not for alice' });
+    const s = sync as unknown as { build: (...a: unknown[]) => Promise<unknown> };
+    const build = s.build;
+    let builds = 0;
+    s.build = function (this: unknown, ...a: unknown[]) {
+      builds++;
+      return build.apply(this, a);
+    };
+    try {
+      const before = notifier.waiting;
+      const polling = sync.sync({ userId, deviceId, since: from, timeoutMs: 20_000, fullState: false, filter: {} });
+      await until(() => notifier.waiting > before, 'the long-poll to wait');
+      expect(builds).toBe(0);
+      await alice.put(`${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/q2`, { msgtype: 'm.text', body: 'for alice' });
+      const res = await polling;
+      expect(res.rooms.join[roomId]!.timeline.events.map((e) => (e.content as { body?: string }).body)).toEqual(['for alice']);
+      expect(res.rooms.join[elsewhere]).toBeUndefined();
+      expect(builds).toBe(1);
+
+      // Timing out after waiting without a build: an empty answer at the current positions.
+      const next = parseSyncToken(res.next_batch);
+      builds = 0;
+      const idle = await sync.sync({ userId, deviceId, since: next, timeoutMs: 200, fullState: false, filter: {} });
+      expect(builds).toBe(1);
+      expect(parseSyncToken(idle.next_batch)).toEqual(next);
+      expect(Object.keys(idle.rooms.join)).toEqual([]);
+      expect(idle.device_one_time_keys_count).toBeDefined();
+    } finally {
+      s.build = build;
+    }
+  });
+
+  it('answers at once with what was announced for the user after the token', async () => {
+    const { sync } = t.server.ctx;
+    const from = await since();
+    await alice.put(`${C}/user/${encodeURIComponent(userId)}/account_data/org.example.quiet`, { n: 1 });
+    const t0 = Date.now();
+    const res = await sync.sync({ userId, deviceId, since: from, timeoutMs: 20_000, fullState: false, filter: {} });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(res.account_data.events).toEqual([{ type: 'org.example.quiet', content: { n: 1 } }]);
+  });
 });

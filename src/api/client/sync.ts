@@ -2,7 +2,8 @@ import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import type { Filter } from '../../services/sync/filter.js';
 import { parseSyncToken } from '../../services/sync/token.js';
-import { WAIT_OVER } from '../../services/sync/sync-service.js';
+import { ClientGone } from '../../streams/notifier.js';
+import { LruCache } from '../../util/lru.js';
 import { requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
@@ -11,19 +12,51 @@ import { applyStateAfter } from './sync-state-after.js';
 /** The longest a /sync may long-poll, whatever the client asks. */
 const MAX_TIMEOUT_MS = 120_000;
 
-/** Reads the `filter` parameter: inline JSON or the ID of a stored filter. */
-export async function resolveFilter(ctx: AppContext, userId: string, raw: string | undefined): Promise<Filter> {
-  if (raw === undefined || raw === '') return {};
-  if (raw.trimStart().startsWith('{')) {
-    try {
-      return JSON.parse(raw) as Filter;
-    } catch {
-      throw errors.notJson('filter is not valid JSON');
-    }
+const NO_FILTER: Filter = Object.freeze({});
+
+/**
+ * Parsed filters by their JSON text (a client sends the same filter with every /sync, inline
+ * or by ID). Shared by every request that uses them, so frozen.
+ */
+const parsedFilters = new LruCache<string, Filter>(1024);
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
   }
-  const stored = await ctx.userData.getFilter(userId, raw);
-  if (!stored) throw errors.notFound(`Unknown filter ${raw}`);
-  return stored as Filter;
+  return v;
+}
+
+/** A filter's JSON text, parsed (undefined when not JSON). */
+function parseFilter(json: string): Filter | undefined {
+  const hit = parsedFilters.get(json);
+  if (hit) return hit;
+  let parsed: Filter;
+  try {
+    parsed = JSON.parse(json) as Filter;
+  } catch {
+    return undefined;
+  }
+  parsedFilters.set(json, deepFreeze(parsed));
+  return parsed;
+}
+
+/**
+ * Reads the `filter` parameter: inline JSON or the ID of a stored filter. The answer is shared
+ * between requests (frozen): not to be changed.
+ */
+export async function resolveFilter(ctx: AppContext, userId: string, raw: string | undefined): Promise<Filter> {
+  if (raw === undefined || raw === '') return NO_FILTER;
+  if (raw.trimStart().startsWith('{')) {
+    const inline = parseFilter(raw);
+    if (!inline) throw errors.notJson('filter is not valid JSON');
+    return inline;
+  }
+  const stored = /^[0-9]{1,15}$/.test(raw) ? await ctx.userData.store.getFilter(userId, Number(raw)) : undefined;
+  const filter = stored === undefined ? undefined : parseFilter(stored);
+  if (!filter) throw errors.notFound(`Unknown filter ${raw}`);
+  return filter;
 }
 
 /** GET /sync (with `use_state_after`, spec v1.16). */
@@ -50,8 +83,8 @@ export function registerSync(app: HttpApp, ctx: AppContext): void {
         const current = await ctx.userData.getPresence(user.userId);
         if (current.presence !== presence) await ctx.userData.setPresence(user.userId, presence, current.status_msg ?? undefined);
       }
-      const abort = new AbortController();
-      const onClose = () => abort.abort(WAIT_OVER);
+      const gone = new ClientGone();
+      const onClose = gone.abort;
       // The response closing before we answer means the client went away.
       reply.raw.once('close', onClose);
       try {
@@ -62,7 +95,7 @@ export function registerSync(app: HttpApp, ctx: AppContext): void {
           timeoutMs: Math.min(timeout, MAX_TIMEOUT_MS),
           fullState: q.full_state === 'true',
           filter,
-          signal: abort.signal,
+          signal: gone,
           stateAfter: q.use_state_after === 'true',
         });
         // Spec v1.16: `state_after` (state up to the end of the timeline) instead of `state`.

@@ -7,6 +7,7 @@ import type { PushRulesService } from '../push/push-rules.js';
 import { eventMatches, roomAllowed } from '../sync/filter.js';
 import { streamMoved, type SyncExtension, type SyncWindow } from '../sync/sync-service.js';
 import { receiptEvents, type ReceiptService } from './receipts.js';
+import type { ReceiptRow } from '../../storage/stores/receipts.js';
 import type { TypingService } from './typing.js';
 
 const PAGE = 1000;
@@ -120,14 +121,14 @@ export function receiptsExtension(receipts: ReceiptService, pushActions: PushAct
     currentPosition: () => receipts.position(),
     async collect(w: SyncWindow): Promise<boolean> {
       const userId = w.req.userId;
-      const joined = new Set(w.joinedRoomIds);
-      const rows = !w.since
-        ? await receipts.store.forRooms(w.joinedRoomIds, w.to.receipts)
-        : streamMoved(w, 'receipts')
-          ? (await receipts.store.between(w.since.receipts, w.to.receipts)).filter((r) => joined.has(r.roomId))
-          : [];
+      let rows: ReceiptRow[] = [];
+      if (!w.since) rows = await receipts.store.forRooms(w.joinedRoomIds, w.to.receipts);
+      else if (streamMoved(w, 'receipts')) {
+        const joined = new Set(w.joinedRoomIds);
+        rows = (await receipts.store.between(w.since.receipts, w.to.receipts)).filter((r) => joined.has(r.roomId));
+      }
       let changed = false;
-      for (const [roomId, content] of receiptEvents(rows, userId)) {
+      for (const [roomId, content] of rows.length ? receiptEvents(rows, userId) : []) {
         if (!eventMatches(w.req.filter.room?.ephemeral, { type: 'm.receipt', room_id: roomId })) continue;
         w.joinedRoom(roomId).ephemeral.events.push({ type: 'm.receipt', content: content as JsonObject });
         changed = true;

@@ -51,6 +51,10 @@ export class LastPositions<K> {
   }
 }
 
+/** The streams whose announcements name every user whose /sync they may change (see Notifier.publish). */
+export const WOKEN_STREAMS = ['events', 'account_data', 'to_device', 'receipts', 'typing'] as const;
+export type WokenStream = (typeof WOKEN_STREAMS)[number];
+
 /** How many rooms and users each activity table remembers precisely. */
 const ACTIVITY_CAPACITY = 20_000;
 
@@ -66,16 +70,34 @@ export class StreamActivity {
   readonly userMemberships: LastPositions<string>;
   readonly toDevice: LastPositions<string>;
   readonly accountData: LastPositions<string>;
+  /**
+   * Per stream (of WOKEN_STREAMS), the last position at which each user was woken: a user's
+   * /sync can have nothing new on such a stream after a position later than this.
+   */
+  readonly woken: Record<WokenStream, LastPositions<string>>;
 
-  constructor(start: { events: number; to_device: number; account_data: number }) {
+  /** `start`: the positions when tracking starts (a stream left out is never known quiet). */
+  constructor(start: { events: number; to_device: number; account_data: number; receipts?: number; typing?: number }) {
     this.roomEvents = new LastPositions(ACTIVITY_CAPACITY, start.events);
     this.roomMemberships = new LastPositions(ACTIVITY_CAPACITY, start.events);
     this.userMemberships = new LastPositions(ACTIVITY_CAPACITY, start.events);
     this.toDevice = new LastPositions(ACTIVITY_CAPACITY, start.to_device);
     this.accountData = new LastPositions(ACTIVITY_CAPACITY, start.account_data);
+    this.woken = {
+      events: new LastPositions(ACTIVITY_CAPACITY, start.events),
+      account_data: new LastPositions(ACTIVITY_CAPACITY, start.account_data),
+      to_device: new LastPositions(ACTIVITY_CAPACITY, start.to_device),
+      receipts: new LastPositions(ACTIVITY_CAPACITY, start.receipts ?? Number.POSITIVE_INFINITY),
+      typing: new LastPositions(ACTIVITY_CAPACITY, start.typing ?? Number.POSITIVE_INFINITY),
+    };
   }
 
-  observe(c: StreamChange): void {
+  /** Records a change and the users woken for it. */
+  observe(c: StreamChange, woken: readonly string[] = []): void {
+    if (c.stream !== 'presence' && c.stream !== 'device_lists') {
+      const table = this.woken[c.stream];
+      for (const u of woken) table.note(u, c.position);
+    }
     switch (c.stream) {
       case 'events':
         this.roomEvents.note(c.roomId, c.position);

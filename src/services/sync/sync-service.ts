@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
-import type { Notifier, StreamChange } from '../../streams/notifier.js';
-import { StreamActivity } from './activity.js';
+import type { Notifier, StreamChange, WaitSignal } from '../../streams/notifier.js';
+import { StreamActivity, WOKEN_STREAMS } from './activity.js';
 import { BuildSlots } from './build-slots.js';
 import { SentMembers } from './sent-members.js';
 import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
@@ -49,7 +49,7 @@ export interface SyncRequest {
   timeoutMs: number;
   fullState: boolean;
   filter: Filter;
-  signal?: AbortSignal;
+  signal?: WaitSignal;
   /**
    * The response's `state` is replaced by `state_after` (computed from the whole response), so
    * the lazy-loaded members in `state` are not what the client gets: nothing is left out or
@@ -111,6 +111,10 @@ export interface SyncDeps {
  */
 export const WAIT_OVER: unknown = Object.freeze({ reason: 'wait over' });
 
+/** The memberships sync reads (left and banned rooms go together). */
+const MEMBERSHIPS = ['join', 'invite', 'leave', 'ban', 'knock'];
+const NO_CHANGES: ReadonlyMap<string, { roomId: string; membership: string; eventId: string; streamOrdering: number }> = new Map();
+
 /** Responses built at once (see BuildSlots). */
 const BUILD_SLOTS = 4;
 
@@ -153,16 +157,16 @@ export class SyncService {
   /** Positions announced before the first read finished (merged into it). */
   private readonly early = zeroPositions();
   private activityTracker: StreamActivity | undefined;
-  private readonly earlyChanges: StreamChange[] = [];
+  private readonly earlyChanges: Array<[StreamChange, readonly string[]]> = [];
 
   constructor(private readonly deps: SyncDeps) {
-    deps.notifier.on('change', (c) => {
+    deps.notifier.on('change', (c, woken) => {
       const p = this.positions ?? this.early;
       if (c.position > p[c.stream]) p[c.stream] = c.position;
       // Before the first /sync nothing is tracked (the tracker starts from the positions read
       // then, an upper bound for everything earlier); changes during that read are kept for it.
-      if (this.activityTracker) this.activityTracker.observe(c);
-      else if (this.loading) this.earlyChanges.push(c);
+      if (this.activityTracker) this.activityTracker.observe(c, woken);
+      else if (this.loading) this.earlyChanges.push([c, woken]);
     });
   }
 
@@ -177,7 +181,7 @@ export class SyncService {
     // Something announced while the queries ran may be newer than their answers.
     for (const s of STREAMS) p[s] = Math.max(p[s], this.early[s]);
     this.activityTracker = new StreamActivity(p);
-    for (const c of this.earlyChanges.splice(0)) this.activityTracker.observe(c);
+    for (const [c, woken] of this.earlyChanges.splice(0)) this.activityTracker.observe(c, woken);
     this.positions = p;
     return p;
   }
@@ -201,13 +205,15 @@ export class SyncService {
       const wait = req.since && !req.fullState && remaining > 0 ? this.deps.notifier.waitFor([req.userId], remaining, req.signal) : undefined;
       const woken = wait?.woken;
       try {
-        // Positions are read once the slot is ours, so what committed while waiting is included.
-        const { response, changed } = await this.slots.run(async () => {
-          const to = await this.currentPositions();
-          // Positions ahead of ours (e.g. an in-memory stream after a restart) count from zero.
-          const since = req.since && (Object.fromEntries(STREAMS.map((s) => [s, Math.min(req.since![s], to[s])])) as StreamPositions);
-          return this.build(req, since, to);
-        });
+        // Nothing can be new for the user: wait without building a response (the usual case of
+        // a long-poll that arrives right after the previous answer).
+        if (woken && this.quiet(req.userId, req.since!)) {
+          const notified = await woken;
+          if (notified && Date.now() < deadline && !req.signal?.aborted) continue;
+          // Timed out, aborted or shutting down: answer with what there is.
+          return (await this.buildNow(req)).response;
+        }
+        const { response, changed } = await this.buildNow(req);
         if (!woken || changed || Date.now() >= deadline || req.signal?.aborted) return response;
         const notified = await woken;
         // Timed out, aborted or shutting down with nothing new: answer with the same positions.
@@ -218,15 +224,58 @@ export class SyncService {
     }
   }
 
+  /** Builds the response for the positions current once a build slot is ours. */
+  private buildNow(req: SyncRequest): Promise<{ response: SyncResponse; changed: boolean }> {
+    // Positions are read once the slot is ours, so what committed while waiting is included.
+    return this.slots.run(async () => {
+      const to = await this.currentPositions();
+      // Positions ahead of ours (e.g. an in-memory stream after a restart) count from zero.
+      let since: StreamPositions | undefined;
+      if (req.since) {
+        since = { ...req.since };
+        for (const s of STREAMS) if (since[s] > to[s]) since[s] = to[s];
+      }
+      return this.build(req, since, to);
+    });
+  }
+
+  /**
+   * Whether nothing can be new for the user after `since` (so a build would find nothing): every
+   * change that may be is announced naming the user (see Notifier.publish), and the activity
+   * tracker keeps the last position each user was named at. Presence and device-list changes
+   * wake the other users without a position: any move of those streams counts.
+   */
+  private quiet(userId: string, since: StreamPositions): boolean {
+    const to = this.positions;
+    const activity = this.activityTracker;
+    if (!to || !activity) return false;
+    if (since.presence < to.presence || since.device_lists < to.device_lists) return false;
+    for (const s of WOKEN_STREAMS) {
+      if (since[s] < to[s] && activity.woken[s].last(userId) > since[s]) return false;
+    }
+    return true;
+  }
+
   private async build(req: SyncRequest, since: StreamPositions | undefined, to: StreamPositions): Promise<{ response: SyncResponse; changed: boolean }> {
     const { events } = this.deps;
     const response = emptyResponse(formatSyncToken(to));
     const activity = this.activity;
-    const memberships = await events.roomsForUser(req.userId, ['join', 'invite', 'leave', 'ban', 'knock']);
-    const joined = memberships.filter((m) => m.membership === 'join' && roomAllowed(req.filter, m.roomId));
+    const memberships = await events.roomsForUser(req.userId, MEMBERSHIPS);
+    // By membership, in the filter's rooms.
+    const joined: typeof memberships = [];
+    const invites: typeof memberships = [];
+    const knocks: typeof memberships = [];
+    const left: typeof memberships = [];
+    for (const m of memberships) {
+      if (!roomAllowed(req.filter, m.roomId)) continue;
+      if (m.membership === 'join') joined.push(m);
+      else if (m.membership === 'invite') invites.push(m);
+      else if (m.membership === 'knock') knocks.push(m);
+      else left.push(m);
+    }
     const membershipChanged = !since || activity.userMemberships.last(req.userId) > since.events;
     const changes = since && membershipChanged ? await events.membershipChanges(req.userId, since.events, to.events) : [];
-    const changedRooms = new Map(changes.map((c) => [c.roomId, c]));
+    const changedRooms = changes.length ? new Map(changes.map((c) => [c.roomId, c])) : NO_CHANGES;
     let changed = false;
     // A new sync sequence: the client may have forgotten every member it was sent.
     if (!since || req.fullState) this.sentMembers.clearDevice(req.userId, req.deviceId);
@@ -256,7 +305,6 @@ export class SyncService {
     }
 
     // Invites (none while the user blocks them).
-    const invites = memberships.filter((x) => x.membership === 'invite' && roomAllowed(req.filter, x.roomId));
     if (invites.length && (await this.invitesBlocked?.(req.userId))) invites.length = 0;
     for (const m of invites) {
       if (since && !changedRooms.has(m.roomId)) continue;
@@ -264,13 +312,13 @@ export class SyncService {
       changed = true;
     }
     // Knocks.
-    for (const m of memberships.filter((x) => x.membership === 'knock' && roomAllowed(req.filter, x.roomId))) {
+    for (const m of knocks) {
       if (since && !changedRooms.has(m.roomId)) continue;
       response.rooms.knock[m.roomId] = { knock_state: { events: await this.strippedRoomState(m.roomId, m.eventId) } };
       changed = true;
     }
     // Left and banned rooms: on incremental sync when it happened since; on initial sync with include_leave.
-    for (const m of memberships.filter((x) => (x.membership === 'leave' || x.membership === 'ban') && roomAllowed(req.filter, x.roomId))) {
+    for (const m of left) {
       const change = changedRooms.get(m.roomId);
       if (since ? !change : !req.filter.room?.include_leave) continue;
       const leave = await events.getEvent(m.eventId);
@@ -350,21 +398,21 @@ export class SyncService {
     if (sf?.lazy_load_members) {
       const senders = new Set(timelineEvents.map((s) => s.event.sender));
       senders.add(req.userId);
-      stateIds = new Map([...stateIds].filter(([k]) => {
-        const [type, key] = parseStateKey(k);
-        return type !== 'm.room.member' || senders.has(key);
-      }));
+      if (stateIds.size) {
+        stateIds = new Map([...stateIds].filter(([k]) => {
+          const [type, key] = parseStateKey(k);
+          return type !== 'm.room.member' || senders.has(key);
+        }));
+      }
       if (!wholeState) {
         // Lazy-loading clients may never have been sent a sender's member event (it was not
         // needed before): include it with the timeline, unless the timeline itself carries it.
         const inTimeline = new Set(timelineEvents.filter((s) => s.event.type === 'm.room.member').map((s) => s.event.state_key));
         const missing = [...senders].filter((u) => u !== req.userId && !inTimeline.has(u) && !stateIds.has(stateKeyOf('m.room.member', u)));
-        if (missing.length) {
-          const st = await atStart();
-          for (const u of missing) {
-            const id = st.get(stateKeyOf('m.room.member', u));
-            if (id) stateIds.set(stateKeyOf('m.room.member', u), id);
-          }
+        for (const u of missing) {
+          const key = stateKeyOf('m.room.member', u);
+          const id = atStartIds ? atStartIds.get(key) : await events.stateIdAtStream(roomId, startPos, key);
+          if (id) stateIds.set(key, id);
         }
         if (dedupe) {
           for (const [k, id] of stateIds) {

@@ -7,20 +7,36 @@ export type StreamName = (typeof STREAMS)[number];
 export type StreamPositions = Record<StreamName, number>;
 
 export function zeroPositions(): StreamPositions {
-  return Object.fromEntries(STREAMS.map((s) => [s, 0])) as StreamPositions;
+  return { events: 0, account_data: 0, to_device: 0, receipts: 0, typing: 0, presence: 0, device_lists: 0 };
 }
 
-/** `s<events>_<account_data>_<to_device>_<receipts>_<typing>_<presence>_<device_lists>` */
+/** `s<events>_<account_data>_<to_device>_<receipts>_<typing>_<presence>_<device_lists>` (in STREAMS order) */
 export function formatSyncToken(p: StreamPositions): string {
-  return `s${STREAMS.map((s) => p[s]).join('_')}`;
+  return `s${p.events}_${p.account_data}_${p.to_device}_${p.receipts}_${p.typing}_${p.presence}_${p.device_lists}`;
 }
 
+/**
+ * `s` then one or more runs of digits separated by `_`: the positions in STREAMS order (missing
+ * ones are 0, extra ones are ignored).
+ */
 export function parseSyncToken(token: string): StreamPositions {
-  const m = /^s(\d+(?:_\d+)*)$/.exec(token);
-  if (!m) throw errors.invalidParam(`Invalid sync token: ${token}`);
-  const parts = m[1]!.split('_').map(Number);
   const out = zeroPositions();
-  STREAMS.forEach((s, i) => (out[s] = parts[i] ?? 0));
+  const n = token.length;
+  let ok = n > 1 && token.charCodeAt(0) === 0x73; // 's'
+  let part = 0;
+  let start = 1;
+  for (let i = 1; ok && i <= n; i++) {
+    const c = i < n ? token.charCodeAt(i) : 0x5f;
+    if (c >= 0x30 && c <= 0x39) continue;
+    // A separator (or the end): the run before it must not be empty.
+    if (c !== 0x5f || i === start) ok = false;
+    else {
+      if (part < STREAMS.length) out[STREAMS[part]!] = Number(token.slice(start, i));
+      part++;
+      start = i + 1;
+    }
+  }
+  if (!ok) throw errors.invalidParam(`Invalid sync token: ${token}`);
   return out;
 }
 

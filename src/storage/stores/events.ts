@@ -1287,6 +1287,17 @@ export class EventStore {
     return state;
   }
 
+  /**
+   * One entry of the state at a stream position (as stateIdsAtStream), read from the cached
+   * state of the room's latest run without copying the whole state (sync's lazy-loaded members).
+   */
+  async stateIdAtStream(roomId: string, at: number, key: string): Promise<string | undefined> {
+    const run = this.stateRuns.get(roomId);
+    const cached = run && at >= run.from && at <= this.committedMax ? this.stateCache.get(run.group) : undefined;
+    if (cached) return cached.get(key);
+    return (await this.stateIdsAtStream(roomId, at)).get(key);
+  }
+
   /** Hides a left room from the user's sync (`/forget`). */
   async forgetRoom(userId: string, roomId: string): Promise<void> {
     await this.db.updateTable('room_memberships').set({ forgotten: 1 }).where('user_id', '=', userId).where('room_id', '=', roomId).execute();

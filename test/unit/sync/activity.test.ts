@@ -67,4 +67,18 @@ describe('StreamActivity', () => {
     expect(a.accountData.last('@s:x')).toBe(6);
     expect(a.accountData.last('@m:x')).toBe(4);
   });
+
+  it('keeps per stream the last position each user was woken at (streams left out of the start are never quiet)', () => {
+    const a = new StreamActivity({ events: 10, to_device: 3, account_data: 4, receipts: 2 });
+    a.observe({ stream: 'events', position: 11, roomId: '!r', eventId: '$1', type: 'm.room.message', sender: '@s:x' }, ['@a:x', '@b:x']);
+    a.observe({ stream: 'receipts', position: 5, roomId: '!r', userId: '@a:x' }, ['@a:x']);
+    a.observe({ stream: 'presence', position: 9, userId: '@a:x' }, ['@a:x']);
+    expect(a.woken.events.last('@a:x')).toBe(11);
+    expect(a.woken.events.last('@b:x')).toBe(11);
+    expect(a.woken.events.last('@c:x')).toBe(10);
+    expect(a.woken.receipts.last('@a:x')).toBe(5);
+    expect(a.woken.receipts.last('@b:x')).toBe(2);
+    expect(a.woken.account_data.last('@a:x')).toBe(4);
+    expect(a.woken.typing.last('@a:x')).toBe(Number.POSITIVE_INFINITY);
+  });
 });

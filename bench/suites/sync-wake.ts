@@ -1,0 +1,158 @@
+/**
+ * /sync long-poll wakes: ROOM_SIZE users in one room (an in-process server on SQLite in a temp
+ * data directory) long-poll /sync with the load bench's inline filter; one member sends a
+ * message, which wakes the others. Figures (CPU of this process, server and client together):
+ *   - a round: the other members' long-polls waiting, one send, every woken /sync answered;
+ *   - a round of the same send with nobody long-polling (the send's own share);
+ *   - an incremental /sync (timeout 0) after one new message.
+ * MYELIN_BENCH_ROUNDS (default 400) rounds of each. MYELIN_BENCH_DIST=1 runs the built server
+ * (dist/, for CPU profiles with its line numbers); MYELIN_BENCH_ONLY=<text> runs only the
+ * figures whose label contains it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { Myelin as SourceMyelin } from '../../src/app.js';
+import { report } from '../report.js';
+
+const SUITE = 'sync-wake';
+const ROUNDS = Number(process.env.MYELIN_BENCH_ROUNDS ?? 400);
+const ROOM_SIZE = 10;
+const C = '/_matrix/client/v3';
+const FILTER = encodeURIComponent(
+  JSON.stringify({
+    room: { timeline: { limit: 100 }, state: { lazy_load_members: true }, ephemeral: { types: [] }, account_data: { types: [] } },
+    presence: { types: [] },
+    account_data: { types: [] },
+  }),
+);
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+async function main(): Promise<void> {
+  const Myelin: typeof SourceMyelin = process.env.MYELIN_BENCH_DIST === '1' ? (await import('../../dist/app.js' as string)).Myelin : SourceMyelin;
+  const dataDir = mkdtempSync(join(tmpdir(), 'myelin-bench-sw-'));
+  const server = await Myelin.create({
+    dataDir,
+    env: {},
+    logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
+    overrides: {
+      server_name: 'localhost',
+      log_level: 'warn',
+      registration: 'open',
+      password_hashing: { scrypt_log_n: 12 },
+      rate_limits: { login: { per_second: 1000, burst: 1000 }, registration: { per_second: 1000, burst: 1000 }, message: { per_second: 100000, burst: 100000 } },
+      listeners: { client: { bind: '127.0.0.1', port: 0 }, federation: { bind: '127.0.0.1', port: 0 }, metrics: { enabled: false } },
+    },
+  });
+  const base = new URL((await server.start()).client!);
+  const call = (method: string, path: string, token: string | undefined, body?: unknown): Promise<any> =>
+    new Promise((resolve, reject) => {
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const headers: Record<string, string | number> = {};
+      if (token) headers.authorization = `Bearer ${token}`;
+      if (payload) {
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = payload.length;
+      }
+      const req = http.request({ host: base.hostname, port: base.port, path, method, headers, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          if (res.statusCode !== 200 && res.statusCode !== 401) reject(new Error(`${method} ${path}: ${res.statusCode} ${JSON.stringify(json)}`));
+          else resolve(json);
+        });
+      });
+      req.on('error', reject);
+      req.end(payload);
+    });
+  try {
+    const register = async (username: string): Promise<string> => {
+      const first = await call('POST', `${C}/register`, undefined, { username, password: 'bench password' });
+      const done = await call('POST', `${C}/register`, undefined, { username, password: 'bench password', auth: { type: 'm.login.dummy', session: first.session } });
+      return done.access_token as string;
+    };
+    const tokens: string[] = [];
+    for (let i = 0; i < ROOM_SIZE; i++) tokens.push(await register(`u${i}`));
+    const roomId = (await call('POST', `${C}/createRoom`, tokens[0], { preset: 'public_chat' })).room_id as string;
+    for (const t of tokens.slice(1)) await call('POST', `${C}/join/${encodeURIComponent(roomId)}`, t, {});
+    const since: string[] = [];
+    for (const t of tokens) since.push((await call('GET', `${C}/sync?timeout=0&filter=${FILTER}`, t)).next_batch);
+    let txn = 0;
+    const send = () => call('PUT', `${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/m${++txn}`, tokens[0], { msgtype: 'm.text', body: `message ${txn}` });
+    const { notifier } = server.ctx;
+    // Resolves once `n` readers wait (checked whenever one starts waiting, no polling).
+    let pending: { n: number; resolve: () => void } | undefined;
+    const original = notifier.waitFor.bind(notifier);
+    notifier.waitFor = (...args) => {
+      const w = original(...args);
+      if (pending && notifier.waiting >= pending.n) {
+        const p = pending;
+        pending = undefined;
+        p.resolve();
+      }
+      return w;
+    };
+    const waitFor = (n: number) => (notifier.waiting >= n ? Promise.resolve() : new Promise<void>((resolve) => (pending = { n, resolve })));
+    const catchUp = async () => {
+      for (let i = 0; i < ROOM_SIZE; i++) since[i] = (await call('GET', `${C}/sync?timeout=0&since=${since[i]}&filter=${FILTER}`, tokens[i])).next_batch;
+    };
+
+    const only = process.env.MYELIN_BENCH_ONLY;
+    const measure = async (label: string, round: () => Promise<void>): Promise<number> => {
+      if (only && !label.includes(only)) return NaN;
+      for (let i = 0; i < 50; i++) await round();
+      let total = 0;
+      for (let i = 0; i < ROUNDS; i++) {
+        const c0 = cpuMs();
+        await round();
+        total += cpuMs() - c0;
+      }
+      const per = total / ROUNDS;
+      report(SUITE, label, per, 'ms CPU');
+      return per;
+    };
+
+    const woken = await measure(`round: ${ROOM_SIZE - 1} long-polls woken by one send`, async () => {
+      const polls = tokens.slice(1).map((t, j) =>
+        call('GET', `${C}/sync?timeout=30000&since=${since[j + 1]}&filter=${FILTER}`, t).then((r) => {
+          since[j + 1] = r.next_batch;
+          if (!r.rooms.join[roomId]) throw new Error('woken without the room');
+        }),
+      );
+      await waitFor(ROOM_SIZE - 1);
+      await send();
+      await Promise.all(polls);
+    });
+    await catchUp();
+    const sendOnly = await measure('round: the send alone', async () => {
+      await send();
+    });
+    await catchUp();
+    report(SUITE, 'per woken /sync (round − send) / members', (woken - sendOnly) / (ROOM_SIZE - 1), 'ms CPU');
+    await measure(`round: one send, then ${ROOM_SIZE - 1} /sync with timeout 0`, async () => {
+      await send();
+      await Promise.all(
+        tokens.slice(1).map((t, j) =>
+          call('GET', `${C}/sync?timeout=0&since=${since[j + 1]}&filter=${FILTER}`, t).then((r) => {
+            since[j + 1] = r.next_batch;
+          }),
+        ),
+      );
+    });
+  } finally {
+    agent.destroy();
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
