@@ -4,7 +4,7 @@ import { serverNameOf } from '../../protocol/identifiers.js';
 import { levelOf, notificationLevel, powerLevelsFromState, type PowerLevels } from '../../protocol/power-levels.js';
 import { actionsHighlight, actionsNotify, evaluateCompiledPushRules, preparePushEvent, type PushEvent } from '../../protocol/push-rules.js';
 import type { Database, Tx } from '../../storage/db.js';
-import type { EventStore, StoredEvent } from '../../storage/stores/events.js';
+import { isDeferringTx, type EventStore, type StoredEvent } from '../../storage/stores/events.js';
 import type { PushActionRow, PushStore } from '../../storage/stores/push.js';
 import type { ReceiptStore } from '../../storage/stores/receipts.js';
 import { LruCache } from '../../util/lru.js';
@@ -15,6 +15,12 @@ import { threadOf } from './threads.js';
 const BATCH = 200;
 /** (user, room) pairs whose unread counts are kept between syncs. */
 const COUNTS_CACHE_SIZE = 20_000;
+
+/** Rows and evaluation position of a batch of local events, written at the end of its transaction. */
+interface DeferredPushRows {
+  rows: PushActionRow[];
+  progress: number | undefined;
+}
 
 /** A push action row before the event has a stream position. */
 type PendingRow = Omit<PushActionRow, 'streamOrdering'>;
@@ -139,14 +145,26 @@ export class PushActions {
     }
     return async (tx, streamOrdering) => {
       const rows = pending.map((r) => ({ ...r, streamOrdering }));
-      if (rows.length) await this.deps.store.insertActions(tx, rows);
       const advance = this.clean && this.position !== undefined;
-      if (advance) await this.deps.store.setProgress(tx, streamOrdering);
+      if (isDeferringTx(tx)) {
+        // Written with the rest of the batch's rows, once, at its end.
+        const d = tx.deferred<DeferredPushRows>(this, () => ({ rows: [], progress: undefined }), (t, x) => this.flushDeferred(t, x));
+        for (const r of rows) d.rows.push(r);
+        if (advance) d.progress = Math.max(d.progress ?? 0, streamOrdering);
+      } else {
+        if (rows.length) await this.deps.store.insertActions(tx, rows);
+        if (advance) await this.deps.store.setProgress(tx, streamOrdering);
+      }
       tx.onCommit(() => {
         if (advance) this.position = Math.max(this.position!, streamOrdering);
         this.rowsCommitted(advance ? streamOrdering : undefined, rows);
       });
     };
+  }
+
+  private async flushDeferred(tx: Tx, d: DeferredPushRows): Promise<void> {
+    if (d.rows.length) await this.deps.store.insertActions(tx, d.rows);
+    if (d.progress !== undefined) await this.deps.store.setProgress(tx, d.progress);
   }
 
   /** After rows commit: counts caches of their users move, and listeners hear of it. */
