@@ -144,7 +144,7 @@ export class PushActions {
       this.deps.log.error({ err, eventId: event.event_id }, 'push rule evaluation failed; the event does not notify');
     }
     return async (tx, streamOrdering) => {
-      const rows = pending.map((r) => ({ ...r, streamOrdering }));
+      const rows = pending.map((r) => withPosition(r, streamOrdering));
       const advance = this.clean && this.position !== undefined;
       if (isDeferringTx(tx)) {
         // Written with the rest of the batch's rows, once, at its end.
@@ -272,7 +272,7 @@ export class PushActions {
     // The state after the event is read only when someone is to be notified.
     const state = async () => (await events.getStateIdsAfter(ev.event_id)) ?? (await events.getCurrentStateIds(s.roomId));
     const rows = await this.evaluateEvent(ev, s.roomId, !!s.redactedBy, joined, state);
-    return rows.map((r) => ({ ...r, streamOrdering: s.streamOrdering }));
+    return rows.map((r) => withPosition(r, s.streamOrdering));
   }
 
   /**
@@ -289,9 +289,21 @@ export class PushActions {
     const { events, rules, serverName } = this.deps;
     const local = (u: string) => serverNameOf(u) === serverName;
     const thread = await threadOf(events, ev);
-    const base = { eventId: ev.event_id, roomId, threadId: thread, ts: ev.origin_server_ts };
+    // Rows as plain literals of one shape: `{ ...base, userId, … }` (properties added to a spread
+    // copy) cost microseconds per row on Node 20.
+    const row = (userId: string, notif: boolean, highlight: boolean, own: boolean, actions: PendingRow['actions']): PendingRow => ({
+      userId,
+      eventId: ev.event_id,
+      roomId,
+      threadId: thread,
+      notif,
+      highlight,
+      own,
+      actions,
+      ts: ev.origin_server_ts,
+    });
     const out: PendingRow[] = [];
-    if (local(ev.sender)) out.push({ ...base, userId: ev.sender, notif: false, highlight: false, own: true, actions: [] });
+    if (local(ev.sender)) out.push(row(ev.sender, false, false, true, []));
 
     const recipients = new Set(joined.filter((u) => u !== ev.sender && local(u)));
     if (ev.type === 'm.room.member' && ev.content['membership'] === 'invite' && ev.state_key && local(ev.state_key) && ev.state_key !== ev.sender) {
@@ -321,7 +333,7 @@ export class PushActions {
       const displayName = rs.usesDisplayName ? await this.displayNameGetter(roomId, userId) : undefined;
       const match = evaluateCompiledPushRules(rs, prepared, { userId, roomMemberCount: joined.length, displayName, senderPowerLevel, notificationPowerLevel });
       if (!match || !actionsNotify(match.actions)) continue;
-      out.push({ ...base, userId, notif: true, highlight: actionsHighlight(match.actions), own: false, actions: match.actions });
+      out.push(row(userId, true, actionsHighlight(match.actions), false, match.actions));
     }
     return out;
   }
@@ -388,6 +400,21 @@ export class PushActions {
     // Or the user's own event in the thread at or after it.
     return this.deps.store.hasOwnEventFrom(userId, roomId, threadId, streamOrdering);
   }
+}
+
+function withPosition(r: PendingRow, streamOrdering: number): PushActionRow {
+  return {
+    userId: r.userId,
+    eventId: r.eventId,
+    roomId: r.roomId,
+    streamOrdering,
+    threadId: r.threadId,
+    notif: r.notif,
+    highlight: r.highlight,
+    own: r.own,
+    actions: r.actions,
+    ts: r.ts,
+  };
 }
 
 function countsKey(userId: string, roomId: string): string {
