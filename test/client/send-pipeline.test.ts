@@ -89,4 +89,51 @@ describe.each<Engine>(['sqlite', 'postgres'])('concurrent sends in one room on %
     const bobSync = await bob.get(`${C}/sync`);
     expect(bobSync.body.rooms.join[roomId].unread_notifications).toEqual({ notification_count: 0, highlight_count: 0 });
   });
+
+  it('writes the rows of events sharing a commit across rooms as each event alone would', async () => {
+    const rooms: string[] = [];
+    for (let r = 0; r < 3; r++) {
+      const roomId = (await alice.post(`${C}/createRoom`, { preset: 'public_chat' })).body.room_id as string;
+      expect((await bob.post(`${C}/join/${enc(roomId)}`, {})).status).toBe(200);
+      rooms.push(roomId);
+    }
+    const sends: Array<Promise<{ status: number; body: any }>> = [];
+    for (let i = 0; i < 10; i++) {
+      for (const roomId of rooms) {
+        sends.push(send(alice, enc(roomId), `m${roomId}${i}`, `alice ${i}`), send(bob, enc(roomId), `m${roomId}${i}`, `bob ${i}`));
+      }
+    }
+    const answers = await Promise.all(sends);
+    for (const a of answers) expect(a.status).toBe(200);
+    const ctx = t.server.ctx;
+    const db = ctx.database.db;
+    const ids = answers.map((a) => a.body.event_id as string);
+    expect(new Set(ids).size).toBe(60);
+    const stored = await ctx.eventStore.getEvents(ids);
+    for (const roomId of rooms) {
+      // One forward extremity: the room's latest event.
+      const latest = [...stored.values()].filter((s) => s.roomId === roomId).sort((a, b) => b.streamOrdering - a.streamOrdering)[0]!;
+      expect(await ctx.eventStore.getForwardExtremities(roomId)).toEqual([latest.event.event_id]);
+      const rows = await db.selectFrom('forward_extremities').select('event_id').where('room_id', '=', roomId).execute();
+      expect(rows.map((r) => r.event_id)).toEqual([latest.event.event_id]);
+    }
+    // Every event has its edge, its state group and its transaction ID.
+    const edges = await db.selectFrom('event_edges').select(['event_id', 'prev_event_id']).where('event_id', 'in', ids).execute();
+    expect(edges).toHaveLength(60);
+    for (const e of edges) {
+      const prevs = stored.get(e.event_id)!.event.prev_events.map((p) => (typeof p === 'string' ? p : p[0]));
+      expect(prevs).toEqual([e.prev_event_id]);
+    }
+    const states = await db.selectFrom('event_state').select('event_id').where('event_id', 'in', ids).execute();
+    expect(states).toHaveLength(60);
+    const txns = await db.selectFrom('event_txns').select('event_id').where('event_id', 'in', ids).execute();
+    expect(txns).toHaveLength(60);
+    // Each is answered as a retransmission, and push evaluation is stored up to the last one.
+    expect((await send(bob, enc(rooms[1]!), `m${rooms[1]}3`, 'bob 3')).body.event_id).toBe(ids[3 * 6 + 3]);
+    const progress = await db.selectFrom('push_actions_progress').select('position').where('name', '=', 'events').executeTakeFirst();
+    expect(Number(progress!.position)).toBe(Math.max(...[...stored.values()].map((s) => s.streamOrdering)));
+    // One push row per member of each message: the sender's own and the other member's.
+    const pushRows = await db.selectFrom('event_push_actions').select('event_id').where('event_id', 'in', ids).execute();
+    expect(pushRows).toHaveLength(120);
+  });
 });

@@ -1,7 +1,8 @@
 import type { Database, Tx } from '../../storage/db.js';
+import type { DeferringTx } from '../../storage/stores/events.js';
 
 interface Job {
-  write: (tx: Tx) => Promise<unknown>;
+  write: (tx: DeferringTx) => Promise<unknown>;
   /** Runs alone, outside the shared transactions (it manages its own). */
   exclusive?: () => Promise<unknown>;
   resolve: (v: unknown) => void;
@@ -19,6 +20,10 @@ interface Job {
  * shared commit, before the callers' promises resolve. If any write of a batch fails, the batch
  * is rolled back and each of its writes is retried in a transaction of its own, so one bad
  * write fails alone.
+ *
+ * Writes may leave rows to the end of their transaction (`DeferringTx.deferred`): they are
+ * written after the batch's last write, before the commit, with a few multi-row statements.
+ * A failure there fails the batch like a failing write (each is then retried alone).
  */
 export class GroupCommitter {
   private queue: Job[] = [];
@@ -30,7 +35,7 @@ export class GroupCommitter {
   ) {}
 
   /** Runs `write` in a transaction shared with other writes submitted meanwhile. */
-  submit<T>(write: (tx: Tx) => Promise<T>): Promise<T> {
+  submit<T>(write: (tx: DeferringTx) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ write, resolve: resolve as (v: unknown) => void, reject });
       if (!this.running) void this.drain();
@@ -78,8 +83,10 @@ export class GroupCommitter {
       let results: unknown[] | undefined;
       try {
         results = await this.database.transaction(async (tx) => {
+          const batchTx = new BatchTx(tx);
           const out: unknown[] = [];
-          for (const job of batch) out.push(await job.write(tx));
+          for (const job of batch) out.push(await job.write(batchTx));
+          await batchTx.flush();
           return out;
         });
       } catch {
@@ -92,10 +99,48 @@ export class GroupCommitter {
     }
     for (const job of batch) {
       try {
-        job.resolve(await this.database.transaction((tx) => job.write(tx)));
+        job.resolve(
+          await this.database.transaction(async (tx) => {
+            const batchTx = new BatchTx(tx);
+            const out = await job.write(batchTx);
+            await batchTx.flush();
+            return out;
+          }),
+        );
       } catch (err) {
         job.reject(err);
       }
+    }
+  }
+}
+
+/** One attempt at a batch's transaction: the writes' deferred rows, flushed before the commit. */
+class BatchTx implements DeferringTx {
+  private readonly pending = new Map<object, { state: unknown; flush: (tx: Tx, state: unknown) => Promise<void> }>();
+
+  constructor(private readonly tx: Tx) {}
+
+  get db(): Tx['db'] {
+    return this.tx.db;
+  }
+
+  onCommit(hook: () => void): void {
+    this.tx.onCommit(hook);
+  }
+
+  deferred<S>(key: object, init: () => S, flush: (tx: Tx, state: S) => Promise<void>): S {
+    let p = this.pending.get(key);
+    if (!p) {
+      p = { state: init(), flush: flush as (tx: Tx, state: unknown) => Promise<void> };
+      this.pending.set(key, p);
+    }
+    return p.state as S;
+  }
+
+  async flush(): Promise<void> {
+    for (const [key, p] of this.pending) {
+      this.pending.delete(key);
+      await p.flush(this.tx, p.state);
     }
   }
 }

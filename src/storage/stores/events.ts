@@ -1,8 +1,8 @@
-import type { Kysely } from 'kysely';
+import type { Compilable, Kysely } from 'kysely';
 import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import { LruCache } from '../../util/lru.js';
 import type { Database, Tx } from '../db.js';
-import { prepared } from '../prepared.js';
+import { prepared, type Prepared } from '../prepared.js';
 import type { Tables } from '../schema.js';
 
 /** A persisted event with the server's bookkeeping about it. */
@@ -84,6 +84,98 @@ const insertTxnQuery = prepared(5, (db, userId: string, deviceId: string, txnId:
 const txnEventIdQuery = prepared(3, (db, userId: string, deviceId: string, txnId: string) =>
   db.selectFrom('event_txns').select('event_id').where('user_id', '=', userId).where('device_id', '=', deviceId).where('txn_id', '=', txnId),
 );
+
+/**
+ * A transaction shared by a batch of writes (see GroupCommitter) that lets them leave rows to
+ * its end: a batch of events then writes them with a few multi-row statements instead of
+ * several statements per event.
+ */
+export interface DeferringTx extends Tx {
+  /**
+   * The state kept under `key` in this transaction, made by `init` on first use; `flush` runs
+   * once, after every write of the transaction and before its commit (in order of first use).
+   */
+  deferred<S>(key: object, init: () => S, flush: (tx: Tx, state: S) => Promise<void>): S;
+}
+
+export function isDeferringTx(tx: Tx): tx is DeferringTx {
+  return typeof (tx as Partial<DeferringTx>).deferred === 'function';
+}
+
+/** Rows of local events' writes left to the end of their transaction (see DeferringTx). */
+interface DeferredEventRows {
+  edges: unknown[];
+  states: unknown[];
+  txns: unknown[];
+  /** Per room: extremities that existed before the transaction and go, and new ones that stay. */
+  extremities: Map<string, { removed: Set<string>; added: Set<string> }>;
+}
+
+/** Inserts of n rows, prepared once per n (n a power of two, so few statements per table). */
+class MultiRowInsert {
+  private readonly byCount = new Map<number, Prepared<unknown[], unknown>>();
+
+  constructor(
+    private readonly width: number,
+    private readonly build: (db: Kysely<Tables>, rows: unknown[][]) => Compilable<unknown>,
+  ) {}
+
+  /** Runs the insert for `params` (`width` values per row, flattened). */
+  async run(db: Tx['db'], params: unknown[]): Promise<void> {
+    const rows = params.length / this.width;
+    let done = 0;
+    while (done < rows) {
+      // The largest power of two that fits, at most 64 rows per statement.
+      let n = 64;
+      while (n > rows - done) n >>= 1;
+      const chunk = done === 0 && n === rows ? params : params.slice(done * this.width, (done + n) * this.width);
+      await this.of(n).run(db, ...chunk);
+      done += n;
+    }
+  }
+
+  private of(n: number): Prepared<unknown[], unknown> {
+    let q = this.byCount.get(n);
+    if (!q) {
+      const width = this.width;
+      q = prepared(n * width, (db, ...v: unknown[]) => this.build(db, Array.from({ length: n }, (_, r) => v.slice(r * width, (r + 1) * width))));
+      this.byCount.set(n, q);
+    }
+    return q;
+  }
+}
+
+const insertEdges = new MultiRowInsert(2, (db, rows) =>
+  db
+    .insertInto('event_edges')
+    .values(rows.map(([e, p]) => ({ event_id: e as string, prev_event_id: p as string })))
+    .onConflict((oc) => oc.doNothing()),
+);
+const insertEventStates = new MultiRowInsert(2, (db, rows) =>
+  db.insertInto('event_state').values(rows.map(([e, g]) => ({ event_id: e as string, state_group: g as number }))),
+);
+const insertExtremities = new MultiRowInsert(2, (db, rows) =>
+  db.insertInto('forward_extremities').values(rows.map(([r, e]) => ({ room_id: r as string, event_id: e as string }))),
+);
+const insertTxns = new MultiRowInsert(5, (db, rows) =>
+  db.insertInto('event_txns').values(
+    rows.map(([u, d, t, e, ts]) => ({ user_id: u as string, device_id: d as string, txn_id: t as string, event_id: e as string, created_ts: ts as number })),
+  ),
+);
+
+const DEFERRED_EVENT_ROWS = {};
+
+async function flushEventRows(tx: Tx, rows: DeferredEventRows): Promise<void> {
+  if (rows.edges.length) await insertEdges.run(tx.db, rows.edges);
+  if (rows.states.length) await insertEventStates.run(tx.db, rows.states);
+  const added: unknown[] = [];
+  for (const [roomId, x] of rows.extremities) {
+    for (const id of x.removed) await deleteExtremityQuery.run(tx.db, roomId, id);
+    for (const id of x.added) added.push(roomId, id);
+  }
+  if (added.length) await insertExtremities.run(tx.db, added);
+  if (rows.txns.length) await insertTxns.run(tx.db, rows.txns);
+}
 
 export interface PersistInput {
   event: RoomEvent;
@@ -904,8 +996,14 @@ export class EventStore {
             .returning('stream_ordering')
             .executeTakeFirstOrThrow();
 
+    // Local events of a shared batch: the rows nobody reads before the commit wait for its end.
+    const deferred = isDeferringTx(tx)
+      ? tx.deferred<DeferredEventRows>(DEFERRED_EVENT_ROWS, () => ({ edges: [], states: [], txns: [], extremities: new Map() }), flushEventRows)
+      : undefined;
     const prevIds = event.prev_events.map((p) => (typeof p === 'string' ? p : p[0]));
-    if (prevIds.length === 1) {
+    if (deferred) {
+      for (const p of new Set(prevIds)) deferred.edges.push(event.event_id, p);
+    } else if (prevIds.length === 1) {
       await insertEdgeQuery.run(tx.db, event.event_id, prevIds[0]!);
     } else if (prevIds.length) {
       await tx.db
@@ -938,7 +1036,10 @@ export class EventStore {
     } else {
       stateGroup = input.stateGroupBefore;
     }
-    if (withState) await insertEventStateQuery.run(tx.db, event.event_id, stateGroup);
+    if (withState) {
+      if (deferred) deferred.states.push(event.event_id, stateGroup);
+      else await insertEventStateQuery.run(tx.db, event.event_id, stateGroup);
+    }
     if (!outlier) {
       const explicit = input.streamOrdering !== undefined;
       tx.onCommit(() => {
@@ -962,13 +1063,22 @@ export class EventStore {
       });
     }
 
-    if (input.updateCurrentState) {
+    if (input.updateCurrentState && deferred) {
+      // Net changes per room: an extremity added by an earlier event of the batch and taken as
+      // a prev event by a later one is never written.
+      let x = deferred.extremities.get(roomId);
+      if (!x) deferred.extremities.set(roomId, (x = { removed: new Set(), added: new Set() }));
+      for (const p of prevIds) if (!x.added.delete(p)) x.removed.add(p);
+      x.added.add(event.event_id);
+    } else if (input.updateCurrentState) {
       if (prevIds.length === 1) {
         await deleteExtremityQuery.run(tx.db, roomId, prevIds[0]!);
       } else if (prevIds.length) {
         await tx.db.deleteFrom('forward_extremities').where('room_id', '=', roomId).where('event_id', 'in', prevIds).execute();
       }
       await insertExtremityQuery.run(tx.db, roomId, event.event_id);
+    }
+    if (input.updateCurrentState) {
       if (isState) {
         const membership = event.type === 'm.room.member' ? String(event.content['membership'] ?? '') : null;
         this.stateChanged(tx, roomId, event.type, event.state_key!);
@@ -999,7 +1109,9 @@ export class EventStore {
         .execute();
     }
 
-    if (input.txn) {
+    if (input.txn && deferred) {
+      deferred.txns.push(input.txn.userId, input.txn.deviceId, txnKey(input.txn.txnId, input.txn.scope), event.event_id, Date.now());
+    } else if (input.txn) {
       await insertTxnQuery.run(tx.db, input.txn.userId, input.txn.deviceId, txnKey(input.txn.txnId, input.txn.scope), event.event_id, Date.now());
     }
     return { streamOrdering, stateGroup };

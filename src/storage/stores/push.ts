@@ -84,8 +84,8 @@ function pusherFromRow(r: PusherDbRow): PusherState {
 }
 
 const INSERT_COLUMNS = ['user_id', 'event_id', 'room_id', 'stream_ordering', 'thread_id', 'notif', 'highlight', 'own', 'actions', 'ts'] as const;
-/** Rows per insert statement (10 parameters each). */
-const INSERT_CHUNK = 200;
+/** The most rows per insert statement (10 parameters each); statements of 1, 2, 4 … rows are used. */
+const INSERT_CHUNK = 128;
 /**
  * `notif = 1 and own = 0` written as literals, not parameters: the index for /notifications and
  * pushers only holds such rows, and the planners use it only when the query says so literally.
@@ -143,14 +143,19 @@ export class PushStore {
    * built once: building it through the query builder for every event cost about as much as
    * SQLite's work to run it.
    */
-  async insertActions(tx: Tx, rows: PushActionRow[]): Promise<void> {
-    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-      const chunk = rows.slice(i, i + INSERT_CHUNK);
+  async insertActions(tx: Tx, rows: readonly PushActionRow[]): Promise<void> {
+    let done = 0;
+    while (done < rows.length) {
+      // The largest power of two that fits (so few distinct statements), at most INSERT_CHUNK.
+      let n = INSERT_CHUNK;
+      while (n > rows.length - done) n >>= 1;
       const params: unknown[] = [];
-      for (const r of chunk) {
+      for (let i = done; i < done + n; i++) {
+        const r = rows[i]!;
         params.push(r.userId, r.eventId, r.roomId, r.streamOrdering, r.threadId, r.notif ? 1 : 0, r.highlight ? 1 : 0, r.own ? 1 : 0, JSON.stringify(r.actions), r.ts);
       }
-      await this.insertOf(chunk.length).run(tx.db, ...params);
+      await this.insertOf(n).run(tx.db, ...params);
+      done += n;
     }
   }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../../src/services/rooms/group-commit.js';
 import { withStatementCache, type Database, type Tx } from '../../../src/storage/db.js';
+import type { DeferringTx } from '../../../src/storage/stores/events.js';
 
 /** A stand-in for Database.transaction that records each transaction's writes and hooks. */
 function fakeDatabase(opts: { failOn?: string } = {}) {
@@ -58,6 +59,26 @@ describe('GroupCommitter', () => {
     expect(f.commits).toEqual([['a'], ['b'], ['c']]);
     // Hooks of the rolled-back batch never ran; each committed write's hook ran once.
     expect(f.order).toEqual(['a', 'b', 'c']);
+  });
+
+  it('writes deferred rows once per transaction, after every write of the batch and before the commit', async () => {
+    const f = fakeDatabase({ failOn: 'bad' });
+    const gc = new GroupCommitter(f.database);
+    const key = {};
+    const deferring = (name: string) => async (tx: DeferringTx) => {
+      const rows = tx.deferred<string[]>(key, () => [], async (t, all) => {
+        (t.db as unknown as { writes: string[] }).writes.push(`flush ${all.join('+')}`);
+      });
+      rows.push(name);
+      return f.write(name)(tx);
+    };
+    await gc.submit(deferring('a'));
+    const settled = await Promise.allSettled(['b', 'bad', 'c'].map((n) => gc.submit(deferring(n))));
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // The failed batch was retried one write per transaction, each with its own rows.
+    expect(f.commits).toEqual([['a', 'flush a'], ['b', 'flush b'], ['c', 'flush c']]);
+    await Promise.all(['d', 'e', 'f'].map((n) => gc.submit(deferring(n))));
+    expect(f.commits.slice(3)).toEqual([['d', 'flush d'], ['e', 'f', 'flush e+f']]);
   });
 
   it('runs exclusive work between batches, never during one', async () => {

@@ -1,0 +1,110 @@
+/**
+ * The server's own cost of a message send after authentication (`RoomService.sendMessage`:
+ * transaction-ID check, build, sign, authorise, push evaluation, group-committed write), without
+ * HTTP and without long-polls: an in-process server on SQLite in a temp data directory, 100 users
+ * in 10 rooms of 10 (MYELIN_BENCH_USERS), every user with one send in flight, for
+ * MYELIN_BENCH_SECONDS (default 5) after a 1 s warm-up. Reports the main thread's CPU per message
+ * (process CPU time over the phase: the disk sync runs on libuv's pool, so that is included too)
+ * and messages/s.
+ *
+ *   npx tsx bench/suites/send-path.ts
+ *   MYELIN_BENCH_CPU_PROF=file.cpuprofile npx tsx bench/suites/send-path.ts   (profile of the measured phase)
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import type { Myelin as MyelinClass } from '../../src/app.js';
+import { report } from '../report.js';
+
+const SUITE = 'send-path';
+const USERS = Number(process.env.MYELIN_BENCH_USERS ?? 100);
+const PER_ROOM = 10;
+const SECONDS = Number(process.env.MYELIN_BENCH_SECONDS ?? 5);
+const C = '/_matrix/client/v3';
+
+// MYELIN_BENCH_DIST=1: the built server (dist/), for profiles with line numbers.
+const { Myelin } = (await import(process.env.MYELIN_BENCH_DIST ? '../../dist/app.js' : '../../src/app.js')) as { Myelin: typeof MyelinClass };
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'myelin-bench-send-'));
+  const server = await Myelin.create({
+    dataDir,
+    env: {},
+    logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
+    overrides: {
+      server_name: 'localhost',
+      log_level: 'warn',
+      registration: 'open',
+      password_hashing: { scrypt_log_n: 12 },
+      rate_limits: { login: { per_second: 1000, burst: 1000 }, registration: { per_second: 1000, burst: 1000 }, message: { per_second: 100000, burst: 100000 } },
+      listeners: { client: { bind: '127.0.0.1', port: 0 }, federation: { bind: '127.0.0.1', port: 0 }, metrics: { enabled: false } },
+    },
+  });
+  const base = (await server.start()).client!;
+  try {
+    const call = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<any> => {
+      const res = await fetch(base + path, {
+        method,
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const json = await res.json();
+      if (res.status !== 200 && res.status !== 401) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    };
+    const users: Array<{ userId: string; deviceId: string; token: string; roomId: string }> = [];
+    let roomId = '';
+    for (let i = 0; i < USERS; i++) {
+      const username = `u${i}`;
+      const first = await call('POST', `${C}/register`, undefined, { username, password: 'bench password' });
+      const done = await call('POST', `${C}/register`, undefined, { username, password: 'bench password', auth: { type: 'm.login.dummy', session: first.session } });
+      const token = done.access_token as string;
+      if (i % PER_ROOM === 0) roomId = (await call('POST', `${C}/createRoom`, token, { preset: 'public_chat' })).room_id as string;
+      else await call('POST', `${C}/join/${encodeURIComponent(roomId)}`, token, {});
+      users.push({ userId: done.user_id as string, deviceId: done.device_id as string, token, roomId });
+    }
+    const rooms = server.ctx.rooms;
+    let stop = false;
+    let sent = 0;
+    let txn = 0;
+    const loop = async (u: (typeof users)[number]) => {
+      while (!stop) {
+        await rooms.sendMessage(u.userId, u.roomId, 'm.room.message', { msgtype: 'm.text', body: `message ${txn} sent at ${Date.now()}` }, { deviceId: u.deviceId, txnId: `t${++txn}` });
+        sent++;
+      }
+    };
+    const loops = users.map(loop);
+    await new Promise((r) => setTimeout(r, 1000));
+    const profFile = process.env.MYELIN_BENCH_CPU_PROF;
+    const session = profFile ? new Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+    }
+    const cpu0 = process.cpuUsage();
+    const n0 = sent;
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, SECONDS * 1000));
+    const cpu = process.cpuUsage(cpu0);
+    const n = sent - n0;
+    const wall = performance.now() - t0;
+    if (session) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(profFile!, JSON.stringify(profile));
+      session.disconnect();
+    }
+    stop = true;
+    await Promise.all(loops);
+    report(SUITE, 'messages/s (100 senders, one send in flight each)', (n * 1000) / wall, 'msg/s');
+    report(SUITE, 'CPU per message (all threads)', (cpu.user + cpu.system) / 1000 / n, 'ms');
+  } finally {
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
