@@ -287,7 +287,9 @@ export class JsonObjectStream {
         this.mode = 'colon';
         break;
       case 'member':
-        this.members[this.key] = value;
+        // An own property even for "__proto__", as JSON.parse makes it (an assignment would set
+        // the object's prototype instead).
+        Object.defineProperty(this.members, this.key, { value, writable: true, enumerable: true, configurable: true });
         this.mode = 'after-value';
         break;
       case 'element':

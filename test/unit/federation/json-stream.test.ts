@@ -87,6 +87,14 @@ describe('JsonObjectStream', () => {
     expect(r.rest).toEqual({ state: { not: 'an array' } });
   });
 
+  it('keeps a "__proto__" member as an own property, as JSON.parse does', () => {
+    const body = '{"__proto__":{"polluted":true},"state":[]}';
+    const r = run(body, [3, 17], ['state']);
+    expect(Object.getPrototypeOf(r.rest)).toBe(Object.prototype);
+    expect(Object.keys(r.rest)).toEqual(['__proto__']);
+    expect(r.rest).toEqual(JSON.parse('{"__proto__":{"polluted":true}}'));
+  });
+
   it('agrees with JSON.parse on random objects cut at random places', () => {
     fc.assert(
       fc.property(
