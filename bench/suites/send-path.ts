@@ -10,13 +10,9 @@
  *   npx tsx bench/suites/send-path.ts
  *   MYELIN_BENCH_CPU_PROF=file.cpuprofile npx tsx bench/suites/send-path.ts   (profile of the measured phase)
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import type { Myelin as MyelinClass } from '../../src/app.js';
+import { jsonCaller, startInProcessServer } from '../lib/in-process-server.js';
 import { report } from '../report.js';
 
 const SUITE = 'send-path';
@@ -25,36 +21,11 @@ const PER_ROOM = 10;
 const SECONDS = Number(process.env.MYELIN_BENCH_SECONDS ?? 5);
 const C = '/_matrix/client/v3';
 
-// MYELIN_BENCH_DIST=1: the built server (dist/), for profiles with line numbers.
-const { Myelin } = (await import(process.env.MYELIN_BENCH_DIST ? '../../dist/app.js' : '../../src/app.js')) as { Myelin: typeof MyelinClass };
 
 async function main(): Promise<void> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'myelin-bench-send-'));
-  const server = await Myelin.create({
-    dataDir,
-    env: {},
-    logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
-    overrides: {
-      server_name: 'localhost',
-      log_level: 'warn',
-      registration: 'open',
-      password_hashing: { scrypt_log_n: 12 },
-      rate_limits: { login: { per_second: 1000, burst: 1000 }, registration: { per_second: 1000, burst: 1000 }, message: { per_second: 100000, burst: 100000 } },
-      listeners: { client: { bind: '127.0.0.1', port: 0 }, federation: { bind: '127.0.0.1', port: 0 }, metrics: { enabled: false } },
-    },
-  });
-  const base = (await server.start()).client!;
+  const { server, base, close } = await startInProcessServer('send');
   try {
-    const call = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<any> => {
-      const res = await fetch(base + path, {
-        method,
-        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const json = await res.json();
-      if (res.status !== 200 && res.status !== 401) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-      return json;
-    };
+    const call = jsonCaller(base);
     const users: Array<{ userId: string; deviceId: string; token: string; roomId: string }> = [];
     let roomId = '';
     for (let i = 0; i < USERS; i++) {
@@ -102,8 +73,7 @@ async function main(): Promise<void> {
     report(SUITE, 'messages/s (100 senders, one send in flight each)', (n * 1000) / wall, 'msg/s');
     report(SUITE, 'CPU per message (all threads)', (cpu.user + cpu.system) / 1000 / n, 'ms');
   } finally {
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await close();
   }
 }
 

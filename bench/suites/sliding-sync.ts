@@ -8,11 +8,7 @@
  *   - an incremental request after one new message (one room in the response);
  *   - a long-poll woken by a message: send → response.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { Myelin } from '../../src/app.js';
+import { jsonCaller, startInProcessServer } from '../lib/in-process-server.js';
 import { median, report } from '../report.js';
 
 const SUITE = 'sliding-sync';
@@ -33,32 +29,9 @@ const REQUIRED_STATE = [
 ];
 
 async function main(): Promise<void> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'myelin-bench-ss-'));
-  const server = await Myelin.create({
-    dataDir,
-    env: {},
-    logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
-    overrides: {
-      server_name: 'localhost',
-      log_level: 'warn',
-      registration: 'open',
-      password_hashing: { scrypt_log_n: 12 },
-      rate_limits: { login: { per_second: 1000, burst: 1000 }, registration: { per_second: 1000, burst: 1000 }, message: { per_second: 100000, burst: 100000 } },
-      listeners: { client: { bind: '127.0.0.1', port: 0 }, federation: { bind: '127.0.0.1', port: 0 }, metrics: { enabled: false } },
-    },
-  });
-  const base = (await server.start()).client!;
+  const { server, base, close } = await startInProcessServer('ss');
   try {
-    const call = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<any> => {
-      const res = await fetch(base + path, {
-        method,
-        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const json = await res.json();
-      if (res.status !== 200 && res.status !== 401) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-      return json;
-    };
+    const call = jsonCaller(base);
     const register = async (username: string): Promise<string> => {
       const first = await call('POST', `${C}/register`, undefined, { username, password: 'bench password' });
       const done = await call('POST', `${C}/register`, undefined, { username, password: 'bench password', auth: { type: 'm.login.dummy', session: first.session } });
@@ -115,8 +88,7 @@ async function main(): Promise<void> {
     report(SUITE, 'incremental, one new message', median(oneMessage), 'ms');
     report(SUITE, 'long-poll wake: send to response', median(wake), 'ms');
   } finally {
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await close();
   }
 }
 

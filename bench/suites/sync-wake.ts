@@ -9,12 +9,8 @@
  * (dist/, for CPU profiles with its line numbers); MYELIN_BENCH_ONLY=<text> runs only the
  * figures whose label contains it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { Myelin as SourceMyelin } from '../../src/app.js';
+import { startInProcessServer } from '../lib/in-process-server.js';
 import { report } from '../report.js';
 
 const SUITE = 'sync-wake';
@@ -37,22 +33,8 @@ function cpuMs(): number {
 }
 
 async function main(): Promise<void> {
-  const Myelin: typeof SourceMyelin = process.env.MYELIN_BENCH_DIST === '1' ? (await import('../../dist/app.js' as string)).Myelin : SourceMyelin;
-  const dataDir = mkdtempSync(join(tmpdir(), 'myelin-bench-sw-'));
-  const server = await Myelin.create({
-    dataDir,
-    env: {},
-    logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
-    overrides: {
-      server_name: 'localhost',
-      log_level: 'warn',
-      registration: 'open',
-      password_hashing: { scrypt_log_n: 12 },
-      rate_limits: { login: { per_second: 1000, burst: 1000 }, registration: { per_second: 1000, burst: 1000 }, message: { per_second: 100000, burst: 100000 } },
-      listeners: { client: { bind: '127.0.0.1', port: 0 }, federation: { bind: '127.0.0.1', port: 0 }, metrics: { enabled: false } },
-    },
-  });
-  const base = new URL((await server.start()).client!);
+  const { server, base, close } = await startInProcessServer('sw');
+  const baseUrl = new URL(base);
   const call = (method: string, path: string, token: string | undefined, body?: unknown): Promise<any> =>
     new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
@@ -62,7 +44,7 @@ async function main(): Promise<void> {
         headers['content-type'] = 'application/json';
         headers['content-length'] = payload.length;
       }
-      const req = http.request({ host: base.hostname, port: base.port, path, method, headers, agent }, (res) => {
+      const req = http.request({ host: baseUrl.hostname, port: baseUrl.port, path, method, headers, agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
@@ -150,8 +132,7 @@ async function main(): Promise<void> {
     });
   } finally {
     agent.destroy();
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await close();
   }
 }
 
