@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadRegistrations, RegistrationError } from '../../src/appservice/index.js';
-import type { StreamChange } from '../../src/streams/notifier.js';
 import { TestClient } from '../client/_client.js';
+import { withholdEventAnnouncements } from '../_util/withhold-announcements.js';
 import { eventually, FakeAppService, freePort, Homeserver, type Registration } from './_harness.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -227,19 +227,13 @@ describe.each(['sqlite', 'postgres'] as const)('application service API (%s)', (
 
   it('scans events only up to the announced position (a commit is announced once on disk)', async () => {
     const ctx = hs.server!.ctx;
-    const notifier = ctx.notifier;
     // A room with a joined user of the service: every event of it concerns the service.
     expect((await as.post('/_matrix/client/v3/register', { type: 'm.login.application_service', username: '_fake_carol', inhibit_login: true })).status).toBe(200);
     const room = (await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' })).body.room_id as string;
     const joined = await as.post(`/_matrix/client/v3/join/${encodeURIComponent(room)}?user_id=${encodeURIComponent('@_fake_carol:localhost')}`, {});
     expect(joined.status).toBe(200);
     await eventually(() => fake.transactions().some((r) => r.body.events.some((e: any) => e.room_id === room && e.state_key === '@_fake_carol:localhost')));
-    const withheld: Array<[StreamChange, string[]]> = [];
-    const publish = notifier.publish.bind(notifier);
-    notifier.publish = (change, wake) => {
-      if (change.stream === 'events') withheld.push([change, [...wake]]);
-      else publish(change, wake);
-    };
+    const withheld = withholdEventAnnouncements(ctx.notifier);
     const send = async (txn: string, body: string) => {
       const res = await alice.put(`/_matrix/client/v3/rooms/${encodeURIComponent(room)}/send/m.room.message/${txn}`, { msgtype: 'm.text', body });
       expect(res.status).toBe(200);
@@ -249,18 +243,17 @@ describe.each(['sqlite', 'postgres'] as const)('application service API (%s)', (
     try {
       const first = await send('ann1', 'announced first');
       const second = await send('ann2', 'announced later');
-      const [c1, c2] = withheld.map(([c]) => c);
-      expect([c1?.stream === 'events' && c1.eventId, c2?.stream === 'events' && c2.eventId]).toEqual([first, second]);
-      publish(...withheld.shift()!);
+      const [c1, c2] = withheld.held.map((h) => h.change);
+      expect([c1?.eventId, c2?.eventId]).toEqual([first, second]);
+      withheld.release();
       await eventually(() => delivered(first));
       // The scan went up to the first event and not past it, though the second is committed.
       await eventually(() => ctx.appservices.status('fakenet')!.position >= c1!.position);
       expect(ctx.appservices.status('fakenet')!.position).toBeLessThan(c2!.position);
       expect(delivered(second)).toBe(false);
     } finally {
-      notifier.publish = publish;
+      withheld.restore();
     }
-    for (const [change, wake] of withheld) publish(change, wake);
     await eventually(() => fake.transactions().some((r) => r.body.events.some((e: any) => e.content?.body === 'announced later')));
   });
 

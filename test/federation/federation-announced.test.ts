@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StreamChange } from '../../src/streams/notifier.js';
 import type { TestClient } from '../client/_client.js';
 import { bodies, eventually, roomMessages, type Federation, type FedMember, twoServers } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
+import { withholdEventAnnouncements } from '../_util/withhold-announcements.js';
 
 const enc = encodeURIComponent;
 
@@ -33,13 +33,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation sender reads announced
 
   it('an event committed but not announced is not sent; it is once announced', async () => {
     const ctx = a.server!.ctx;
-    const notifier = ctx.notifier;
-    const withheld: Array<[StreamChange, string[]]> = [];
-    const publish = notifier.publish.bind(notifier);
-    notifier.publish = (change, wake) => {
-      if (change.stream === 'events') withheld.push([change, [...wake]]);
-      else publish(change, wake);
-    };
+    const withheld = withholdEventAnnouncements(ctx.notifier);
     const send = async (txn: string, body: string) => {
       const res = await alice.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/${txn}`, { msgtype: 'm.text', body });
       expect(res.status).toBe(200);
@@ -48,18 +42,17 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation sender reads announced
     try {
       const first = await send('held1', 'announced first');
       const second = await send('held2', 'announced later');
-      expect(withheld.map(([c]) => c.stream === 'events' && c.eventId)).toEqual([first, second]);
+      expect(withheld.held.map((h) => h.change.eventId)).toEqual([first, second]);
       // Only the first is announced: the sender wakes, and must not read the second (committed,
       // but as far as the sender knows not yet on disk).
-      publish(...withheld.shift()!);
+      withheld.release();
       await eventually(async () => bodies(await roomMessages(bob, roomId)).includes('announced first'), 20_000, 'B to receive the first event');
       await ctx.federationRooms.sender.flushStream();
       expect(await ctx.federationRooms.queue.countQueued('b.test')).toBe(0);
       expect(bodies(await roomMessages(bob, roomId))).not.toContain('announced later');
     } finally {
-      notifier.publish = publish;
+      withheld.restore();
     }
-    for (const [change, wake] of withheld) publish(change, wake);
     await eventually(async () => bodies(await roomMessages(bob, roomId)).includes('announced later'), 20_000, 'B to receive the second event once announced');
   });
 });
