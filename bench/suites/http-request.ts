@@ -15,6 +15,7 @@ import http from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jsonRequest, type JsonResponse } from '../lib/http-json.js';
 import { median, report } from '../report.js';
 
 const SUITE = 'http-request';
@@ -27,27 +28,8 @@ const CLI = join(import.meta.dirname, '../../dist/cli/main.js');
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
 let port = 0;
 
-function request(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const headers: Record<string, string | number> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (payload) {
-    headers['content-type'] = 'application/json';
-    headers['content-length'] = payload.length;
-  }
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+function request(method: string, path: string, body?: unknown, token?: string): Promise<JsonResponse> {
+  return jsonRequest(`http://127.0.0.1:${port}${path}`, { method, body, token, agent });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -41,6 +41,7 @@ import https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jsonRequest } from '../lib/http-json.js';
 import { report } from '../report.js';
 
 const SUITE = 'load';
@@ -71,34 +72,8 @@ interface Res {
 }
 
 function request(method: string, path: string, body: unknown, token: string | undefined, pool = sendAgent): Promise<Res> {
-  const url = new URL(baseUrl + path);
-  const isHttps = url.protocol === 'https:';
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const headers: Record<string, string | number> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (payload) {
-    headers['content-type'] = 'application/json';
-    headers['content-length'] = payload.length;
-  }
-  return new Promise((resolve, reject) => {
-    const req = (isHttps ? https : http).request(url, { method, headers, agent: isHttps ? pool.https : pool.http }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown;
-        try {
-          parsed = text ? JSON.parse(text) : undefined;
-        } catch {
-          parsed = text;
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+  const url = baseUrl + path;
+  return jsonRequest(url, { method, body, token, agent: url.startsWith('https:') ? pool.https : pool.http });
 }
 
 async function ok(method: string, path: string, body: unknown, token?: string): Promise<any> {

@@ -11,6 +11,7 @@
  */
 import http from 'node:http';
 import { startInProcessServer } from '../lib/in-process-server.js';
+import { jsonRequest } from '../lib/http-json.js';
 import { report } from '../report.js';
 
 const SUITE = 'sync-wake';
@@ -34,28 +35,11 @@ function cpuMs(): number {
 
 async function main(): Promise<void> {
   const { server, base, close } = await startInProcessServer('sw');
-  const baseUrl = new URL(base);
-  const call = (method: string, path: string, token: string | undefined, body?: unknown): Promise<any> =>
-    new Promise((resolve, reject) => {
-      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-      const headers: Record<string, string | number> = {};
-      if (token) headers.authorization = `Bearer ${token}`;
-      if (payload) {
-        headers['content-type'] = 'application/json';
-        headers['content-length'] = payload.length;
-      }
-      const req = http.request({ host: baseUrl.hostname, port: baseUrl.port, path, method, headers, agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          if (res.statusCode !== 200 && res.statusCode !== 401) reject(new Error(`${method} ${path}: ${res.statusCode} ${JSON.stringify(json)}`));
-          else resolve(json);
-        });
-      });
-      req.on('error', reject);
-      req.end(payload);
-    });
+  const call = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<any> => {
+    const res = await jsonRequest(base + path, { method, body, token, agent });
+    if (res.status !== 200 && res.status !== 401) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body;
+  };
   try {
     const register = async (username: string): Promise<string> => {
       const first = await call('POST', `${C}/register`, undefined, { username, password: 'bench password' });
