@@ -21,6 +21,8 @@
  *   MYELIN_BENCH_HEAP_SNAPSHOT — a directory: the started server writes a heap snapshot there at
  *     the end of the throughput phase
  *   MYELIN_BENCH_NODE_ARGS — extra Node.js options for the started server (e.g. "--max-semi-space-size=2")
+ *   MYELIN_BENCH_SERVER_STDOUT=1 — the started server's standard output is shown (with
+ *     MYELIN_BENCH_NODE_ARGS="--trace-gc", its garbage collections)
  *   MYELIN_BENCH_SERVER_ENV — a JSON object of extra environment variables for the started server
  *     (e.g. '{"MYELIN_DATABASE__CACHE_SIZE_KIB":"4096"}'; other MYELIN_* variables are not passed)
  *   MYELIN_BENCH_MEMORY=1 — print the server's memory (RSS, anonymous/file RSS, V8 heap total/used,
@@ -152,7 +154,7 @@ async function startMyelin(): Promise<{ child: ChildProcess; dataDir: string; me
   nodeArgs.push(...EXTRA_NODE_ARGS);
   // A heap snapshot of the server at the end of the throughput phase (SIGUSR2), written there.
   if (env.MYELIN_BENCH_HEAP_SNAPSHOT) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.MYELIN_BENCH_HEAP_SNAPSHOT}`);
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--data-dir', dataDir], { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--data-dir', dataDir], { env: childEnv, stdio: ['ignore', env.MYELIN_BENCH_SERVER_STDOUT === '1' ? 'inherit' : 'ignore', 'inherit'] });
   baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {

@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Dialect } from './dialect.js';
 import { migrateToLatest } from './migrate.js';
 import { DurableSqliteDriver, WalSync, type RawSqlite } from './sqlite-durable.js';
+import { queryKind, runDirectly, type DirectConnection } from './sqlite-direct.js';
 import type { Tables } from './schema.js';
 
 export type DatabaseConfig = Config['database'];
@@ -23,19 +24,11 @@ interface QueryHooks {
   observer?: QueryObserver;
 }
 
-const QUERY_KINDS: Record<string, string> = {
-  SelectQueryNode: 'select',
-  InsertQueryNode: 'insert',
-  UpdateQueryNode: 'update',
-  DeleteQueryNode: 'delete',
-  RawNode: 'raw',
-};
-
 function queryLogger(hooks: QueryHooks): (event: LogEvent) => void {
   return (event) => {
     const observer = hooks.observer;
     if (!observer) return;
-    observer(QUERY_KINDS[event.query.query.kind] ?? 'other', event.queryDurationMillis, event.level === 'query');
+    observer(queryKind(event.query.query.kind), event.queryDurationMillis, event.level === 'query');
   };
 }
 
@@ -73,7 +66,15 @@ export class Database {
     private readonly commitGatherMs = 0,
     /** SQLite with commits synced off the event loop: tells when a commit released the connection. */
     private readonly durable?: DurableSqliteDriver,
+    /** SQLite: the connection, for transactions' queries run on it directly (see sqlite-direct.ts). */
+    private readonly connection?: () => DirectConnection | undefined,
   ) {}
+
+  /** A transaction's queries run on the SQLite connection directly while it holds it. */
+  private directly(trx: Transaction<Tables>): Transaction<Tables> {
+    if (this.connection) runDirectly(trx.getExecutor(), this.connection, true, () => this.hooks.observer);
+    return trx;
+  }
 
   /** Sets the one observer of query durations (metrics). */
   observeQueries(observer: QueryObserver | undefined): void {
@@ -106,7 +107,7 @@ export class Database {
   private async transactionAlone<T>(fn: (tx: Tx) => Promise<T>, released?: () => void): Promise<T> {
     const hooks: Array<() => void> = [];
     const result = await this.db.transaction().execute(async (trx) => {
-      const value = await fn({ db: trx, onCommit: (h) => hooks.push(h) });
+      const value = await fn({ db: this.directly(trx), onCommit: (h) => hooks.push(h) });
       // The next release of the connection is this transaction's, after its COMMIT.
       if (released) void this.durable!.nextRelease().then(released);
       return value;
@@ -166,7 +167,8 @@ export class Database {
     type Outcome = { ok: true; value: unknown; hooks: Array<() => void> } | { ok: false; error: unknown };
     let outcomes: Outcome[];
     try {
-      outcomes = await this.db.transaction().execute(async (trx) => {
+      outcomes = await this.db.transaction().execute(async (t) => {
+        const trx = this.directly(t);
         const out: Outcome[] = [];
         for (const job of batch) {
           // One name for all: each savepoint is released before the next, and the same SQL text
@@ -262,7 +264,10 @@ interface DurableSetup {
 const CHECKPOINT_EVERY_MS = 2000;
 
 // Each engine's driver is loaded only when it is used, to keep the resident size small.
-async function sqliteDialect(cfg: DatabaseConfig, log?: Logger): Promise<{ dialect: SqliteDialect; durable?: DurableSetup }> {
+async function sqliteDialect(
+  cfg: DatabaseConfig,
+  log?: Logger,
+): Promise<{ dialect: SqliteDialect; durable?: DurableSetup; connection: () => DirectConnection | undefined }> {
   const { default: BetterSqlite3 } = await loadBetterSqlite3();
   mkdirSync(dirname(cfg.path), { recursive: true });
   // FULL: every commit is durable before anyone hears of it, synced on the thread pool (the
@@ -270,6 +275,7 @@ async function sqliteDialect(cfg: DatabaseConfig, log?: Logger): Promise<{ diale
   // NORMAL: the log is synced only at checkpoints (a power loss may undo the latest commits).
   const background = cfg.synchronous === 'FULL';
   let raw: RawSqlite | undefined;
+  let cached: DirectConnection | undefined;
   const durable: DurableSetup | undefined = background
     ? {
         raw: () => raw!,
@@ -289,12 +295,14 @@ async function sqliteDialect(cfg: DatabaseConfig, log?: Logger): Promise<{ diale
         conn.pragma('foreign_keys = ON');
         conn.pragma(`cache_size = -${cfg.cache_size_kib}`);
         raw = conn;
-        return withStatementCache(conn);
+        const withCache = withStatementCache(conn);
+        cached = withCache;
+        return withCache;
       },
     },
     durable,
   );
-  return { dialect, durable };
+  return { dialect, durable, connection: () => cached };
 }
 
 /** Prepared statements kept per connection (by SQL text); the least recently used are dropped. */
@@ -374,6 +382,7 @@ export async function openDatabase(cfg: DatabaseConfig, log: Logger): Promise<Da
     await kysely.destroy().catch(() => {});
     throw err;
   }
+  if (sqlite) runDirectly(kysely.getExecutor(), sqlite.connection, false, () => hooks.observer);
   log.info({ database: describeDatabase(cfg) }, 'database ready');
-  return new Database(dialect, kysely, log, hooks, dialect === 'sqlite' ? cfg.commit_gather_ms : 0, sqlite?.durable?.driver);
+  return new Database(dialect, kysely, log, hooks, dialect === 'sqlite' ? cfg.commit_gather_ms : 0, sqlite?.durable?.driver, sqlite?.connection);
 }
