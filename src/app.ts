@@ -270,6 +270,7 @@ export class Myelin {
     this.ctx.federation.close();
     this.ctx.stats.stop();
     this.ctx.metrics.close();
+    await this.ctx.roomEvents.stop();
     await this.ctx.database.close();
     this.log.info('stopped');
   }

@@ -5,7 +5,8 @@
  * in 10 rooms of 10 (MYELIN_BENCH_USERS), every user with one send in flight, for
  * MYELIN_BENCH_SECONDS (default 5) after a 1 s warm-up. Reports the main thread's CPU per message
  * (process CPU time over the phase: the disk sync runs on libuv's pool, so that is included too)
- * and messages/s.
+ * and messages/s, and the main thread's busy time per message (event-loop utilisation: work moved
+ * to other threads, such as signing, leaves it).
  *
  *   npx tsx bench/suites/send-path.ts
  *   MYELIN_BENCH_CPU_PROF=file.cpuprofile npx tsx bench/suites/send-path.ts   (profile of the measured phase)
@@ -57,10 +58,12 @@ async function main(): Promise<void> {
       await session.post('Profiler.start');
     }
     const cpu0 = process.cpuUsage();
+    const elu0 = performance.eventLoopUtilization();
     const n0 = sent;
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     const cpu = process.cpuUsage(cpu0);
+    const elu = performance.eventLoopUtilization(elu0);
     const n = sent - n0;
     const wall = performance.now() - t0;
     if (session) {
@@ -72,6 +75,7 @@ async function main(): Promise<void> {
     await Promise.all(loops);
     report(SUITE, 'messages/s (100 senders, one send in flight each)', (n * 1000) / wall, 'msg/s');
     report(SUITE, 'CPU per message (all threads)', (cpu.user + cpu.system) / 1000 / n, 'ms');
+    report(SUITE, 'main thread busy per message (event loop utilisation)', elu.active / n, 'ms');
   } finally {
     await close();
   }

@@ -141,14 +141,15 @@ export class PolicyServers {
   /**
    * For a local event about to be stored: in a room using a policy server, the event with its
    * signature; otherwise the event unchanged. A refusal becomes the client's error (the policy
-   * server's own when it sent one), and the event is not stored.
+   * server's own when it sent one), and the event is not stored. `signed`, when given, yields
+   * the event with this server's signature (`event` may still lack it): it is sent instead.
    */
-  async signLocal(event: RoomEvent, version: RoomVersion): Promise<RoomEvent> {
+  async signLocal(event: RoomEvent, version: RoomVersion, signed?: () => Promise<RoomEvent>): Promise<RoomEvent> {
     if (isPolicyExempt(event)) return event;
     const ps = await this.policyServerOf(event.room_id!);
     if (!ps) return event;
     try {
-      return await this.requestSignature(ps, event, version);
+      return await this.requestSignature(ps, signed ? await signed() : event, version);
     } catch (err) {
       if (!(err instanceof PolicyRefusal)) throw err;
       this.deps.log.info({ roomId: event.room_id, type: event.type, via: ps.via, reason: err.message }, 'the policy server refused a local event');

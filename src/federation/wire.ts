@@ -21,7 +21,7 @@ export function wireFederation(ctx: AppContext): void {
   };
   // Local events in rooms using a policy server are signed by it before they are stored.
   const { policy } = ctx.federationRooms;
-  ctx.roomEvents.beforePersist = (event, version) => policy.signLocal(event, version);
+  ctx.roomEvents.beforePersist = (event, version, signed) => policy.signLocal(event, version, signed);
   ctx.sync.remoteInviteState = (roomId, userId) => rooms.inviteState(roomId, userId);
   ctx.e2ee.toDevice.remoteSender = (s, messages) => ctx.federationRooms.edus.sendToDevice(s.sender, s.type, `${s.senderDevice}/${s.txnId}`, messages);
 }

@@ -2,6 +2,7 @@
  * Event IDs (rooms/fragments/v1-event-ids.md, v3 "Event IDs", v4-event-ids.md) and the
  * room v12 room ID rule (the room ID is `!` + URL-safe reference hash of the create event).
  */
+import { createHash } from 'node:crypto';
 import { encodeBase64, encodeBase64Url } from './base64.js';
 import type { Pdu, RoomEvent } from './event.js';
 import { computeReferenceHash } from './event-hash.js';
@@ -52,6 +53,17 @@ export function roomIdFromCreateEvent(createPdu: Pdu, version: RoomVersion): str
   }
   if (createPdu.type !== 'm.room.create') throw new EventIdError('not an m.room.create event');
   return '!' + encodeBase64Url(computeReferenceHash(createPdu, version));
+}
+
+/**
+ * The event ID of a hashed event under `version`, given `signable` — canonical JSON of its
+ * redacted form without `signatures`/`unsigned` (`prepareEventSignature`), which is exactly
+ * what the reference hash covers — so the event need not be redacted and encoded again.
+ */
+export function eventIdFromSignable(pdu: Pdu, signable: string, version: RoomVersion): string {
+  if (version.eventIdFormat === 'legacy') return computeEventId(pdu, version);
+  const hash = createHash('sha256').update(signable, 'utf8').digest();
+  return '$' + (version.eventIdFormat === 'base64' ? encodeBase64(hash) : encodeBase64Url(hash));
 }
 
 /** A copy of `pdu` with its `event_id` set (computed for v3+, checked present for v1/v2). */

@@ -5,12 +5,48 @@
  * The signature covers the *redacted* event (which still includes `hashes`), so it stays
  * valid when the event is later redacted; the content hash covers the full event.
  */
-import { checkCanonicalJson, type CanonicalJsonError } from './canonical-json.js';
+import { encodeBase64 } from './base64.js';
+import { canonicalJson, checkCanonicalJson, type CanonicalJsonError } from './canonical-json.js';
 import type { Pdu } from './event.js';
 import { addContentHash, federationForm } from './event-hash.js';
 import { redactEvent } from './redaction.js';
 import type { RoomVersion } from './room-versions.js';
-import { jsonSignature, verifyJsonSignature, type SigningKey } from './signing.js';
+import { signableJson, signBytes, verifyJsonSignature, type SigningKey } from './signing.js';
+
+/** Length of an ed25519 signature (64 bytes) in unpadded base64. */
+export const ED25519_SIGNATURE_BASE64_LENGTH = 86;
+
+/** The key-free part of signing an event (see {@link prepareEventSignature}). */
+export interface EventSignable<T extends Pdu> {
+  /** The event with its content hash (added unless `hashes.sha256` was present). */
+  hashed: T;
+  /**
+   * Canonical JSON of the redacted event without `signatures` and `unsigned`: the bytes the
+   * signature covers. It is also what the reference hash covers (redaction drops `age_ts`).
+   */
+  signable: string;
+}
+
+/**
+ * Everything of {@link signEvent} but the signature itself: the hashed event and the text to
+ * sign. Finish with {@link attachEventSignature}.
+ */
+export function prepareEventSignature<T extends Pdu>(pdu: T, version: RoomVersion): EventSignable<T> {
+  const hashes = pdu.hashes as Record<string, unknown> | undefined;
+  const hashed = hashes && typeof hashes['sha256'] === 'string' ? pdu : addContentHash(pdu, version);
+  return { hashed, signable: canonicalJson(signableJson(redactEvent(federationForm(hashed, version), version))) };
+}
+
+/**
+ * A copy of `hashed` with `signature` (unpadded base64) merged into its `signatures` as
+ * `serverName`'s `keyId`; other signatures are kept.
+ */
+export function attachEventSignature<T extends Pdu>(hashed: T, serverName: string, keyId: string, signature: string): T {
+  const signatures: Record<string, Record<string, string>> = {};
+  for (const [server, sigs] of Object.entries(hashed.signatures ?? {})) signatures[server] = { ...sigs };
+  signatures[serverName] = { ...(signatures[serverName] ?? {}), [keyId]: signature };
+  return { ...hashed, signatures };
+}
 
 /**
  * Returns a copy of `pdu` signed by `serverName` with `key`: the content hash is added
@@ -18,13 +54,8 @@ import { jsonSignature, verifyJsonSignature, type SigningKey } from './signing.j
  * merged into the (unredacted) event's `signatures`.
  */
 export function signEvent<T extends Pdu>(pdu: T, version: RoomVersion, serverName: string, key: SigningKey): T {
-  const hashes = pdu.hashes as Record<string, unknown> | undefined;
-  const hashed = hashes && typeof hashes['sha256'] === 'string' ? pdu : addContentHash(pdu, version);
-  const signature = jsonSignature(redactEvent(federationForm(hashed, version), version), key);
-  const signatures: Record<string, Record<string, string>> = {};
-  for (const [server, sigs] of Object.entries(hashed.signatures ?? {})) signatures[server] = { ...sigs };
-  signatures[serverName] = { ...(signatures[serverName] ?? {}), [key.keyId]: signature };
-  return { ...hashed, signatures };
+  const { hashed, signable } = prepareEventSignature(pdu, version);
+  return attachEventSignature(hashed, serverName, key.keyId, encodeBase64(signBytes(key, signable)));
 }
 
 /**

@@ -41,7 +41,7 @@ export function parseKeyId(keyId: string): { algorithm: string; version: string 
   return { algorithm, version };
 }
 
-function privateKeyObject(seed: Uint8Array): KeyObject {
+function seedKeyObject(seed: Uint8Array): KeyObject {
   if (seed.length !== 32) throw new SigningKeyError(`ed25519 seed must be 32 bytes, got ${seed.length}`);
   return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
 }
@@ -59,7 +59,7 @@ const PUBLIC_CACHE_MAX = 1024;
 function cachedPrivate(seed: Uint8Array): KeyObject {
   let k = privateCache.get(seed);
   if (!k) {
-    k = privateKeyObject(seed);
+    k = seedKeyObject(seed);
     privateCache.set(seed, k);
   }
   return k;
@@ -81,7 +81,7 @@ function cachedPublic(publicKey: Uint8Array): KeyObject {
 
 /** Derives the 32-byte public key of an ed25519 seed. */
 export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
-  const der = createPublicKey(privateKeyObject(seed)).export({ format: 'der', type: 'spki' });
+  const der = createPublicKey(seedKeyObject(seed)).export({ format: 'der', type: 'spki' });
   return new Uint8Array(der.subarray(der.length - 32));
 }
 
@@ -101,6 +101,11 @@ export function generateSigningKey(version?: string): SigningKey {
   }
   if (!isValidKeyVersion(v)) throw new SigningKeyError(`invalid key version ${JSON.stringify(v)}`);
   return signingKeyFromSeed(`ed25519:${v}`, randomBytes(32));
+}
+
+/** The key as a crypto KeyObject (cached; it can be sent to a worker thread). */
+export function privateKeyObject(key: SigningKey): KeyObject {
+  return cachedPrivate(key.seed);
 }
 
 export function signBytes(key: SigningKey, data: Uint8Array | string): Uint8Array {

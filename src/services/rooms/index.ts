@@ -8,6 +8,7 @@ import { RelationStore } from '../../storage/stores/relations.js';
 import { Notifier } from '../../streams/notifier.js';
 import { SyncService } from '../sync/sync-service.js';
 import { ClientEventFormatter } from './client-events.js';
+import { EventSigner } from './event-signer.js';
 import { RoomEvents } from './room-events.js';
 import { RoomService, type Profile } from './room-service.js';
 import { HistoryVisibility } from './visibility.js';
@@ -44,6 +45,7 @@ export function createRoomServices(
     events: eventStore,
     notifier,
     log: log.child({ subsystem: 'rooms' }),
+    signer: new EventSigner({ key: signingKey, log: log.child({ subsystem: 'rooms' }) }),
   });
   const rooms = new RoomService({ serverName: config.server_name, events: eventStore, aliases: aliasStore, roomEvents, profile, log: log.child({ subsystem: 'rooms' }) });
   const relations = new RelationStore(database);

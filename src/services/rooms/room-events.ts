@@ -3,9 +3,9 @@ import type { Logger } from 'pino';
 import { errors, MatrixError } from '../../errors.js';
 import { authEventKeysFor } from '../../protocol/auth-events.js';
 import { authorizeEvent } from '../../protocol/event-auth.js';
-import { generateLegacyEventId, roomIdFromCreateEvent, withEventId } from '../../protocol/event-id.js';
+import { eventIdFromSignable, generateLegacyEventId, roomIdFromCreateEvent } from '../../protocol/event-id.js';
 import { stateKeyOf, type EventReference, type Pdu, type RoomEvent } from '../../protocol/event.js';
-import { signEvent } from '../../protocol/event-signing.js';
+import { attachEventSignature, ED25519_SIGNATURE_BASE64_LENGTH, prepareEventSignature } from '../../protocol/event-signing.js';
 import type { JsonObject } from '../../protocol/json.js';
 import { canRedact } from '../../protocol/power-levels.js';
 import { getRoomVersion, type RoomVersion } from '../../protocol/room-versions.js';
@@ -13,6 +13,7 @@ import type { SigningKey } from '../../protocol/signing.js';
 import type { Database, Tx } from '../../storage/db.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier } from '../../streams/notifier.js';
+import { EventSigner } from './event-signer.js';
 import { KeyedMutex } from '../../util/mutex.js';
 import { GroupCommitter } from './group-commit.js';
 
@@ -21,6 +22,17 @@ const MAX_PREV_EVENTS = 10;
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 /** Events over 64 KiB are refused (server-server-api "Size limits"). */
 export const MAX_PDU_BYTES = 65536;
+/** Stands in for this server's signature when measuring an event before it is signed. */
+const SIGNATURE_PLACEHOLDER = 'A'.repeat(ED25519_SIGNATURE_BASE64_LENGTH);
+
+/**
+ * A local event whose ID, hashes and content are final: `event` lacks only this server's
+ * signature, which `signed` resolves with (the event as it is written and returned).
+ */
+interface PreparedEvent {
+  event: RoomEvent;
+  signed: Promise<RoomEvent>;
+}
 
 export interface NewEvent {
   roomId: string;
@@ -85,24 +97,30 @@ export interface RoomEventsDeps {
   notifier: Notifier;
   log: Logger;
   now?: () => number;
+  /** Makes the events' signatures (with `signingKey`); by default on the main thread. */
+  signer?: EventSigner;
 }
 
 /**
- * Builds, signs, authorises and persists local events: build → sign → authorise → persist →
- * notify. Creation in one room is serialised so prev_events never fork locally, and writes to
+ * Builds, signs, authorises and persists local events: build → hash → authorise → persist →
+ * notify, the signature being made meanwhile (by the signer, maybe on another thread) and
+ * attached before the write. Creation in one room is serialised so prev_events never fork locally, and writes to
  * the event stream are serialised so stream positions follow commit order.
  */
 export class RoomEvents {
   private readonly roomLocks = new KeyedMutex();
   private readonly committer: GroupCommitter;
   private readonly now: () => number;
+  private readonly signer: EventSigner;
   private processor: LocalEventProcessor | undefined;
   /**
    * Set by federation wiring: runs for every event made by send(), after authorisation and
-   * before the event's own beforePersist (the room's policy server signs it there). Throwing
-   * aborts the send.
+   * before the event's own beforePersist (the room's policy server signs it there). It gets
+   * the event without this server's signature, and `signed` for the event with it; it returns
+   * `event` itself to keep the event as it is, or the signed event with more signatures.
+   * Throwing aborts the send.
    */
-  beforePersist?: (event: RoomEvent, version: RoomVersion) => Promise<RoomEvent>;
+  beforePersist?: (event: RoomEvent, version: RoomVersion, signed: () => Promise<RoomEvent>) => Promise<RoomEvent>;
   /** Per room, the latest local event submitted for writing and not yet committed. */
   private readonly heads = new Map<string, PendingHead>();
   /** Sends in progress by transaction ID: a retransmission meanwhile gets the same answer. */
@@ -111,6 +129,12 @@ export class RoomEvents {
   constructor(private readonly deps: RoomEventsDeps) {
     this.now = deps.now ?? Date.now;
     this.committer = new GroupCommitter(deps.database);
+    this.signer = deps.signer ?? new EventSigner({ key: deps.signingKey, log: deps.log, backend: 'inline' });
+  }
+
+  /** Ends the signer's thread; events made later are signed on the main thread. */
+  stop(): Promise<void> {
+    return this.signer.stop();
   }
 
   /** Runs `fn` holding the room's creation lock (for multi-event operations like createRoom). */
@@ -219,7 +243,7 @@ export class RoomEvents {
     };
     if (ev.stateKey !== undefined) pdu.state_key = ev.stateKey;
     if (ev.redacts !== undefined && !version.redactsInContent) pdu.redacts = ev.redacts;
-    const event = this.finish(pdu, version);
+    const { event, signed } = this.finish(pdu, version);
 
     const authEvents = [...authStored.values()].map((s) => s.event);
     const createId = stateIds.get(stateKeyOf('m.room.create', ''));
@@ -244,13 +268,24 @@ export class RoomEvents {
 
     const prevStateEventId = ev.stateKey !== undefined ? stateIds.get(stateKeyOf(ev.type, ev.stateKey)) ?? null : null;
     const stateGroupBefore = head ? head.stateGroup : prevIds.length ? (await events.getStateGroupOf(prevIds[prevIds.length - 1]!)) ?? null : null;
-    const checked = this.beforePersist ? await this.beforePersist(event, version) : event;
-    const final = ev.beforePersist ? await ev.beforePersist(checked, version) : checked;
+    let final: RoomEvent = event;
+    let finalSigned = signed;
+    if (this.beforePersist) {
+      const checked = await this.beforePersist(event, version, () => signed);
+      if (checked !== event) {
+        final = checked;
+        finalSigned = Promise.resolve(checked);
+      }
+    }
+    if (ev.beforePersist) {
+      final = await ev.beforePersist(await finalSigned, version);
+      finalSigned = Promise.resolve(final);
+    }
     if (final.event_id !== event.event_id) throw new Error('beforePersist changed the event');
     let stateAfter: ReadonlyMap<string, string> = stateIds;
     if (final.state_key !== undefined) stateAfter = new Map(stateIds).set(stateKeyOf(final.type, final.state_key), final.event_id);
     const extremitiesAfter = [...extremities.filter((id) => !prevIds.includes(id)), final.event_id];
-    return this.submit(ev.roomId, final, {
+    return this.submit(ev.roomId, { event: final, signed: finalSigned }, {
       stateBefore: prevIds.length > 1 ? stateIds : undefined,
       stateGroupBefore,
       prevStateEventId,
@@ -287,14 +322,15 @@ export class RoomEvents {
       if (!roomId) throw new Error('room ID required for this room version');
       pdu.room_id = roomId;
     }
-    const event = this.finish(pdu, version);
+    const prepared = this.finish(pdu, version);
+    const { event } = prepared;
     const finalRoomId = version.roomIdIsCreateEventHash ? roomIdFromCreateEvent(event, version) : roomId!;
     const verdict = authorizeEvent(event, [], version);
     if (!verdict.allowed) throw errors.badJson(`Invalid room creation: ${verdict.reason}`);
     return this.roomLocks.run(finalRoomId, async () => {
       if (await this.deps.events.getRoom(finalRoomId)) throw new MatrixError('M_ROOM_IN_USE', 400, 'Room already exists');
       const stateAfter = new Map([[stateKeyOf('m.room.create', ''), event.event_id]]);
-      const { done } = await this.submit(finalRoomId, event, { stateGroupBefore: null, prevStateEventId: null, room: { version, creator: sender }, stateAfter });
+      const { done } = await this.submit(finalRoomId, prepared, { stateGroupBefore: null, prevStateEventId: null, room: { version, creator: sender }, stateAfter });
       return done;
     });
   }
@@ -304,23 +340,31 @@ export class RoomEvents {
     return [id, { sha256: event?.hashes.sha256 ?? '' }];
   }
 
-  /** Adds the legacy event ID where needed, hashes and signs, and returns the event with its ID. */
-  private finish(pdu: Pdu, version: RoomVersion): RoomEvent {
+  /**
+   * Adds the legacy event ID where needed and the content hash, computes the event ID, checks
+   * the size of the signed event (the signature has a fixed length) and has it signed.
+   */
+  private finish(pdu: Pdu, version: RoomVersion): PreparedEvent {
     const { serverName, signingKey } = this.deps;
     if (version.eventIdFormat === 'legacy') {
       pdu.event_id = generateLegacyEventId(randomBytes(12).toString('base64url').replace(/[-_]/g, 'x'), serverName);
     }
     const { hashes: _h, ...unhashed } = pdu;
-    const signed = signEvent(unhashed as Pdu, version, serverName, signingKey);
-    const size = Buffer.byteLength(JSON.stringify(signed), 'utf8');
+    const { hashed, signable } = prepareEventSignature(unhashed as Pdu, version);
+    const size = Buffer.byteLength(JSON.stringify(attachEventSignature(hashed, serverName, signingKey.keyId, SIGNATURE_PLACEHOLDER)), 'utf8');
     if (size > MAX_PDU_BYTES) throw new MatrixError('M_TOO_LARGE', 413, `Event is ${size} bytes; the limit is ${MAX_PDU_BYTES}`);
-    return withEventId(signed, version);
+    const eventId = eventIdFromSignable(hashed, signable, version);
+    const event: RoomEvent = { ...hashed, event_id: eventId };
+    const signed = this.signer.sign(signable).then((sig): RoomEvent => ({ ...attachEventSignature(hashed, serverName, signingKey.keyId, sig), event_id: eventId }));
+    // Awaited by the write; an event refused before it never looks at its signature.
+    signed.catch(() => undefined);
+    return { event, signed };
   }
 
   /** Queues the event's write; `done` resolves once it is committed (and announced). */
   private async submit(
     roomId: string,
-    event: RoomEvent,
+    { event, signed }: PreparedEvent,
     opts: {
       stateGroupBefore: number | null;
       prevStateEventId: string | null;
@@ -343,6 +387,8 @@ export class RoomEvents {
     const written: WriteState = {};
     // Events committed meanwhile share a transaction (one disk sync).
     const done = this.committer.submit(async (tx) => {
+      // Made meanwhile, on the signer's thread: usually ready by the time the write runs.
+      const signedEvent = await signed;
       // Writes run in submission order: the predecessor is committed or written in this very
       // transaction, unless it failed.
       if (opts.after && !opts.after.committed && opts.after.writtenIn !== tx) {
@@ -358,7 +404,7 @@ export class RoomEvents {
         });
       }
       const { streamOrdering } = await events.persist(tx, {
-        event,
+        event: signedEvent,
         roomId,
         stateGroupBefore: opts.stateGroupBefore,
         prevStateEventId: opts.prevStateEventId,
@@ -386,7 +432,7 @@ export class RoomEvents {
         ),
       );
       return {
-        event,
+        event: signedEvent,
         roomId,
         streamOrdering,
         prevStateEventId: opts.prevStateEventId,
