@@ -117,8 +117,10 @@ const NO_CHANGES: ReadonlyMap<string, { roomId: string; membership: string; even
 
 /** The state key of a user's member event. */
 function memberKey(userId: string): string {
-  return stateKeyOf('m.room.member', userId);
+  // As stateKeyOf('m.room.member', userId) builds it, without the array.
+  return MEMBER_KEY_START + JSON.stringify(userId) + ']';
 }
+const MEMBER_KEY_START = stateKeyOf('m.room.member', '').slice(0, -3);
 
 /** Whether a timeline filter lets every event through (no conditions but a limit). */
 function filterIsOpen(f: EventFilter | undefined): boolean {
@@ -426,12 +428,15 @@ export class SyncService {
         // needed before): include it with the timeline, unless the timeline itself carries it
         // or it was sent to this device already.
         let missing: string[] | undefined;
+        let keys: string[] | undefined;
         for (const u of senders) {
-          if (u === req.userId || timelineMembers?.has(u) || stateIds.has(memberKey(u))) continue;
+          if (u === req.userId || timelineMembers?.has(u)) continue;
+          const key = memberKey(u);
+          if (fromGap && stateIds.has(key)) continue;
           (missing ??= []).push(u);
+          (keys ??= []).push(key);
         }
-        if (missing) {
-          const keys = missing.map(memberKey);
+        if (missing && keys) {
           const ids = atStartIds ? keys.map((k) => atStartIds!.get(k)) : await events.stateIdsAtStreamOf(roomId, startPos, keys);
           for (let i = 0; i < keys.length; i++) {
             const id = ids[i];
