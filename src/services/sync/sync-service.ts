@@ -113,6 +113,8 @@ export const WAIT_OVER: unknown = Object.freeze({ reason: 'wait over' });
 
 /** The memberships sync reads (left and banned rooms go together). */
 const MEMBERSHIPS = ['join', 'invite', 'leave', 'ban', 'knock'];
+/** No state to send (shared: never written to). */
+const NO_STATE_IDS: StateIds = new Map();
 const NO_CHANGES: ReadonlyMap<string, { roomId: string; membership: string; eventId: string; streamOrdering: number }> = new Map();
 
 /** The state key of a user's member event. */
@@ -270,7 +272,8 @@ export class SyncService {
 
   private async build(req: SyncRequest, since: StreamPositions | undefined, to: StreamPositions): Promise<{ response: SyncResponse; changed: boolean }> {
     const { events } = this.deps;
-    const response = emptyResponse(formatSyncToken(to));
+    // The token is set once the extensions ran (see below).
+    const response = emptyResponse('');
     const activity = this.activity;
     const memberships = await events.roomsForUser(req.userId, MEMBERSHIPS);
     // By membership, in the filter's rooms.
@@ -397,7 +400,7 @@ export class SyncService {
       stateIds = new Map([...(await atStart())].filter(([k, id]) => atSince.get(k) !== id));
       gapMembership = [...stateIds.keys()].some((k) => parseStateKey(k)[0] === 'm.room.member');
     } else {
-      stateIds = new Map();
+      stateIds = NO_STATE_IDS;
     }
     const sf = req.filter.room?.state;
     // Lazy-loaded members already sent to this device are left out of incremental responses
@@ -440,7 +443,9 @@ export class SyncService {
           const ids = atStartIds ? keys.map((k) => atStartIds!.get(k)) : await events.stateIdsAtStreamOf(roomId, startPos, keys);
           for (let i = 0; i < keys.length; i++) {
             const id = ids[i];
-            if (id && !(sentHere && SentMembers.sentIn(sentHere, missing[i]!, id, from))) stateIds.set(keys[i]!, id);
+            if (!id || (sentHere && SentMembers.sentIn(sentHere, missing[i]!, id, from))) continue;
+            if (stateIds === NO_STATE_IDS) stateIds = new Map();
+            stateIds.set(keys[i]!, id);
           }
         }
         // Member events of a gap's state changes: left out too if already sent.
@@ -469,10 +474,11 @@ export class SyncService {
     if (dedupe) {
       // What this response gives the client: member events in its state and its timeline.
       let members: Array<[string, string]> | undefined;
-      for (const list of [stateStored, timelineEvents]) {
-        for (const s of list) {
-          if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') (members ??= []).push([s.event.state_key, s.event.event_id]);
-        }
+      for (const s of stateStored) {
+        if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') (members ??= []).push([s.event.state_key, s.event.event_id]);
+      }
+      for (const s of timelineEvents) {
+        if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') (members ??= []).push([s.event.state_key, s.event.event_id]);
       }
       if (members) sent.record(req.userId, req.deviceId, roomId, members, responseAt);
     }
