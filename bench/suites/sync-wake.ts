@@ -4,12 +4,17 @@
  * message, which wakes the others. Figures (CPU of this process, server and client together):
  *   - a round: the other members' long-polls waiting, one send, every woken /sync answered;
  *   - a round of the same send with nobody long-polling (the send's own share);
- *   - an incremental /sync (timeout 0) after one new message.
+ *   - an incremental /sync (timeout 0) after one new message;
+ *   - the response of a woken /sync built in-process (`SyncService.sync`, no HTTP), with 1 and
+ *     with 5 new messages from several senders whose member events the device already has.
  * MYELIN_BENCH_ROUNDS (default 400) rounds of each. MYELIN_BENCH_DIST=1 runs the built server
  * (dist/, for CPU profiles with its line numbers); MYELIN_BENCH_ONLY=<text> runs only the
- * figures whose label contains it.
+ * figures whose label contains it; MYELIN_BENCH_CPU_PROF=<file.cpuprofile> writes a CPU profile
+ * of the measured rounds (warm-ups left out).
  */
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { Session } from 'node:inspector/promises';
 import { startInProcessServer } from '../lib/in-process-server.js';
 import { jsonRequest } from '../lib/http-json.js';
 import { report } from '../report.js';
@@ -73,16 +78,29 @@ async function main(): Promise<void> {
     };
 
     const only = process.env.MYELIN_BENCH_ONLY;
-    const measure = async (label: string, round: () => Promise<void>): Promise<number> => {
+    const profFile = process.env.MYELIN_BENCH_CPU_PROF;
+    const session = profFile ? new Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post('Profiler.enable');
+    }
+    /** CPU per round (or per `perRound`th of one). */
+    const measure = async (label: string, round: () => Promise<void>, rounds = ROUNDS, perRound = 1): Promise<number> => {
       if (only && !label.includes(only)) return NaN;
-      for (let i = 0; i < 50; i++) await round();
+      for (let i = 0; i < Math.min(50, rounds); i++) await round();
+      if (session) await session.post('Profiler.start');
       let total = 0;
-      for (let i = 0; i < ROUNDS; i++) {
+      for (let i = 0; i < rounds; i++) {
         const c0 = cpuMs();
         await round();
         total += cpuMs() - c0;
       }
-      const per = total / ROUNDS;
+      if (session) {
+        const { profile } = await session.post('Profiler.stop');
+        // One profile per figure when several run.
+        writeFileSync(only ? profFile! : profFile!.replace(/(\.cpuprofile)?$/, `-${label.replace(/[^a-z0-9]+/gi, '-')}.cpuprofile`), JSON.stringify(profile));
+      }
+      const per = total / rounds / perRound;
       report(SUITE, label, per, 'ms CPU');
       return per;
     };
@@ -114,6 +132,41 @@ async function main(): Promise<void> {
         ),
       );
     });
+    await catchUp();
+
+    // The woken response alone: built in-process for the members' positions before the last
+    // sends (each device has had the senders' member events since its initial sync).
+    const { parseSyncToken } = await import('../../src/services/sync/token.js');
+    const filter = JSON.parse(decodeURIComponent(FILTER)) as object;
+    const devices: string[] = [];
+    for (const t of tokens) devices.push((await call('GET', `${C}/account/whoami`, t)).device_id as string);
+    const sendFrom = (news: number, tag: string) => {
+      return (async () => {
+        for (let k = 0; k < news; k++) await call('PUT', `${C}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${tag}${news}-${k}`, tokens[k % 4], { msgtype: 'm.text', body: `${tag} ${k}` });
+      })();
+    };
+    for (const news of [1, 5]) {
+      // The senders' member events reach every device first.
+      await sendFrom(news, 'w');
+      await catchUp();
+      const before = since.map((s) => parseSyncToken(s));
+      await sendFrom(news, 'b');
+      let j = 0;
+      await measure(
+        `woken response built in-process (${news} new message${news > 1 ? 's' : ''}, no HTTP), per response`,
+        async () => {
+          for (let i = 0; i < 100; i++) {
+            const m = 1 + (j++ % (ROOM_SIZE - 1));
+            const r = await server.ctx.sync.sync({ userId: `@u${m}:localhost`, deviceId: devices[m]!, since: before[m], timeoutMs: 0, fullState: false, filter });
+            const room = r.rooms.join[roomId];
+            if (room?.timeline.events.length !== news || room.state.events.length) throw new Error('unexpected response');
+          }
+        },
+        Math.max(1, Math.round(ROUNDS / 4)),
+        100,
+      );
+      await catchUp();
+    }
   } finally {
     agent.destroy();
     await close();

@@ -97,11 +97,14 @@ export function typingExtension(typing: TypingService): SyncExtension {
     stream: 'typing',
     currentPosition: () => typing.position(),
     async collect(w: SyncWindow): Promise<boolean> {
+      // No typing list changed in the window.
+      if (w.since && !streamMoved(w, 'typing')) return false;
       let changed = false;
       for (const roomId of w.joinedRoomIds) {
+        if (w.since && !typing.changedBetween(roomId, w.since.typing, w.to.typing)) continue;
         const users = typing.typing(roomId);
-        const show = w.since ? typing.changedBetween(roomId, w.since.typing, w.to.typing) : users.length > 0;
-        if (!show || !eventMatches(w.req.filter.room?.ephemeral, { type: 'm.typing', room_id: roomId })) continue;
+        if (!w.since && users.length === 0) continue;
+        if (!eventMatches(w.req.filter.room?.ephemeral, { type: 'm.typing', room_id: roomId })) continue;
         w.joinedRoom(roomId).ephemeral.events.push({ type: 'm.typing', content: { user_ids: users } });
         changed = true;
       }

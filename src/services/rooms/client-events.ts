@@ -6,6 +6,8 @@ import type { EventStore, StoredEvent } from '../../storage/stores/events.js';
 import type { RelationStore } from '../../storage/stores/relations.js';
 import { LruCache } from '../../util/lru.js';
 
+const NO_EVENTS: ReadonlyMap<string, StoredEvent> = new Map();
+
 /** An event as clients see it (client-server API "ClientEvent"). */
 export interface ClientEvent {
   event_id: string;
@@ -39,15 +41,21 @@ export class ClientEventFormatter {
   ) {}
 
   async format(stored: StoredEvent[], opts: FormatOptions = {}): Promise<ClientEvent[]> {
-    const related = new Set<string>();
+    let related: Set<string> | undefined;
+    // The room version is needed only to redact: known for the rooms of redacted events.
+    let redactedRooms: Set<string> | undefined;
     for (const s of stored) {
-      if (s.redactedBy) related.add(s.redactedBy);
-      if (s.prevStateEventId) related.add(s.prevStateEventId);
+      if (s.redactedBy) {
+        (related ??= new Set()).add(s.redactedBy);
+        (redactedRooms ??= new Set()).add(s.roomId);
+      }
+      if (s.prevStateEventId) (related ??= new Set()).add(s.prevStateEventId);
     }
-    const extra = related.size ? await this.events.getEvents(related) : new Map<string, StoredEvent>();
-    await this.knowVersions(stored.map((s) => s.roomId));
+    const extra = related ? await this.events.getEvents(related) : NO_EVENTS;
+    if (redactedRooms) await this.knowVersions(redactedRooms);
     const now = this.now();
-    const out = stored.map((s) => this.one(s, extra, now, opts));
+    const out = new Array<ClientEvent>(stored.length);
+    for (let i = 0; i < stored.length; i++) out[i] = this.one(stored[i]!, extra, now, opts);
     if (opts.bundle !== false && this.relations) {
       const bundles = await this.aggregations(stored, opts);
       if (bundles.size) {
@@ -130,24 +138,19 @@ export class ClientEventFormatter {
     return (await this.format([s], opts))[0]!;
   }
 
-  private one(s: StoredEvent, extra: Map<string, StoredEvent>, now: number, opts: FormatOptions): ClientEvent {
+  private one(s: StoredEvent, extra: ReadonlyMap<string, StoredEvent>, now: number, opts: FormatOptions): ClientEvent {
     let ev: RoomEvent = s.event;
-    const version = getRoomVersion(this.versions.get(s.roomId) ?? '');
     const unsigned: JsonObject = {};
     const redaction = s.redactedBy ? extra.get(s.redactedBy) : undefined;
+    const version = redaction ? getRoomVersion(this.versions.get(s.roomId) ?? '') : undefined;
     if (redaction && version) {
       ev = redactEvent(ev, version);
-      unsigned['redacted_because'] = this.one(redaction, new Map(), now, opts) as unknown as JsonObject;
+      unsigned['redacted_because'] = this.one(redaction, NO_EVENTS, now, opts) as unknown as JsonObject;
     }
-    const out: ClientEvent = {
-      event_id: ev.event_id,
-      room_id: s.roomId,
-      type: ev.type,
-      sender: ev.sender,
-      origin_server_ts: ev.origin_server_ts,
-      content: ev.content,
-    };
-    if (opts.omitRoomId) delete (out as Partial<ClientEvent>).room_id;
+    // Built in one shape (no property deleted afterwards, which would make a slow object).
+    const out: ClientEvent = opts.omitRoomId
+      ? ({ event_id: ev.event_id, type: ev.type, sender: ev.sender, origin_server_ts: ev.origin_server_ts, content: ev.content } as ClientEvent)
+      : { event_id: ev.event_id, room_id: s.roomId, type: ev.type, sender: ev.sender, origin_server_ts: ev.origin_server_ts, content: ev.content };
     if (typeof ev.state_key === 'string') out.state_key = ev.state_key;
     if (ev.type === 'm.room.redaction') {
       const r = typeof ev.redacts === 'string' ? ev.redacts : ev.content['redacts'];

@@ -1,7 +1,7 @@
 import { LruCache } from '../../util/lru.js';
 
 /** A member event sent to a device, and the events position of the response that carried it. */
-interface Sent {
+export interface Sent {
   eventId: string;
   at: number;
 }
@@ -61,6 +61,20 @@ export class SentMembers {
    */
   has(userId: string, deviceId: string, roomId: string, member: string, eventId: string, since: number): boolean {
     const sent = this.devices.get(SentMembers.key(userId, deviceId))?.rooms.get(roomId)?.get(member);
+    return sent !== undefined && sent.eventId === eventId && sent.at <= since;
+  }
+
+  /**
+   * What was sent to the device for one room (member → last member event sent), to ask
+   * `sentIn` about several members; undefined when nothing was.
+   */
+  roomRecord(userId: string, deviceId: string, roomId: string): ReadonlyMap<string, Sent> | undefined {
+    return this.devices.get(SentMembers.key(userId, deviceId))?.rooms.get(roomId);
+  }
+
+  /** `has` for a room's record (see roomRecord). */
+  static sentIn(room: ReadonlyMap<string, Sent>, member: string, eventId: string, since: number): boolean {
+    const sent = room.get(member);
     return sent !== undefined && sent.eventId === eventId && sent.at <= since;
   }
 

@@ -8,7 +8,7 @@ import { BuildSlots } from './build-slots.js';
 import { SentMembers } from './sent-members.js';
 import { strippedState, type ClientEventFormatter, type ClientEvent } from '../rooms/client-events.js';
 import type { HistoryVisibility } from '../rooms/visibility.js';
-import { eventMatches, roomAllowed, type Filter } from './filter.js';
+import { eventMatches, roomAllowed, type EventFilter, type Filter } from './filter.js';
 import { formatPaginationToken, formatSyncToken, STREAMS, zeroPositions, type StreamName, type StreamPositions } from './token.js';
 
 const DEFAULT_TIMELINE_LIMIT = 10;
@@ -113,7 +113,21 @@ export const WAIT_OVER: unknown = Object.freeze({ reason: 'wait over' });
 
 /** The memberships sync reads (left and banned rooms go together). */
 const MEMBERSHIPS = ['join', 'invite', 'leave', 'ban', 'knock'];
+/** No state to send (shared: never written to). */
+const NO_STATE_IDS: StateIds = new Map();
 const NO_CHANGES: ReadonlyMap<string, { roomId: string; membership: string; eventId: string; streamOrdering: number }> = new Map();
+
+/** The state key of a user's member event. */
+function memberKey(userId: string): string {
+  // As stateKeyOf('m.room.member', userId) builds it, without the array.
+  return MEMBER_KEY_START + JSON.stringify(userId) + ']';
+}
+const MEMBER_KEY_START = stateKeyOf('m.room.member', '').slice(0, -3);
+
+/** Whether a timeline filter lets every event through (no conditions but a limit). */
+function filterIsOpen(f: EventFilter | undefined): boolean {
+  return !f || (!f.types && !f.not_types && !f.senders && !f.not_senders && !f.rooms && !f.not_rooms && f.contains_url === undefined);
+}
 
 /** Responses built at once (see BuildSlots). */
 const BUILD_SLOTS = 4;
@@ -258,7 +272,8 @@ export class SyncService {
 
   private async build(req: SyncRequest, since: StreamPositions | undefined, to: StreamPositions): Promise<{ response: SyncResponse; changed: boolean }> {
     const { events } = this.deps;
-    const response = emptyResponse(formatSyncToken(to));
+    // The token is set once the extensions ran (see below).
+    const response = emptyResponse('');
     const activity = this.activity;
     const memberships = await events.roomsForUser(req.userId, MEMBERSHIPS);
     // By membership, in the filter's rooms.
@@ -359,16 +374,15 @@ export class SyncService {
     const limit = Math.min(MAX_TIMELINE_LIMIT, Math.max(1, tf?.limit ?? DEFAULT_TIMELINE_LIMIT));
     const fetched = await events.roomEventsBetween(roomId, from, to, limit + 1, 'backwards');
     const limited = fetched.length > limit;
-    const page = fetched.slice(0, limit).reverse();
-    const matching = page.filter((s) => eventMatches(tf, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content }));
+    const page = fetched.length > limit ? fetched.slice(0, limit).reverse() : fetched.reverse();
+    const matching = filterIsOpen(tf) ? page : page.filter((s) => eventMatches(tf, { type: s.event.type, sender: s.event.sender, room_id: roomId, content: s.event.content }));
     const timelineEvents = this.deps.visibility ? await this.deps.visibility.filter(req.userId, matching) : matching;
     const first = page[0];
     const startPos = first ? first.streamOrdering - 1 : to;
 
-    const room = newJoinedRoom();
     const viewer = { userId: req.userId, deviceId: req.deviceId };
-    room.timeline = {
-      events: await formatter.format(timelineEvents, { viewer, omitRoomId: true }),
+    const timeline = {
+      events: timelineEvents.length ? await formatter.format(timelineEvents, { viewer, omitRoomId: true }) : [],
       limited: limited || (from === 0 && !!first && first.streamOrdering > 1 && limited),
       prev_batch: formatPaginationToken(startPos),
     };
@@ -386,7 +400,7 @@ export class SyncService {
       stateIds = new Map([...(await atStart())].filter(([k, id]) => atSince.get(k) !== id));
       gapMembership = [...stateIds.keys()].some((k) => parseStateKey(k)[0] === 'm.room.member');
     } else {
-      stateIds = new Map();
+      stateIds = NO_STATE_IDS;
     }
     const sf = req.filter.room?.state;
     // Lazy-loaded members already sent to this device are left out of incremental responses
@@ -396,7 +410,12 @@ export class SyncService {
     // The room's whole state is sent (a join): the client may start the room afresh.
     if (dedupe && wholeState) sent.clearRoom(req.userId, req.deviceId, roomId);
     if (sf?.lazy_load_members) {
-      const senders = new Set(timelineEvents.map((s) => s.event.sender));
+      const senders = new Set<string>();
+      let timelineMembers: Set<string> | undefined;
+      for (const s of timelineEvents) {
+        senders.add(s.event.sender);
+        if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') (timelineMembers ??= new Set()).add(s.event.state_key);
+      }
       senders.add(req.userId);
       if (stateIds.size) {
         stateIds = new Map([...stateIds].filter(([k]) => {
@@ -405,39 +424,68 @@ export class SyncService {
         }));
       }
       if (!wholeState) {
+        // What was sent to this device for the room (redundant members are left out).
+        const sentHere = dedupe ? sent.roomRecord(req.userId, req.deviceId, roomId) : undefined;
+        const fromGap = stateIds.size > 0;
         // Lazy-loading clients may never have been sent a sender's member event (it was not
-        // needed before): include it with the timeline, unless the timeline itself carries it.
-        const inTimeline = new Set(timelineEvents.filter((s) => s.event.type === 'm.room.member').map((s) => s.event.state_key));
-        const missing = [...senders].filter((u) => u !== req.userId && !inTimeline.has(u) && !stateIds.has(stateKeyOf('m.room.member', u)));
-        for (const u of missing) {
-          const key = stateKeyOf('m.room.member', u);
-          const id = atStartIds ? atStartIds.get(key) : await events.stateIdAtStream(roomId, startPos, key);
-          if (id) stateIds.set(key, id);
+        // needed before): include it with the timeline, unless the timeline itself carries it
+        // or it was sent to this device already.
+        let missing: string[] | undefined;
+        let keys: string[] | undefined;
+        for (const u of senders) {
+          if (u === req.userId || timelineMembers?.has(u)) continue;
+          const key = memberKey(u);
+          if (fromGap && stateIds.has(key)) continue;
+          (missing ??= []).push(u);
+          (keys ??= []).push(key);
         }
-        if (dedupe) {
+        if (missing && keys) {
+          const ids = atStartIds ? keys.map((k) => atStartIds!.get(k)) : await events.stateIdsAtStreamOf(roomId, startPos, keys);
+          for (let i = 0; i < keys.length; i++) {
+            const id = ids[i];
+            if (!id || (sentHere && SentMembers.sentIn(sentHere, missing[i]!, id, from))) continue;
+            if (stateIds === NO_STATE_IDS) stateIds = new Map();
+            stateIds.set(keys[i]!, id);
+          }
+        }
+        // Member events of a gap's state changes: left out too if already sent.
+        if (sentHere && fromGap) {
           for (const [k, id] of stateIds) {
             const [type, key] = parseStateKey(k);
-            if (type === 'm.room.member' && sent.has(req.userId, req.deviceId, roomId, key, id, from)) stateIds.delete(k);
+            if (type === 'm.room.member' && SentMembers.sentIn(sentHere, key, id, from)) stateIds.delete(k);
           }
         }
       }
     }
-    const inTimeline = new Set(timelineEvents.map((s) => s.event.event_id));
-    const stateStored = stateIds.size === 0 ? [] : [...(await events.getEvents(stateIds.values())).values()]
-      .filter((s) => !inTimeline.has(s.event.event_id))
-      .filter((s) => eventMatches(sf, { type: s.event.type, sender: s.event.sender, room_id: roomId }));
-    room.state.events = stateStored.length === 0 ? [] : await formatter.format(stateStored, { viewer, omitRoomId: true });
+    let stateStored: StoredEvent[] = [];
+    if (stateIds.size) {
+      const inTimeline = new Set(timelineEvents.map((s) => s.event.event_id));
+      stateStored = [...(await events.getEvents(stateIds.values())).values()]
+        .filter((s) => !inTimeline.has(s.event.event_id))
+        .filter((s) => eventMatches(sf, { type: s.event.type, sender: s.event.sender, room_id: roomId }));
+    }
+    const room: JoinedRoomSync = {
+      timeline,
+      state: { events: stateStored.length === 0 ? [] : await formatter.format(stateStored, { viewer, omitRoomId: true }) },
+      account_data: { events: [] },
+      ephemeral: { events: [] },
+    };
+    let hasMemberEvent = false;
     if (dedupe) {
       // What this response gives the client: member events in its state and its timeline.
-      const members: Array<[string, string]> = [];
-      for (const s of [...stateStored, ...timelineEvents]) {
-        if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') members.push([s.event.state_key, s.event.event_id]);
+      let members: Array<[string, string]> | undefined;
+      for (const s of stateStored) {
+        if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') (members ??= []).push([s.event.state_key, s.event.event_id]);
       }
-      if (members.length) sent.record(req.userId, req.deviceId, roomId, members, responseAt);
+      for (const s of timelineEvents) {
+        if (s.event.type === 'm.room.member' && typeof s.event.state_key === 'string') (members ??= []).push([s.event.state_key, s.event.event_id]);
+      }
+      if (members) sent.record(req.userId, req.deviceId, roomId, members, responseAt);
     }
+    for (const s of timelineEvents) if (s.event.type === 'm.room.member') hasMemberEvent = true;
     // The summary may be left out when unchanged: send it with the whole state or when
     // memberships moved.
-    if (wholeState || gapMembership || timelineEvents.some((s) => s.event.type === 'm.room.member')) {
+    if (wholeState || gapMembership || hasMemberEvent) {
       room.summary = await this.summary(roomId, req.userId);
     }
     return room;

@@ -1410,6 +1410,13 @@ export class EventStore {
     return (await this.stateIdsAtStream(roomId, at)).get(key);
   }
 
+  /** stateIdAtStream for several keys of one room at one position (in the order of `keys`). */
+  async stateIdsAtStreamOf(roomId: string, at: number, keys: readonly string[]): Promise<Array<string | undefined>> {
+    const run = this.stateRuns.get(roomId);
+    const state = (run && at >= run.from && at <= this.committedMax ? this.stateCache.get(run.group) : undefined) ?? (await this.stateIdsAtStream(roomId, at));
+    return keys.map((k) => state.get(k));
+  }
+
   /** Hides a left room from the user's sync (`/forget`). */
   async forgetRoom(userId: string, roomId: string): Promise<void> {
     await this.db.updateTable('room_memberships').set({ forgotten: 1 }).where('user_id', '=', userId).where('room_id', '=', roomId).execute();
