@@ -11,7 +11,9 @@ export interface PushActionRow {
   notif: boolean;
   highlight: boolean;
   own: boolean;
-  actions: unknown[];
+  actions: readonly unknown[];
+  /** `actions` as JSON, when known (rows sharing actions share it). */
+  actionsJson?: string;
   ts: number;
 }
 
@@ -152,7 +154,7 @@ export class PushStore {
       const params: unknown[] = [];
       for (let i = done; i < done + n; i++) {
         const r = rows[i]!;
-        params.push(r.userId, r.eventId, r.roomId, r.streamOrdering, r.threadId, r.notif ? 1 : 0, r.highlight ? 1 : 0, r.own ? 1 : 0, JSON.stringify(r.actions), r.ts);
+        params.push(r.userId, r.eventId, r.roomId, r.streamOrdering, r.threadId, r.notif ? 1 : 0, r.highlight ? 1 : 0, r.own ? 1 : 0, r.actionsJson ?? JSON.stringify(r.actions), r.ts);
       }
       await this.insertOf(n).run(tx.db, ...params);
       done += n;
