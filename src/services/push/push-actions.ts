@@ -304,12 +304,12 @@ export class PushActions {
       out.push({ userId: ev.sender, eventId, roomId, streamOrdering: 0, threadId: thread, notif: false, highlight: false, own: true, actions: NO_ACTIONS, actionsJson: NO_ACTIONS_JSON, ts });
     }
 
-    const recipients = new Set<string>();
-    for (const u of joined) if (u !== ev.sender && local(u)) recipients.add(u);
-    if (ev.type === 'm.room.member' && ev.content['membership'] === 'invite' && ev.state_key && local(ev.state_key) && ev.state_key !== ev.sender) {
-      recipients.add(ev.state_key);
-    }
-    if (recipients.size === 0) return out;
+    // `joined` holds each member once.
+    const recipients: string[] = [];
+    for (const u of joined) if (u !== ev.sender && local(u)) recipients.push(u);
+    const invited = ev.type === 'm.room.member' && ev.content['membership'] === 'invite' ? ev.state_key : undefined;
+    if (invited && local(invited) && invited !== ev.sender && !recipients.includes(invited)) recipients.push(invited);
+    if (recipients.length === 0) return out;
 
     // Power levels as of the event (for sender_notification_permission), read when first asked for.
     let levels: PowerLevels | undefined;
