@@ -349,14 +349,46 @@ type CompiledTest = (ev: PreparedPushEvent, ctx: PushContext) => boolean;
 
 const never: CompiledTest = () => false;
 
-/** A condition as a test, with its path split and its glob compiled. Unrecognised conditions never match. */
-function compileCondition(cond: PushCondition): CompiledTest {
+/**
+ * Set by a compiled test whose outcome depended on whose rules are evaluated (it compared a
+ * value with the user's ID or display name); cleared by `PushEvaluation.match` before it
+ * evaluates. Evaluation is synchronous, so one flag serves every evaluation.
+ */
+let userDependent = false;
+
+/**
+ * Which value of a condition is its owner's user ID (and is read from the context when
+ * evaluating), if any: conditions naming their owner compile alike for every user.
+ */
+function ownerField(cond: PushCondition, owner: string | undefined): 'pattern' | 'value' | undefined {
+  if (owner === undefined) return undefined;
+  if (cond.kind === 'event_match' && cond.pattern === owner) return 'pattern';
+  if ((cond.kind === 'event_property_is' || cond.kind === 'event_property_contains') && cond.value === owner) return 'value';
+  return undefined;
+}
+
+/**
+ * A condition as a test, with its path split and its glob compiled. Unrecognised conditions
+ * never match. With `owner` (the user the rules belong to), a value equal to the owner's ID is
+ * compared with `ctx.userId` instead, which is the same for the owner.
+ */
+function compileCondition(cond: PushCondition, owner?: string): CompiledTest {
+  const byOwner = ownerField(cond, owner);
   switch (cond.kind) {
     case 'event_match': {
       const { key, pattern } = cond;
       if (typeof key !== 'string' || typeof pattern !== 'string') return never;
       const parts = splitPathCached(key);
-      const re = globToRegExp(pattern, key === 'content.body');
+      const words = key === 'content.body';
+      if (byOwner) {
+        return (ev, ctx) => {
+          const v = ev.property(key, parts);
+          if (typeof v !== 'string') return false;
+          userDependent = true;
+          return globToRegExp(ctx.userId, words).test(v);
+        };
+      }
+      const re = globToRegExp(pattern, words);
       return (ev) => {
         const v = ev.property(key, parts);
         return typeof v === 'string' && re.test(v);
@@ -366,6 +398,15 @@ function compileCondition(cond: PushCondition): CompiledTest {
       const { key, value } = cond;
       if (typeof key !== 'string' || !isNonCompound(value)) return never;
       const parts = splitPathCached(key);
+      if (byOwner) {
+        // The owner's ID is a string: only a string can equal it.
+        return (ev, ctx) => {
+          const v = ev.property(key, parts);
+          if (typeof v !== 'string') return false;
+          userDependent = true;
+          return v === ctx.userId;
+        };
+      }
       return (ev) => {
         const v = ev.property(key, parts);
         return isNonCompound(v) && v === value;
@@ -375,6 +416,14 @@ function compileCondition(cond: PushCondition): CompiledTest {
       const { key, value } = cond;
       if (typeof key !== 'string' || !isNonCompound(value)) return never;
       const parts = splitPathCached(key);
+      if (byOwner) {
+        return (ev, ctx) => {
+          const v = ev.property(key, parts);
+          if (!Array.isArray(v)) return false;
+          userDependent = true;
+          return v.includes(ctx.userId);
+        };
+      }
       return (ev) => {
         const v = ev.property(key, parts);
         return Array.isArray(v) && v.some((x) => isNonCompound(x) && x === value);
@@ -384,6 +433,7 @@ function compileCondition(cond: PushCondition): CompiledTest {
       return (ev, ctx) => {
         const body = ev.event.content['body'];
         if (typeof body !== 'string') return false;
+        userDependent = true;
         const name = ctx.displayName?.();
         return !!name && wordMatch(name, body);
       };
@@ -412,11 +462,11 @@ function wordMatch(name: string, body: string): boolean {
   return new RegExp(`(?:^|[^A-Za-z0-9_])${escaped}(?:[^A-Za-z0-9_]|$)`, 'iu').test(body);
 }
 
-function compileRule(kind: PushRuleKind, r: PushRule): CompiledTest {
+function compileRule(kind: PushRuleKind, r: PushRule, owner: string | undefined): CompiledTest {
   switch (kind) {
     case 'override':
     case 'underride': {
-      const tests = (r.conditions ?? []).map(compileCondition);
+      const tests = (r.conditions ?? []).map((c) => compileCondition(c, owner));
       if (tests.length === 0) return () => true;
       if (tests.length === 1) return tests[0]!;
       return (ev, ctx) => {
@@ -449,12 +499,18 @@ export interface PushMatch {
   actions: PushAction[];
 }
 
-interface CompiledRule {
-  kind: PushRuleKind;
-  ruleId: string;
+/** A compiled rule, as `PushEvaluation.match` returns it: shared by every match, never to be changed. */
+export interface CompiledRule {
+  readonly kind: PushRuleKind;
+  readonly ruleId: string;
   /** Without the historical actions. */
-  actions: readonly PushAction[];
-  test: CompiledTest;
+  readonly actions: readonly PushAction[];
+  /** `actions` as JSON. */
+  readonly actionsJson: string;
+  /** Whether the actions notify, and whether they highlight. */
+  readonly notify: boolean;
+  readonly highlight: boolean;
+  readonly test: CompiledTest;
 }
 
 /**
@@ -466,19 +522,50 @@ export interface CompiledPushRules {
   readonly rules: readonly CompiledRule[];
   /** Whether an enabled rule has a `contains_display_name` condition (only then is the name needed). */
   readonly usesDisplayName: boolean;
+  /**
+   * The same for rulesets that compile to the same tests. Compiled for their owner (`owner`
+   * given), conditions naming the owner's ID read the user from the context, so the rules of
+   * users who differ only there have the same shape, and either's compiled rules serve both.
+   */
+  readonly shape: string;
 }
 
 export function compilePushRules(rules: PushRuleset): CompiledPushRules {
+  return compilePushRulesOf(rules, undefined);
+}
+
+/**
+ * The ruleset of `owner` compiled (see `CompiledPushRules.shape`): conditions naming the owner
+ * read the user from the context, so the result serves whoever has rules of the same shape.
+ */
+export function compilePushRulesOf(rules: PushRuleset, owner: string | undefined): CompiledPushRules {
   const out: CompiledRule[] = [];
+  const shape: unknown[] = [];
   let usesDisplayName = false;
   for (const kind of PUSH_RULE_KINDS) {
     for (const r of rules[kind]) {
       if (!r.enabled) continue;
-      if (r.conditions?.some((c) => c.kind === 'contains_display_name') && (kind === 'override' || kind === 'underride')) usesDisplayName = true;
-      out.push({ kind, ruleId: r.rule_id, actions: cleanActions(r.actions), test: compileRule(kind, r) });
+      const conditional = kind === 'override' || kind === 'underride';
+      if (conditional && r.conditions?.some((c) => c.kind === 'contains_display_name')) usesDisplayName = true;
+      const actions = cleanActions(r.actions);
+      out.push({
+        kind,
+        ruleId: r.rule_id,
+        actions,
+        actionsJson: JSON.stringify(actions),
+        notify: actionsNotify(actions),
+        highlight: actionsHighlight(actions),
+        test: compileRule(kind, r, owner),
+      });
+      // Everything compileRule reads; a value read from the context is left out and marked.
+      const conditions = conditional ? (r.conditions ?? []).map((c) => {
+        const f = ownerField(c, owner);
+        return f ? [{ ...c, [f]: null }, f] : [c];
+      }) : undefined;
+      shape.push([kind, r.rule_id, r.pattern, actions, conditions]);
     }
   }
-  return { rules: out, usesDisplayName };
+  return { rules: out, usesDisplayName, shape: JSON.stringify(shape) };
 }
 
 /** The first enabled rule that matches, in priority order, or undefined. */
@@ -492,6 +579,54 @@ export function evaluateCompiledPushRules(rules: CompiledPushRules, event: Prepa
 /** The first enabled rule that matches, in priority order, or undefined. */
 export function evaluatePushRules(rules: PushRuleset, event: PushEvent, ctx: PushContext): PushMatch | undefined {
   return evaluateCompiledPushRules(compilePushRules(rules), preparePushEvent(event), ctx);
+}
+
+/**
+ * One event evaluated for many users of a room: the room facts (member count, power levels)
+ * are the same for all of them. An outcome that did not depend on whose rules were evaluated
+ * (no condition compared a value with the user's ID or display name) is kept per compiled
+ * ruleset and given to every later user with the same compiled rules without evaluating
+ * again — with the server-default rules, a message that mentions nobody is evaluated once.
+ */
+export class PushEvaluation {
+  private readonly outcomes = new Map<CompiledPushRules, CompiledRule | null>();
+  private readonly ctx: PushContext;
+
+  constructor(
+    readonly event: PreparedPushEvent,
+    roomMemberCount: number,
+    senderPowerLevel?: () => number,
+    notificationPowerLevel?: (key: string) => number,
+  ) {
+    this.ctx = { userId: '', roomMemberCount, displayName: undefined, senderPowerLevel, notificationPowerLevel };
+  }
+
+  /** Whether the outcome for these rules is known whoever they belong to (no display name is needed then). */
+  knows(rules: CompiledPushRules): boolean {
+    return this.outcomes.has(rules);
+  }
+
+  /**
+   * The first enabled rule of `rules` (the rules of `userId`) that matches, or undefined.
+   * `displayName` is the user's display name in the room (needed when `rules.usesDisplayName`).
+   */
+  match(rules: CompiledPushRules, userId: string, displayName?: () => string | undefined): CompiledRule | undefined {
+    const known = this.outcomes.get(rules);
+    if (known !== undefined) return known ?? undefined;
+    const ctx = this.ctx;
+    ctx.userId = userId;
+    ctx.displayName = displayName;
+    userDependent = false;
+    let hit: CompiledRule | null = null;
+    for (const r of rules.rules) {
+      if (r.test(this.event, ctx)) {
+        hit = r;
+        break;
+      }
+    }
+    if (!userDependent) this.outcomes.set(rules, hit);
+    return hit ?? undefined;
+  }
 }
 
 /** Whether the actions notify. */

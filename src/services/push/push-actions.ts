@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { stateKeyOf, type RoomEvent } from '../../protocol/event.js';
 import { serverNameOf } from '../../protocol/identifiers.js';
 import { levelOf, notificationLevel, powerLevelsFromState, type PowerLevels } from '../../protocol/power-levels.js';
-import { actionsHighlight, actionsNotify, evaluateCompiledPushRules, preparePushEvent, type PushEvent } from '../../protocol/push-rules.js';
+import { PushEvaluation, preparePushEvent, type CompiledRule, type PushAction, type PushEvent } from '../../protocol/push-rules.js';
 import type { Database, Tx } from '../../storage/db.js';
 import { isDeferringTx, type EventStore, type StoredEvent } from '../../storage/stores/events.js';
 import type { PushActionRow, PushStore } from '../../storage/stores/push.js';
@@ -22,8 +22,11 @@ interface DeferredPushRows {
   progress: number | undefined;
 }
 
-/** A push action row before the event has a stream position. */
-type PendingRow = Omit<PushActionRow, 'streamOrdering'>;
+/** The actions of the sender's own mark. */
+const NO_ACTIONS: readonly PushAction[] = Object.freeze([]);
+const NO_ACTIONS_JSON = '[]';
+/** Thrown by an evaluation that asks for the power levels before they are read (they are read, and it runs again). */
+const LEVELS_NEEDED = new Error('power levels needed');
 
 /**
  * What is known of one user's counts in one room: `version` moves whenever a receipt of theirs
@@ -130,7 +133,7 @@ export class PushActions {
    * not wait for other queries (SQLite has one connection).
    */
   async prepareLocal(roomId: string, event: RoomEvent, stateAfter: ReadonlyMap<string, string>): Promise<(tx: Tx, streamOrdering: number) => Promise<void>> {
-    let pending: PendingRow[] = [];
+    let rows: PushActionRow[] = [];
     try {
       let joined = await this.deps.events.members(roomId, ['join']);
       if (event.type === 'm.room.member' && typeof event.state_key === 'string') {
@@ -139,12 +142,13 @@ export class PushActions {
         if (joins && !joined.includes(target)) joined = [...joined, target];
         if (!joins && joined.includes(target)) joined = joined.filter((u) => u !== target);
       }
-      pending = await this.evaluateEvent(event, roomId, false, joined, stateAfter);
+      rows = await this.evaluateEvent(event, roomId, false, joined, stateAfter);
     } catch (err) {
       this.deps.log.error({ err, eventId: event.event_id }, 'push rule evaluation failed; the event does not notify');
     }
     return async (tx, streamOrdering) => {
-      const rows = pending.map((r) => withPosition(r, streamOrdering));
+      // The rows are this write's alone: a retried write (its batch failed) places them again.
+      for (const r of rows) r.streamOrdering = streamOrdering;
       const advance = this.clean && this.position !== undefined;
       if (isDeferringTx(tx)) {
         // Written with the rest of the batch's rows, once, at its end.
@@ -272,12 +276,14 @@ export class PushActions {
     // The state after the event is read only when someone is to be notified.
     const state = async () => (await events.getStateIdsAfter(ev.event_id)) ?? (await events.getCurrentStateIds(s.roomId));
     const rows = await this.evaluateEvent(ev, s.roomId, !!s.redactedBy, joined, state);
-    return rows.map((r) => withPosition(r, s.streamOrdering));
+    for (const r of rows) r.streamOrdering = s.streamOrdering;
+    return rows;
   }
 
   /**
    * The push action rows of an event given the room's joined members and its state after the
-   * event (for power levels), without stream positions.
+   * event (for power levels, read only when a rule asks for the sender's level), with stream
+   * position 0 (set when it is known).
    */
   private async evaluateEvent(
     ev: RoomEvent,
@@ -285,57 +291,72 @@ export class PushActions {
     redacted: boolean,
     joined: readonly string[],
     stateAfter: ReadonlyMap<string, string> | (() => Promise<ReadonlyMap<string, string>>),
-  ): Promise<PendingRow[]> {
+  ): Promise<PushActionRow[]> {
     const { events, rules, serverName } = this.deps;
     const local = (u: string) => serverNameOf(u) === serverName;
     const thread = await threadOf(events, ev);
+    const eventId = ev.event_id;
+    const ts = ev.origin_server_ts;
     // Rows as plain literals of one shape: `{ ...base, userId, … }` (properties added to a spread
     // copy) cost microseconds per row on Node 20.
-    const row = (userId: string, notif: boolean, highlight: boolean, own: boolean, actions: PendingRow['actions']): PendingRow => ({
-      userId,
-      eventId: ev.event_id,
-      roomId,
-      threadId: thread,
-      notif,
-      highlight,
-      own,
-      actions,
-      ts: ev.origin_server_ts,
-    });
-    const out: PendingRow[] = [];
-    if (local(ev.sender)) out.push(row(ev.sender, false, false, true, []));
-
-    const recipients = new Set(joined.filter((u) => u !== ev.sender && local(u)));
-    if (ev.type === 'm.room.member' && ev.content['membership'] === 'invite' && ev.state_key && local(ev.state_key) && ev.state_key !== ev.sender) {
-      recipients.add(ev.state_key);
+    const out: PushActionRow[] = [];
+    if (local(ev.sender)) {
+      out.push({ userId: ev.sender, eventId, roomId, streamOrdering: 0, threadId: thread, notif: false, highlight: false, own: true, actions: NO_ACTIONS, actionsJson: NO_ACTIONS_JSON, ts });
     }
-    if (recipients.size === 0) return out;
 
-    // Power levels as of the event (for sender_notification_permission).
+    // `joined` holds each member once.
+    const recipients: string[] = [];
+    for (const u of joined) if (u !== ev.sender && local(u)) recipients.push(u);
+    const invited = ev.type === 'm.room.member' && ev.content['membership'] === 'invite' ? ev.state_key : undefined;
+    if (invited && local(invited) && invited !== ev.sender && !recipients.includes(invited)) recipients.push(invited);
+    if (recipients.length === 0) return out;
+
+    // Power levels as of the event (for sender_notification_permission), read when first asked for.
+    let levels: PowerLevels | undefined;
+    const levelsOrThrow = (): PowerLevels => {
+      if (!levels) throw LEVELS_NEEDED;
+      return levels;
+    };
+    // Prepared once: every recipient's rules read the same properties of the same event.
+    const pushEvent: PushEvent = { ...(ev as unknown as PushEvent), room_id: roomId };
+    const evaluation = new PushEvaluation(
+      preparePushEvent(redacted ? { ...pushEvent, content: {} } : pushEvent),
+      joined.length,
+      () => levelOf(levelsOrThrow(), ev.sender),
+      (key) => notificationLevel(levelsOrThrow(), key),
+    );
+    for (const userId of recipients) {
+      const rs = rules.compiledCached(userId) ?? (await rules.getCompiled(userId));
+      let match: CompiledRule | undefined;
+      if (evaluation.knows(rs)) match = evaluation.match(rs, userId);
+      else {
+        // Only rules with contains_display_name need the member event (one read per recipient).
+        const displayName = rs.usesDisplayName ? await this.displayNameGetter(roomId, userId) : undefined;
+        try {
+          match = evaluation.match(rs, userId, displayName);
+        } catch (err) {
+          if (err !== LEVELS_NEEDED) throw err;
+          levels = await this.powerLevels(ev, stateAfter);
+          match = evaluation.match(rs, userId, displayName);
+        }
+      }
+      if (!match || !match.notify) continue;
+      out.push({ userId, eventId, roomId, streamOrdering: 0, threadId: thread, notif: true, highlight: match.highlight, own: false, actions: match.actions, actionsJson: match.actionsJson, ts });
+    }
+    return out;
+  }
+
+  /** The power levels as of the event (`stateAfter` includes it; a local event is not stored yet). */
+  private async powerLevels(ev: RoomEvent, stateAfter: ReadonlyMap<string, string> | (() => Promise<ReadonlyMap<string, string>>)): Promise<PowerLevels> {
     const ids = typeof stateAfter === 'function' ? await stateAfter() : stateAfter;
     const wanted = new Map<string, string>();
     for (const k of [stateKeyOf('m.room.create', ''), stateKeyOf('m.room.power_levels', '')]) {
       const id = ids.get(k);
       if (id) wanted.set(k, id);
     }
-    // The event itself may be the power levels (a local event is not stored yet).
-    const loaded = await events.loadStateEvents(new Map([...wanted].filter(([, id]) => id !== ev.event_id)));
+    const loaded = await this.deps.events.loadStateEvents(new Map([...wanted].filter(([, id]) => id !== ev.event_id)));
     for (const [k, id] of wanted) if (id === ev.event_id) loaded.set(k, ev);
-    const levels: PowerLevels = powerLevelsFromState(loaded);
-    // Prepared once: every recipient's rules read the same properties of the same event.
-    const pushEvent: PushEvent = { ...(ev as unknown as PushEvent), room_id: roomId };
-    const prepared = preparePushEvent(redacted ? { ...pushEvent, content: {} } : pushEvent);
-    const senderPowerLevel = () => levelOf(levels, ev.sender);
-    const notificationPowerLevel = (key: string) => notificationLevel(levels, key);
-    for (const userId of recipients) {
-      const rs = await rules.getCompiled(userId);
-      // Only rules with contains_display_name need the member event (one read per recipient).
-      const displayName = rs.usesDisplayName ? await this.displayNameGetter(roomId, userId) : undefined;
-      const match = evaluateCompiledPushRules(rs, prepared, { userId, roomMemberCount: joined.length, displayName, senderPowerLevel, notificationPowerLevel });
-      if (!match || !actionsNotify(match.actions)) continue;
-      out.push(row(userId, true, actionsHighlight(match.actions), false, match.actions));
-    }
-    return out;
+    return powerLevelsFromState(loaded);
   }
 
   private async displayNameGetter(roomId: string, userId: string): Promise<() => string | undefined> {
@@ -400,21 +421,6 @@ export class PushActions {
     // Or the user's own event in the thread at or after it.
     return this.deps.store.hasOwnEventFrom(userId, roomId, threadId, streamOrdering);
   }
-}
-
-function withPosition(r: PendingRow, streamOrdering: number): PushActionRow {
-  return {
-    userId: r.userId,
-    eventId: r.eventId,
-    roomId: r.roomId,
-    streamOrdering,
-    threadId: r.threadId,
-    notif: r.notif,
-    highlight: r.highlight,
-    own: r.own,
-    actions: r.actions,
-    ts: r.ts,
-  };
 }
 
 function countsKey(userId: string, roomId: string): string {

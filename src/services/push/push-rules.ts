@@ -1,6 +1,6 @@
 import { MatrixError, errors } from '../../errors.js';
 import {
-  compilePushRules,
+  compilePushRulesOf,
   isServerDefaultRuleId,
   mergeRuleset,
   rulesetToJson,
@@ -24,6 +24,11 @@ export class PushRulesService {
   private readonly cache = new LruCache<string, PushRuleset>(5000);
   /** Cached rulesets compiled for evaluation (a ruleset in the cache is never changed). */
   private readonly compiled = new WeakMap<PushRuleset, CompiledPushRules>();
+  /**
+   * Compiled rules by shape: users whose rules differ only in naming themselves (everyone on
+   * the server-default rules) share one object, so an evaluation shares their outcome.
+   */
+  private readonly shapes = new LruCache<string, CompiledPushRules>(1000);
   private readonly locks = new KeyedMutex();
 
   constructor(private readonly userData: UserDataService) {}
@@ -44,10 +49,21 @@ export class PushRulesService {
 
   /** The user's ruleset compiled for evaluating events. */
   async getCompiled(userId: string): Promise<CompiledPushRules> {
-    const rs = await this.get(userId);
+    return this.compiledCached(userId) ?? this.compile(userId, await this.get(userId));
+  }
+
+  /** The user's compiled ruleset when it is cached (no wait), else undefined. */
+  compiledCached(userId: string): CompiledPushRules | undefined {
+    const rs = this.cache.get(userId);
+    return rs && this.compile(userId, rs);
+  }
+
+  private compile(userId: string, rs: PushRuleset): CompiledPushRules {
     let c = this.compiled.get(rs);
     if (!c) {
-      c = compilePushRules(rs);
+      const fresh = compilePushRulesOf(rs, userId);
+      c = this.shapes.get(fresh.shape) ?? fresh;
+      this.shapes.set(fresh.shape, c);
       this.compiled.set(rs, c);
     }
     return c;

@@ -11,7 +11,9 @@ export interface PushActionRow {
   notif: boolean;
   highlight: boolean;
   own: boolean;
-  actions: unknown[];
+  actions: readonly unknown[];
+  /** `actions` as JSON, when known (rows sharing actions share it). */
+  actionsJson?: string;
   ts: number;
 }
 
@@ -98,6 +100,13 @@ const setProgressQuery = prepared(1, (db, position: number) =>
   db.updateTable('push_actions_progress').set({ position }).where('name', '=', 'events').where('position', '<', position),
 );
 
+/** The table's key order (user, room, stream position); UTF-16 order, close enough to SQLite's. */
+function byKey(a: PushActionRow, b: PushActionRow): number {
+  if (a.userId !== b.userId) return a.userId < b.userId ? -1 : 1;
+  if (a.roomId !== b.roomId) return a.roomId < b.roomId ? -1 : 1;
+  return a.streamOrdering - b.streamOrdering;
+}
+
 /** Evaluated push actions (the source of notification counts) and pushers. */
 export class PushStore {
   /** The insert of n rows, prepared once per n. */
@@ -141,18 +150,31 @@ export class PushStore {
   /**
    * Inserts rows (a row already stored for the user and event is kept). The insert of n rows is
    * built once: building it through the query builder for every event cost about as much as
-   * SQLite's work to run it.
+   * SQLite's work to run it. Rows are written in the order of the table's key (user, room,
+   * position): a batch's rows for one user then land next to each other, which halves what
+   * SQLite spends on them compared with event order (every event touches each member's part).
    */
   async insertActions(tx: Tx, rows: readonly PushActionRow[]): Promise<void> {
+    const sorted = rows.length > 1 ? [...rows].sort(byKey) : rows;
     let done = 0;
-    while (done < rows.length) {
+    while (done < sorted.length) {
       // The largest power of two that fits (so few distinct statements), at most INSERT_CHUNK.
       let n = INSERT_CHUNK;
-      while (n > rows.length - done) n >>= 1;
-      const params: unknown[] = [];
+      while (n > sorted.length - done) n >>= 1;
+      const params: unknown[] = new Array(n * INSERT_COLUMNS.length);
+      let p = 0;
       for (let i = done; i < done + n; i++) {
-        const r = rows[i]!;
-        params.push(r.userId, r.eventId, r.roomId, r.streamOrdering, r.threadId, r.notif ? 1 : 0, r.highlight ? 1 : 0, r.own ? 1 : 0, JSON.stringify(r.actions), r.ts);
+        const r = sorted[i]!;
+        params[p++] = r.userId;
+        params[p++] = r.eventId;
+        params[p++] = r.roomId;
+        params[p++] = r.streamOrdering;
+        params[p++] = r.threadId;
+        params[p++] = r.notif ? 1 : 0;
+        params[p++] = r.highlight ? 1 : 0;
+        params[p++] = r.own ? 1 : 0;
+        params[p++] = r.actionsJson ?? JSON.stringify(r.actions);
+        params[p++] = r.ts;
       }
       await this.insertOf(n).run(tx.db, ...params);
       done += n;

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   compilePushRules,
+  compilePushRulesOf,
   evaluateCompiledPushRules,
+  PushEvaluation,
   preparePushEvent,
   actionsHighlight,
   actionsNotify,
@@ -17,6 +19,7 @@ import {
   splitPropertyPath,
   tweakValue,
   validateNewRule,
+  type CompiledPushRules,
   type PushContext,
   type PushEvent,
 } from '../../../src/protocol/push-rules.js';
@@ -431,5 +434,130 @@ describe('compiled rules and prepared events (one event, many users)', () => {
     const m = evaluateCompiledPushRules(c, preparePushEvent(msg({ body: 'x' })), ctx())!;
     m.actions.push('coalesce');
     expect(evaluateCompiledPushRules(c, preparePushEvent(msg({ body: 'x' })), ctx())!.actions).toEqual(['notify']);
+  });
+});
+
+describe('shared evaluation (one event, users with rules of the same shape)', () => {
+  const users = ['@a:example.org', '@b:example.org', '@c:example.org', '@d:example.org', '@e:example.org', '@f:example.org'];
+  // a, b, c: the defaults. d, e: a rule naming themselves (same shape). f: a rule naming d, and one on the display name.
+  const selfRule = (u: string) => ({
+    global: {
+      override: [
+        { rule_id: 'self', actions: ['notify', { set_tweak: 'sound', value: 'me' }], conditions: [{ kind: 'event_match', key: 'content.to', pattern: u }] },
+        { rule_id: 'is', actions: ['notify', { set_tweak: 'sound', value: 'is' }], conditions: [{ kind: 'event_property_is', key: 'content.who', value: u }] },
+      ],
+    },
+  });
+  const stored = [undefined, undefined, undefined, selfRule(users[3]!), selfRule(users[4]!), {
+    global: {
+      ...selfRule(users[3]!).global,
+      underride: [{ rule_id: 'name', actions: ['notify', { set_tweak: 'highlight' }], conditions: [{ kind: 'contains_display_name' }] }],
+    },
+  }];
+  const rulesets = users.map((u, i) => mergeRuleset(stored[i], u));
+  /** As PushRulesService keeps them: one compiled object per shape. */
+  const compileShared = () => {
+    const shapes = new Map<string, CompiledPushRules>();
+    return users.map((u, i) => {
+      const c = compilePushRulesOf(rulesets[i]!, u);
+      if (!shapes.has(c.shape)) shapes.set(c.shape, c);
+      return shapes.get(c.shape)!;
+    });
+  };
+  const displayName = (u: string) => () => u.slice(1, u.indexOf(':'));
+  const event = fc.record({
+    type: fc.constantFrom('m.room.message', 'm.room.member', 'm.room.encrypted', 'm.reaction'),
+    sender: fc.constantFrom('@other:example.org', ...users),
+    room_id: fc.constant('!r:example.org'),
+    state_key: fc.option(fc.constantFrom('', ...users), { nil: undefined }),
+    content: fc.record(
+      {
+        msgtype: fc.constantFrom('m.text', 'm.notice'),
+        body: fc.constantFrom('hi', 'hi a there', 'f: look', 'nothing'),
+        membership: fc.constantFrom('invite', 'join'),
+        to: fc.constantFrom(...users, 'nobody'),
+        who: fc.constantFrom(...users, 7, true),
+        'm.mentions': fc.record({ user_ids: fc.subarray(users), room: fc.boolean() }, { requiredKeys: [] }),
+      },
+      { requiredKeys: [] },
+    ),
+  });
+
+  it('compiles rules that differ only in naming their owner to one shape', () => {
+    const c = compileShared();
+    expect(c[1]).toBe(c[0]);
+    expect(c[2]).toBe(c[0]);
+    expect(c[4]).toBe(c[3]);
+    expect(c[3]).not.toBe(c[0]);
+    expect(c[5]).not.toBe(c[3]);
+    // Naming someone else is not naming oneself.
+    const other = compilePushRulesOf(mergeRuleset(selfRule(users[3]!), users[4]!), users[4]!);
+    expect(other.shape).not.toBe(c[3]!.shape);
+    expect(compilePushRulesOf(mergeRuleset(undefined, users[0]!), undefined).shape).not.toBe(c[0]!.shape);
+  });
+
+  it('gives every user what evaluating their own rules alone gives, in any order', () => {
+    const compiled = compileShared();
+    fc.assert(
+      fc.property(event, fc.integer({ min: 1, max: 4 }), fc.boolean(), fc.shuffledSubarray([0, 1, 2, 3, 4, 5], { minLength: 1 }), (ev, members, powerful, order) => {
+        const level = () => (powerful ? 100 : 0);
+        const evaluation = new PushEvaluation(preparePushEvent(ev as PushEvent), members, level, () => 50);
+        for (const i of order) {
+          const u = users[i]!;
+          const alone = evaluatePushRules(rulesets[i]!, ev as PushEvent, {
+            userId: u,
+            roomMemberCount: members,
+            displayName: displayName(u),
+            senderPowerLevel: level,
+            notificationPowerLevel: () => 50,
+          });
+          const m = evaluation.match(compiled[i]!, u, displayName(u));
+          expect(m && { kind: m.kind, ruleId: m.ruleId, actions: [...m.actions] }).toEqual(alone);
+          if (m) {
+            expect(m.notify).toBe(actionsNotify(m.actions));
+            expect(m.highlight).toBe(actionsHighlight(m.actions));
+            expect(JSON.parse(m.actionsJson)).toEqual(m.actions);
+          }
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('keeps an outcome only when it did not depend on the user', () => {
+    const compiled = compileShared();
+    const plain = new PushEvaluation(preparePushEvent(msg({ body: 'hi', 'm.mentions': {} })), 5);
+    expect(plain.knows(compiled[0]!)).toBe(false);
+    expect(plain.match(compiled[0]!, users[0]!)?.ruleId).toBe('.m.rule.message');
+    expect(plain.knows(compiled[0]!)).toBe(true);
+    expect(plain.match(compiled[1]!, users[1]!)?.ruleId).toBe('.m.rule.message');
+    // A mention compares the user's ID: evaluated for each user.
+    const mention = new PushEvaluation(preparePushEvent(msg({ body: 'hi', 'm.mentions': { user_ids: [users[1]] } })), 5);
+    expect(mention.match(compiled[0]!, users[0]!)?.ruleId).toBe('.m.rule.message');
+    expect(mention.knows(compiled[0]!)).toBe(false);
+    expect(mention.match(compiled[1]!, users[1]!)).toMatchObject({ ruleId: '.m.rule.is_user_mention', highlight: true });
+    // The display name is read for rules that ask for it, unless the body cannot match.
+    const named = new PushEvaluation(preparePushEvent(msg({ body: 'f: look' })), 5);
+    expect(named.match(compiled[5]!, users[5]!, displayName(users[5]!))?.ruleId).toBe('name');
+    expect(named.knows(compiled[5]!)).toBe(false);
+    const bodiless = new PushEvaluation(preparePushEvent(msg({ msgtype: 'm.text' })), 5);
+    expect(bodiless.match(compiled[5]!, users[5]!, displayName(users[5]!))?.ruleId).toBe('.m.rule.message');
+    expect(bodiless.knows(compiled[5]!)).toBe(true);
+  });
+
+  it('keeps nothing from an evaluation that failed (power levels not yet read), and evaluates again', () => {
+    const compiled = compileShared();
+    let levels: number | undefined;
+    const fail = new Error('levels');
+    const sender = () => {
+      if (levels === undefined) throw fail;
+      return levels;
+    };
+    const evaluation = new PushEvaluation(preparePushEvent(msg({ body: '@room', 'm.mentions': { room: true } })), 5, sender, () => 50);
+    expect(() => evaluation.match(compiled[0]!, users[0]!)).toThrow(fail);
+    expect(evaluation.knows(compiled[0]!)).toBe(false);
+    levels = 100;
+    expect(evaluation.match(compiled[0]!, users[0]!)).toMatchObject({ ruleId: '.m.rule.is_room_mention', highlight: true });
+    expect(evaluation.match(compiled[1]!, users[1]!)?.ruleId).toBe('.m.rule.is_room_mention');
   });
 });
