@@ -60,6 +60,13 @@ export function stateKeyOf(type: string, stateKey: string): string {
   return JSON.stringify([type, stateKey]);
 }
 
+const MEMBER_KEY_START = stateKeyOf('m.room.member', '').slice(0, -3);
+
+/** `stateKeyOf('m.room.member', userId)`, without building the array (hot in /sync). */
+export function memberStateKey(userId: string): string {
+  return MEMBER_KEY_START + JSON.stringify(userId) + ']';
+}
+
 export function parseStateKey(key: string): [string, string] {
   return JSON.parse(key) as [string, string];
 }

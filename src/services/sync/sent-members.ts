@@ -60,8 +60,8 @@ export class SentMembers {
    * of the request's token).
    */
   has(userId: string, deviceId: string, roomId: string, member: string, eventId: string, since: number): boolean {
-    const sent = this.devices.get(SentMembers.key(userId, deviceId))?.rooms.get(roomId)?.get(member);
-    return sent !== undefined && sent.eventId === eventId && sent.at <= since;
+    const room = this.roomRecord(userId, deviceId, roomId);
+    return room !== undefined && SentMembers.sentIn(room, member, eventId, since);
   }
 
   /**

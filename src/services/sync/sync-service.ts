@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { parseStateKey, stateKeyOf, type RoomEvent } from '../../protocol/event.js';
+import { memberStateKey, parseStateKey, type RoomEvent } from '../../protocol/event.js';
 import type { JsonObject } from '../../protocol/json.js';
 import type { EventStore, StateIds, StoredEvent } from '../../storage/stores/events.js';
 import type { Notifier, StreamChange, WaitSignal } from '../../streams/notifier.js';
@@ -116,13 +116,6 @@ const MEMBERSHIPS = ['join', 'invite', 'leave', 'ban', 'knock'];
 /** No state to send (shared: never written to). */
 const NO_STATE_IDS: StateIds = new Map();
 const NO_CHANGES: ReadonlyMap<string, { roomId: string; membership: string; eventId: string; streamOrdering: number }> = new Map();
-
-/** The state key of a user's member event. */
-function memberKey(userId: string): string {
-  // As stateKeyOf('m.room.member', userId) builds it, without the array.
-  return MEMBER_KEY_START + JSON.stringify(userId) + ']';
-}
-const MEMBER_KEY_START = stateKeyOf('m.room.member', '').slice(0, -3);
 
 /** Whether a timeline filter lets every event through (no conditions but a limit). */
 function filterIsOpen(f: EventFilter | undefined): boolean {
@@ -434,7 +427,7 @@ export class SyncService {
         let keys: string[] | undefined;
         for (const u of senders) {
           if (u === req.userId || timelineMembers?.has(u)) continue;
-          const key = memberKey(u);
+          const key = memberStateKey(u);
           if (fromGap && stateIds.has(key)) continue;
           (missing ??= []).push(u);
           (keys ??= []).push(key);

@@ -1400,17 +1400,10 @@ export class EventStore {
   }
 
   /**
-   * One entry of the state at a stream position (as stateIdsAtStream), read from the cached
-   * state of the room's latest run without copying the whole state (sync's lazy-loaded members).
+   * Some entries of the state at a stream position (as stateIdsAtStream, in the order of
+   * `keys`), read from the cached state of the room's latest run without copying the whole
+   * state (sync's lazy-loaded members).
    */
-  async stateIdAtStream(roomId: string, at: number, key: string): Promise<string | undefined> {
-    const run = this.stateRuns.get(roomId);
-    const cached = run && at >= run.from && at <= this.committedMax ? this.stateCache.get(run.group) : undefined;
-    if (cached) return cached.get(key);
-    return (await this.stateIdsAtStream(roomId, at)).get(key);
-  }
-
-  /** stateIdAtStream for several keys of one room at one position (in the order of `keys`). */
   async stateIdsAtStreamOf(roomId: string, at: number, keys: readonly string[]): Promise<Array<string | undefined>> {
     const run = this.stateRuns.get(roomId);
     const state = (run && at >= run.from && at <= this.committedMax ? this.stateCache.get(run.group) : undefined) ?? (await this.stateIdsAtStream(roomId, at));
