@@ -58,8 +58,6 @@ export interface PushersTable {
 export interface ReceiptPushTables {
   receipts: ReceiptsTable;
   event_push_actions: EventPushActionsTable;
-  /** New rows, moved into `event_push_actions` in batches (migration 0020). */
-  event_push_actions_recent: EventPushActionsTable;
   push_actions_progress: PushActionsProgressTable;
   pushers: PushersTable;
 }

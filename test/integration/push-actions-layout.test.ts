@@ -34,19 +34,13 @@ async function openOld(engine: Engine): Promise<{ kysely: Kysely<Tables>; querie
   expect(MIGRATIONS[BEFORE.length]?.name).toBe(LAYOUT);
   await migrateToLatest(kysely as Kysely<unknown>, engine, log, BEFORE);
   const queries: CompiledQuery[] = [];
-  const compiled = new Map<unknown, CompiledQuery>();
   const executor = kysely.getExecutor();
   const capture: KyselyPlugin = {
     transformQuery(args) {
-      compiled.set(args.queryId, executor.compileQuery(args.node as RootOperationNode, args.queryId));
+      queries.push(executor.compileQuery(args.node as RootOperationNode, args.queryId));
       return args.node;
     },
-    // Statements that ran (subqueries are transformed too, but have no result of their own).
-    transformResult: (args) => {
-      const q = compiled.get(args.queryId);
-      if (q) queries.push(q);
-      return Promise.resolve(args.result);
-    },
+    transformResult: (args) => Promise.resolve(args.result),
   };
   return { kysely: kysely.withPlugin(capture), queries };
 }
@@ -99,23 +93,15 @@ function sortRows(rows: OldRow[]): OldRow[] {
   return [...rows].sort((a, b) => a.user_id.localeCompare(b.user_id) || a.stream_ordering - b.stream_ordering);
 }
 
-/** Evaluated up to here when migrating: later rows move to the recent table (migration 0020). */
-const EVALUATED = 115;
-
-describe.each<Engine>(['sqlite', 'postgres'])('event_push_actions layout (migrations 0018 and 0020) on %s', (engine) => {
+describe.each<Engine>(['sqlite', 'postgres'])('event_push_actions layout (migration 0018) on %s', (engine) => {
   it('keeps every row, and the store reads and writes them as before', async () => {
     const { kysely } = await openOld(engine);
     const rows = oldRows();
     await kysely.insertInto('event_push_actions').values(rows).execute();
-    await kysely.updateTable('push_actions_progress').set({ position: EVALUATED }).where('name', '=', 'events').execute();
     await migrateToLatest(kysely as Kysely<unknown>, engine, log);
 
-    const numeric = (r: OldRow) => ({ ...r, stream_ordering: Number(r.stream_ordering), ts: Number(r.ts) });
-    const main = (await kysely.selectFrom('event_push_actions').selectAll().execute()).map(numeric);
-    const recent = (await kysely.selectFrom('event_push_actions_recent').selectAll().execute()).map(numeric);
-    expect(sortRows([...main, ...recent])).toEqual(sortRows(rows));
-    expect(sortRows(main)).toEqual(sortRows(rows.filter((r) => r.stream_ordering <= EVALUATED)));
-    expect(recent.length).toBeGreaterThan(0);
+    const after = await kysely.selectFrom('event_push_actions').selectAll().execute();
+    expect(sortRows(after.map((r) => ({ ...r, stream_ordering: Number(r.stream_ordering), ts: Number(r.ts) })))).toEqual(sortRows(rows));
 
     const store = new PushStore(new Database(engine, kysely, log));
     const alice = '@alice:localhost';
@@ -155,14 +141,12 @@ describe.each<Engine>(['sqlite', 'postgres'])('event_push_actions layout (migrat
     expect(await store.hasOwnEventFrom(alice, ROOM, 'main', lastOwn)).toBe(true);
     expect(await store.hasOwnEventFrom(alice, ROOM, 'main', lastOwn + 1)).toBe(false);
 
-    // A row already there for the user and event is kept; new ones are added. (Rows are written
-    // again only past the evaluation position, so only the recent table can hold them.)
-    const existing = expectedNotifs.find((r) => r.stream_ordering > EVALUATED)!;
+    // A row already there for the user and event is kept; new ones are added.
     const again: PushActionRow = {
       userId: alice,
-      eventId: String(existing.event_id),
-      roomId: String(existing.room_id),
-      streamOrdering: Number(existing.stream_ordering),
+      eventId: String(expectedNotifs[0]!.event_id),
+      roomId: String(expectedNotifs[0]!.room_id),
+      streamOrdering: Number(expectedNotifs[0]!.stream_ordering),
       threadId: 'main',
       notif: true,
       highlight: true,
@@ -174,16 +158,15 @@ describe.each<Engine>(['sqlite', 'postgres'])('event_push_actions layout (migrat
     const db = new Database(engine, kysely, log);
     await db.transaction((tx) => new PushStore(db).insertActions(tx, [again, fresh]));
     const [kept] = await store.notificationsAfter(alice, again.streamOrdering - 1, 1);
-    expect(kept).toMatchObject({ eventId: again.eventId, actions: JSON.parse(String(existing.actions)) as unknown });
+    expect(kept).toMatchObject({ eventId: again.eventId, actions: JSON.parse(String(expectedNotifs[0]!.actions)) as unknown });
     expect((await store.notifications(alice, undefined, 1, false))[0]).toMatchObject({ eventId: '$new', streamOrdering: 500, actions: ['notify'], ts: 1 });
   });
 
-  it('has an index for every query of the main table, and reads the recent one by position', async () => {
+  it('has an index for every query of the table', async () => {
     const { kysely, queries } = await openOld(engine);
-    await kysely.updateTable('push_actions_progress').set({ position: EVALUATED }).where('name', '=', 'events').execute();
-    await kysely.insertInto('event_push_actions').values(oldRows()).execute();
     await migrateToLatest(kysely as Kysely<unknown>, engine, log);
     const store = new PushStore(new Database(engine, kysely, log));
+    await kysely.insertInto('event_push_actions').values(oldRows()).execute();
     queries.length = 0;
     const alice = '@alice:localhost';
     await store.notifications(alice, undefined, 20, false);
@@ -194,25 +177,21 @@ describe.each<Engine>(['sqlite', 'postgres'])('event_push_actions layout (migrat
     await store.ownMarks(alice, ROOM);
     await store.ownMarks(alice, ROOM, 110);
     await store.hasOwnEventFrom(alice, ROOM, 'main', 110);
-    const selects = queries.filter((q) => /from "event_push_actions(_recent)?"/.test(q.sql));
-    // The lists read each table apart; counts, marks and own events read both in one statement.
-    expect(selects).toHaveLength(11);
-    expect(selects.filter((q) => /from "event_push_actions"/.test(q.sql))).toHaveLength(8);
+    const selects = queries.filter((q) => /from "event_push_actions"/.test(q.sql));
+    expect(selects).toHaveLength(8);
     if (engine === 'postgres') await sql`set enable_seqscan = off`.execute(kysely);
     for (const q of selects) {
       const explain = await kysely.executeQuery<Record<string, unknown>>(CompiledQuery.raw(`explain ${engine === 'sqlite' ? 'query plan ' : ''}${q.sql}`, [...q.parameters]));
       const plan = explain.rows.map((r) => String(r['detail'] ?? r['QUERY PLAN'])).join('\n');
-      const main = /from "event_push_actions"/.test(q.sql);
       if (engine === 'sqlite') {
-        if (main) expect(plan, q.sql).toMatch(/SEARCH event_push_actions USING (PRIMARY KEY|(COVERING )?INDEX \w+) \(user_id=\?/);
-        expect(plan, q.sql).not.toMatch(/SCAN event_push_actions\b(?!_recent)/);
+        expect(plan, q.sql).toMatch(/SEARCH event_push_actions USING (PRIMARY KEY|(COVERING )?INDEX \w+) \(user_id=\?/);
         expect(plan, q.sql).not.toMatch(/TEMP B-TREE FOR ORDER BY/);
       } else {
         expect(plan, q.sql).toMatch(/Index (Only )?Scan/);
-        expect(plan, q.sql).not.toMatch(/Seq Scan on event_push_actions(?!_recent)/);
+        expect(plan, q.sql).not.toMatch(/Seq Scan on event_push_actions/);
       }
       // /notifications and the pusher use the index of notifying rows.
-      if (main && /order by "stream_ordering"/.test(q.sql)) expect(plan, q.sql).toMatch(/event_push_actions_notifying/);
+      if (/order by "stream_ordering"/.test(q.sql)) expect(plan, q.sql).toMatch(/event_push_actions_notifying/);
     }
   });
 });

@@ -13,21 +13,6 @@ import type { PushRulesService } from './push-rules.js';
 import { threadOf } from './threads.js';
 
 const BATCH = 200;
-/**
- * Recent push action rows are moved into the main table once this many have gathered, or
- * FOLD_MS after the first: few enough that reads of the recent table (no per-user index) stay
- * cheap, many enough that each member's part of the main table gets many rows at once.
- */
-const FOLD_ROWS = 2048;
-const FOLD_MS = 1000;
-/**
- * Users whose rows move in one transaction: a move is spread over many small commits, so no
- * write or disk sync of messages waits behind one large one.
- */
-const FOLD_USERS = 8;
-/** Timers as they were at load (tests may replace the global ones). */
-const realSetTimeout = globalThis.setTimeout.bind(globalThis);
-const realClearTimeout = globalThis.clearTimeout.bind(globalThis);
 /** (user, room) pairs whose unread counts are kept between syncs. */
 const COUNTS_CACHE_SIZE = 20_000;
 
@@ -108,14 +93,6 @@ export class PushActions {
   /** The highest position of any committed row. */
   private maxRow = 0;
   private stopped = false;
-  /**
-   * Rows in the recent table per user (an estimate: counted at start, then added and moved
-   * rows), and in all; undefined until counted.
-   */
-  private recentByUser = new Map<string, number>();
-  private recentRows: number | undefined;
-  private foldTimer: ReturnType<typeof setTimeout> | undefined;
-  private folding = false;
 
   constructor(private readonly deps: PushActionsDeps) {}
 
@@ -130,77 +107,7 @@ export class PushActions {
    */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.foldTimer) realClearTimeout(this.foldTimer);
-    this.foldTimer = undefined;
     await this.lock.run('events', () => Promise.resolve());
-  }
-
-  /** Moves rows up to the evaluation position from the recent table into the main one: soon when many, else after FOLD_MS. */
-  private scheduleFold(): void {
-    if (this.stopped || this.folding || !this.recentRows) return;
-    if (this.recentRows < FOLD_ROWS) return this.armFoldTimer();
-    if (this.foldTimer) realClearTimeout(this.foldTimer);
-    this.foldTimer = undefined;
-    this.folding = true;
-    setImmediate(() => void this.fold());
-  }
-
-  private armFoldTimer(): void {
-    if (this.foldTimer || this.stopped) return;
-    this.foldTimer = realSetTimeout(() => {
-      this.foldTimer = undefined;
-      if (this.folding || this.stopped) return;
-      this.folding = true;
-      void this.fold();
-    }, FOLD_MS);
-    this.foldTimer.unref?.();
-  }
-
-  /**
-   * Moves the rows of every user with recent rows, FOLD_USERS at a time, each step in its own
-   * transaction under the evaluation lock: only rows up to the evaluation position move, and
-   * evaluation never writes rows at or below it, so no row is ever in both tables.
-   */
-  private async fold(): Promise<void> {
-    let moved = 0;
-    const started = performance.now();
-    try {
-      const users = [...this.recentByUser.keys()];
-      for (let i = 0; i < users.length && !this.stopped; i += FOLD_USERS) {
-        const step = users.slice(i, i + FOLD_USERS);
-        await this.lock.run('events', async () => {
-          if (this.stopped || this.position === undefined) return;
-          const upTo = this.position;
-          const n = await this.deps.database.transaction((tx) => this.deps.store.foldRecent(tx, upTo, step));
-          // Rows past the position (rare: while others' events are evaluated) stay, uncounted
-          // until nothing else is left to move.
-          for (const u of step) this.recentByUser.delete(u);
-          this.recentRows = Math.max(0, (this.recentRows ?? 0) - n);
-          moved += n;
-        });
-      }
-      this.deps.log.debug({ moved, users: users.length, left: this.recentRows, ms: Math.round(performance.now() - started) }, 'push action rows moved to the main table');
-    } catch (err) {
-      this.deps.log.error({ err }, 'moving push action rows failed; retrying later');
-    } finally {
-      this.folding = false;
-    }
-    if (moved > 0) return this.scheduleFold();
-    // Nothing could move: the estimates drifted (rows written twice count twice), or rows wait
-    // past the evaluation position. Count again; what is left waits FOLD_MS, never a loop.
-    try {
-      await this.countRecent();
-    } catch (err) {
-      this.deps.log.error({ err }, 'counting push action rows failed');
-    }
-    if (this.recentRows) this.armFoldTimer();
-  }
-
-  private async countRecent(): Promise<void> {
-    this.recentByUser = await this.deps.store.recentCounts();
-    let n = 0;
-    for (const c of this.recentByUser.values()) n += c;
-    this.recentRows = n;
   }
 
   /** Events are about to be written by someone who does not evaluate them (under the stream lock). */
@@ -266,11 +173,6 @@ export class PushActions {
 
   /** After rows commit: counts caches of their users move, and listeners hear of it. */
   private rowsCommitted(position: number | undefined, rows: readonly PushActionRow[]): void {
-    if (rows.length && this.recentRows !== undefined) {
-      this.recentRows += rows.length;
-      for (const r of rows) this.recentByUser.set(r.userId, (this.recentByUser.get(r.userId) ?? 0) + 1);
-      this.scheduleFold();
-    }
     const notified = new Set<string>();
     for (const r of rows) {
       if (r.streamOrdering > this.maxRow) this.maxRow = r.streamOrdering;
@@ -336,10 +238,6 @@ export class PushActions {
       if (this.stopped) return;
       const { store, events, database } = this.deps;
       this.position ??= await store.progress();
-      if (this.recentRows === undefined) {
-        await this.countRecent();
-        this.scheduleFold();
-      }
       let target = this.wanted;
       if (this.wantEnd) {
         this.wantEnd = false;

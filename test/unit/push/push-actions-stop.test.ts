@@ -2,14 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { PushActions, type PushActionsDeps } from '../../../src/services/push/push-actions.js';
 
 /** Stand-ins that record which store calls were made and let one call hang until released. */
-function deps(recentRows = 0) {
+function deps() {
   const calls: string[] = [];
-  let recent = recentRows;
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const d = {
     serverName: 'example.org',
-    log: { error: () => undefined, warn: () => undefined, debug: () => undefined },
+    log: { error: () => undefined, warn: () => undefined },
     store: {
       progress: async () => {
         calls.push('progress');
@@ -22,16 +21,6 @@ function deps(recentRows = 0) {
       },
       insertActions: async () => undefined,
       setProgress: async () => undefined,
-      recentCounts: async () => {
-        calls.push('recentCounts');
-        return new Map(recent ? [['@a:example.org', recent]] : []);
-      },
-      foldRecent: async (_tx: unknown, upTo: number, users: string[]) => {
-        calls.push(`foldRecent ${upTo} ${users.join()}`);
-        const moved = recent;
-        recent = 0;
-        return moved;
-      },
     },
     events: {
       maxStreamOrdering: async () => {
@@ -61,31 +50,9 @@ describe('PushActions.stop', () => {
     await stopping;
     await Promise.all([running, queued]);
     // The run in progress finished its read; the queued one and later ones did nothing.
-    expect(calls).toEqual(['progress', 'recentCounts', 'maxStreamOrdering']);
+    expect(calls).toEqual(['progress', 'maxStreamOrdering']);
     await pa.catchUp();
     await pa.settle();
-    expect(calls).toEqual(['progress', 'recentCounts', 'maxStreamOrdering']);
-  });
-
-  it('moves many recent rows soon, up to the evaluation position, and none after stop', async () => {
-    const { deps: d, calls, release } = deps(5000);
-    const pa = new PushActions(d);
-    release();
-    await pa.catchUp();
-    for (let i = 0; i < 50 && !calls.includes('foldRecent 10 @a:example.org'); i++) await new Promise((r) => setTimeout(r, 10));
-    expect(calls).toEqual(['progress', 'recentCounts', 'maxStreamOrdering', 'foldRecent 10 @a:example.org']);
-    await pa.stop();
-  });
-
-  it('moves a few recent rows after a while', async () => {
-    const { deps: d, calls, release } = deps(3);
-    const pa = new PushActions(d);
-    release();
-    await pa.catchUp();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(calls).not.toContain('foldRecent 10 @a:example.org'); // waits for more first
-    for (let i = 0; i < 300 && !calls.includes('foldRecent 10 @a:example.org'); i++) await new Promise((r) => setTimeout(r, 10));
-    expect(calls).toContain('foldRecent 10 @a:example.org');
-    await pa.stop();
+    expect(calls).toEqual(['progress', 'maxStreamOrdering']);
   });
 });
