@@ -14,6 +14,7 @@
  *
  * Environment:
  *   MYELIN_BENCH_USERS (100), MYELIN_BENCH_ROOM_SIZE (10 users per room)
+ *   MYELIN_BENCH_SYNC=0 — users do not long-poll /sync: the send path alone (deliveries are not measured)
  *   MYELIN_BENCH_INLINE_FILTER=1 — pass the /sync filter inline as JSON instead of uploading it once
  *     and passing its ID (what matrix-js-sdk and Element do)
  *   MYELIN_BENCH_SQLITE_SYNCHRONOUS — SQLite `synchronous` of the started server (default: its own, FULL)
@@ -55,6 +56,8 @@ const MAX_MESSAGES = Number(env.MYELIN_BENCH_MESSAGES ?? 100_000);
 const RATE = Number(env.MYELIN_BENCH_RATE ?? 200);
 const LATENCY_SECONDS = Number(env.MYELIN_BENCH_LATENCY_SECONDS ?? 10);
 const SETUP_CONCURRENCY = 10;
+/** MYELIN_BENCH_SYNC=0: nobody long-polls, so the phases measure the send path alone (no deliveries). */
+const SYNC = env.MYELIN_BENCH_SYNC !== '0';
 const MEMORY_LOG = env.MYELIN_BENCH_MEMORY === '1';
 const EXTRA_NODE_ARGS = (env.MYELIN_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const CLI = join(import.meta.dirname, '../../dist/cli/main.js');
@@ -425,7 +428,7 @@ try {
 
   let current = newStats();
   let stopSync = false;
-  const syncing = users.map((u) => syncLoop(u, () => stopSync, () => current));
+  const syncing = SYNC ? users.map((u) => syncLoop(u, () => stopSync, () => current)) : [];
   await sleep(500);
 
   // Phase 1: throughput.
@@ -500,12 +503,14 @@ try {
   if (peak) process.stderr.write(`memory peak (${peak.phase}): ${formatMemory(peak).replace(/^[^:]*: /, '')}\n`);
   stopSync = true;
 
-  report(SUITE, `messages/s persisted (${USERS} users, ${roomCount} rooms, all long-polling)`, rate, 'msg/s');
-  report(SUITE, 'delivery latency p50 at full throughput', percentile(tpSorted, 50), 'ms');
-  report(SUITE, 'delivery latency p99 at full throughput', percentile(tpSorted, 99), 'ms');
-  report(SUITE, `delivery latency p50 at ${RATE} msg/s`, percentile(latSorted, 50), 'ms');
-  report(SUITE, `delivery latency p99 at ${RATE} msg/s`, percentile(latSorted, 99), 'ms');
-  report(SUITE, 'deliveries seen / expected at full throughput', tp.latencies.length / Math.max(1, total * (ROOM_SIZE - 1)), 'ratio');
+  report(SUITE, `messages/s persisted (${USERS} users, ${roomCount} rooms, ${SYNC ? 'all' : 'none'} long-polling)`, rate, 'msg/s');
+  if (SYNC) {
+    report(SUITE, 'delivery latency p50 at full throughput', percentile(tpSorted, 50), 'ms');
+    report(SUITE, 'delivery latency p99 at full throughput', percentile(tpSorted, 99), 'ms');
+    report(SUITE, `delivery latency p50 at ${RATE} msg/s`, percentile(latSorted, 50), 'ms');
+    report(SUITE, `delivery latency p99 at ${RATE} msg/s`, percentile(latSorted, 99), 'ms');
+    report(SUITE, 'deliveries seen / expected at full throughput', tp.latencies.length / Math.max(1, total * (ROOM_SIZE - 1)), 'ratio');
+  }
   if (rss !== undefined) report(SUITE, 'server RSS at the end', rss, 'MiB');
   if (peak) report(SUITE, 'server RSS peak', peak.rss, 'MiB');
   if (endSample?.heapTotal !== undefined) report(SUITE, 'server V8 heap total at the end', endSample.heapTotal, 'MiB');
