@@ -10,10 +10,13 @@
  * event loop keeps serving other requests meanwhile, and commits made during one sync share the
  * next.
  *
- * Checkpoints (copying the log back into the database file) are SQLite's own with
- * `synchronous = FULL` set for their duration, so the database file is synced before the log can
- * be reused; they run every few seconds while commits happen, between two uses of the
- * connection. Closing checkpoints the same way.
+ * Checkpoints (copying the log back into the database file) run every few seconds while commits
+ * happen, holding the connection: the log is synced first (off the event loop), so no page of an
+ * unsynced commit reaches the database file; SQLite copies the pages without syncing; then the
+ * database file is synced off the event loop too, before the connection is released, so the log
+ * is never reused from its start (by the next write) while the copies could still be lost.
+ * Reads, timers and requests go on meanwhile; only writers wait. Closing checkpoints with
+ * SQLite's own syncs (`synchronous = FULL`).
  */
 import { closeSync, fdatasync, fsync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -55,6 +58,7 @@ function fsyncPath(path: string): Promise<void> {
  */
 export class WalSync {
   private fd: number | undefined;
+  private dbFd: number | undefined;
   private inFlight: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
 
@@ -98,11 +102,19 @@ export class WalSync {
     await datasync(this.fd);
   }
 
+  /** Syncs the database file itself (after a checkpoint copied pages into it). */
+  async syncDatabase(): Promise<void> {
+    this.dbFd ??= openSync(this.dbPath, 'r');
+    await datasync(this.dbFd);
+  }
+
   async close(): Promise<void> {
     await this.inFlight?.catch(() => {});
     await this.queued?.catch(() => {});
     if (this.fd !== undefined) closeSync(this.fd);
+    if (this.dbFd !== undefined) closeSync(this.dbFd);
     this.fd = undefined;
+    this.dbFd = undefined;
   }
 }
 
@@ -115,6 +127,7 @@ export class WalSync {
 export class DurableSqliteDriver implements Driver {
   private dirty = false;
   private checkpointing = false;
+  private checkpointRun: Promise<void> | undefined;
   private closed = false;
   private lastCheckpoint = performance.now();
   private readonly wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
@@ -205,26 +218,26 @@ export class DurableSqliteDriver implements Driver {
   /**
    * Copies the log into the database file, with both files synced, at most every
    * `checkpointEveryMs` while commits happen (the log file is reused from its start after a
-   * complete checkpoint, so its size says nothing of what is new in it). A checkpoint blocks the
-   * event loop for its disk syncs, so it is rare; the log holds at most that long's writes.
+   * complete checkpoint, so its size says nothing of what is new in it). The event loop is
+   * blocked only for SQLite's copying; the syncs run on libuv's thread pool while the
+   * connection is held (see the module comment).
    */
   private checkpointSoon(): void {
     if (this.closed || this.checkpointing || performance.now() - this.lastCheckpoint < this.checkpointEveryMs) return;
     this.checkpointing = true;
-    void (async () => {
+    this.checkpointRun = (async () => {
       const conn = await this.inner.acquireConnection();
       try {
-        // Closing checkpoints by itself; a transaction in progress is left alone (next time).
+        // A transaction in progress is left alone (next time).
         if (this.closed || this.raw().inTransaction) return;
-        const raw = this.raw();
-        raw.pragma('synchronous = FULL');
-        try {
-          raw.pragma('wal_checkpoint(PASSIVE)');
-        } finally {
-          raw.pragma('synchronous = OFF');
-        }
+        // Every commit's frames are on disk before any page of theirs is copied.
+        await this.wal.sync();
+        if (this.closed) return;
+        this.raw().pragma('wal_checkpoint(PASSIVE)');
+        // The copies are on disk before the next write may reuse the log.
+        await this.wal.syncDatabase();
       } catch (err) {
-        this.onSyncError(err);
+        if (!this.closed) this.onSyncError(err);
       } finally {
         this.lastCheckpoint = performance.now();
         this.checkpointing = false;
@@ -235,6 +248,7 @@ export class DurableSqliteDriver implements Driver {
 
   async destroy(): Promise<void> {
     this.closed = true;
+    await this.checkpointRun;
     try {
       const raw = this.raw();
       // The checkpoint SQLite runs on close then syncs the database file before removing the log.

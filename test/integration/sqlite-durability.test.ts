@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
@@ -12,11 +12,12 @@ import { tempDir } from '../_util/server.js';
  * The log sync of `synchronous = FULL` (src/storage/sqlite-durable.ts): node:fs's fdatasync is
  * wrapped so a test can hold syncs back and count them; everything else is the real file system.
  */
-const gate = vi.hoisted(() => ({ hold: false, calls: 0, waiting: [] as Array<() => void> }));
+const gate = vi.hoisted(() => ({ hold: false, calls: 0, waiting: [] as Array<() => void>, fds: [] as number[] }));
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
   const fdatasync = (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
     gate.calls++;
+    gate.fds.push(fd);
     const go = () => fs.fdatasync(fd, cb);
     if (gate.hold) gate.waiting.push(go);
     else go();
@@ -144,6 +145,54 @@ describe('SQLite commits with synchronous = FULL', () => {
     const again = await open(dir);
     cleanups.push(() => again.db.close().catch(() => {}));
     expect(Number(((await sql<{ n: number }>`select count(*) as n from big`.execute(again.db.db)).rows[0]!).n)).toBe(rows);
+  }, 30_000);
+
+  it('checkpoints with both syncs off the event loop: reads and timers go on, writers wait for the database file sync', async () => {
+    const { db, path } = await openTemp();
+    await sql`create table t (n integer primary key, payload text not null)`.execute(db.db);
+    const payload = 'z'.repeat(8 * 1024);
+    const write = (n: number) => db.transaction((tx) => sql`insert into t (n, payload) values (${n}, ${payload})`.execute(tx.db).then(() => undefined));
+    for (let n = 0; n < 50; n++) await write(n);
+    // Past the checkpoint interval (2 s), the next commit's sync is followed by a checkpoint.
+    await new Promise((r) => setTimeout(r, 2100));
+    gate.hold = true;
+    const first = write(50);
+    await until(() => gate.waiting.length === 1, 'the commit log sync');
+    gate.waiting.shift()!();
+    await first;
+    // The checkpoint holds the connection and syncs the log again (held here).
+    await until(() => gate.waiting.length === 1, 'the checkpoint log sync');
+    const fileOf = (fd: number) => readlinkSync(`/proc/self/fd/${fd}`);
+    expect(fileOf(gate.fds[gate.fds.length - 1]!)).toBe(realpathSync(`${path}-wal`));
+    let second = false;
+    const blocked = write(51).then(() => (second = true));
+    let ticked = false;
+    setTimeout(() => (ticked = true), 10);
+    // A read (a SELECT, which runs on the connection at once) is answered meanwhile.
+    const count = await (db.db as unknown as Kysely<{ t: { n: number } }>).selectFrom('t').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    expect(Number(count.n)).toBe(51);
+    await until(() => ticked, 'a timer');
+    gate.waiting.shift()!();
+    // Then the pages are copied and the database file is synced, still before any write.
+    await until(() => gate.waiting.length === 1, 'the database file sync');
+    expect(fileOf(gate.fds[gate.fds.length - 1]!)).toBe(realpathSync(path));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(second).toBe(false);
+    gate.hold = false;
+    for (const go of gate.waiting.splice(0)) go();
+    await blocked;
+    expect(second).toBe(true);
+    expect(await pragma(db, 'integrity_check')).toBe('ok');
+    // The copied rows are in the database file itself (read without the log).
+    await db.close();
+    const Sqlite = (await import('better-sqlite3')).default;
+    const raw = new Sqlite(path, { readonly: true });
+    try {
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect((raw.prepare('select count(*) as n from t').get() as { n: number }).n).toBe(52);
+    } finally {
+      raw.close();
+    }
   }, 30_000);
 
   it('NORMAL and EXTRA keep SQLite syncing by itself', async () => {
