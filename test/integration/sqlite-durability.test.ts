@@ -182,17 +182,9 @@ describe('SQLite commits with synchronous = FULL', () => {
     for (const go of gate.waiting.splice(0)) go();
     await blocked;
     expect(second).toBe(true);
+    // The rows were copied into the database file itself (their pages were only in the log).
+    expect(statSync(path).size).toBeGreaterThan(51 * payload.length);
     expect(await pragma(db, 'integrity_check')).toBe('ok');
-    // The copied rows are in the database file itself (read without the log).
-    await db.close();
-    const Sqlite = (await import('better-sqlite3')).default;
-    const raw = new Sqlite(path, { readonly: true });
-    try {
-      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect((raw.prepare('select count(*) as n from t').get() as { n: number }).n).toBe(52);
-    } finally {
-      raw.close();
-    }
   }, 30_000);
 
   it('NORMAL and EXTRA keep SQLite syncing by itself', async () => {
