@@ -118,6 +118,10 @@ stats:
 # well_known:
 #   server: "matrix.example.org:443"
 #   client: "https://matrix.example.org"
+#   # Who to contact about this server (/.well-known/matrix/support), shown by clients.
+#   support:
+#     contacts: [{ matrix_id: "@admin:example.org", role: "m.role.admin" }]
+#     support_page: "https://example.org/help"
 
 # Federation with other homeservers (see docs/federation.md). Other servers connect over
 # HTTPS: give the federation listener a certificate, or put a TLS reverse proxy in front:

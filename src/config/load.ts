@@ -168,6 +168,17 @@ export function validateConfig(raw: unknown, dataDir: string, source = 'the conf
   if (c.database.engine === 'postgres' && !c.database.url) {
     throw new ConfigError(`Configuration key "database.url" is required when database.engine is "postgres" (in ${source}).`);
   }
+  const support = c.well_known.support;
+  if (support) {
+    if (!support.contacts && !support.support_page) {
+      throw new ConfigError(`Configuration key "well_known.support" needs "contacts" or "support_page" (in ${source}).`);
+    }
+    support.contacts?.forEach((contact, i) => {
+      if (!contact.matrix_id && !contact.email_address) {
+        throw new ConfigError(`Configuration key "well_known.support.contacts.${i}" needs "matrix_id" or "email_address" (in ${source}).`);
+      }
+    });
+  }
   const host = hostOf(c.server_name);
   const public_baseurl =
     c.public_baseurl ??

@@ -179,6 +179,27 @@ export const ConfigSchema = Type.Object(
       {
         server: Type.Optional(Type.String({ minLength: 1, description: 'm.server value, host[:port]' })),
         client: Type.Optional(Type.String({ pattern: '^https?://', description: 'm.homeserver base_url' })),
+        support: Type.Optional(
+          Type.Object(
+            {
+              contacts: Type.Optional(
+                Type.Array(
+                  Type.Object(
+                    {
+                      matrix_id: Type.Optional(Type.String({ pattern: '^@[^:]+:.+$', description: 'a Matrix user ID, e.g. @admin:example.org' })),
+                      email_address: Type.Optional(Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$', description: 'an e-mail address' })),
+                      role: Type.String({ minLength: 1, default: 'm.role.admin', description: 'm.role.admin, m.role.security or a namespaced role' }),
+                    },
+                    { additionalProperties: false },
+                  ),
+                  { minItems: 1 },
+                ),
+              ),
+              support_page: Type.Optional(Type.String({ pattern: '^https?://', description: 'URL of a help page for this server' })),
+            },
+            { additionalProperties: false, description: 'what /.well-known/matrix/support announces' },
+          ),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -43,12 +43,16 @@ const enc = encodeURIComponent;
 const NO_ERROR_PATH: Array<[RegExp, string]> = [
   [/^GET \/_matrix\/client\/versions$/, 'public, static: the spec documents no error'],
   [/^GET \/\.well-known\/matrix\/(client|server)$/, 'public, static documents'],
+  [/^GET \/\.well-known\/matrix\/support$/, 'public document, served when configured (its 404 is checked in test/integration/http.test.ts)'],
   [/^GET \/_matrix\/client\/v3\/login$/, 'public list of login flows'],
 ];
 /** Operations whose success cannot be reached here (each with why). */
 const NO_SUCCESS_PATH: Array<[RegExp, string]> = [
   [/^POST \/_matrix\/client\/v3\/register\/(email|msisdn)\/requestToken$/, 'registration through e-mail or phone verification is not offered (M_THREEPID_DENIED)'],
   [/^POST \/_matrix\/client\/v3\/account\/3pid\/(email|msisdn)\/requestToken$/, 'third-party identifiers cannot be added (M_THREEPID_MEDIUM_NOT_SUPPORTED)'],
+  [/^POST \/_matrix\/client\/v3\/account\/password\/(email|msisdn)\/requestToken$/, 'no account has a third-party identifier to reset its password with (M_THREEPID_NOT_FOUND)'],
+  [/^POST \/_matrix\/client\/v3\/account\/3pid(\/add|\/delete)?$/, 'third-party identifier changes are off (capability m.3pid_changes): 400 M_FORBIDDEN'],
+  [/^POST \/_matrix\/client\/v3\/account\/3pid\/bind$/, 'identifiers are not bound through identity servers (M_SERVER_NOT_TRUSTED)'],
   [/^GET \/_matrix\/client\/v1\/auth_metadata$/, 'the OAuth 2.0 API is not offered: its discovery answers 404 M_UNRECOGNIZED, as the spec says'],
 ];
 
@@ -143,6 +147,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
         app_services: ['specnet.yaml'],
         turn_uris: ['turn:turn.example.org:3478?transport=udp'],
         turn_shared_secret: 'a shared secret',
+        well_known: { support: { contacts: [{ matrix_id: '@admin:localhost', role: 'm.role.admin' }, { email_address: 'security@example.org', role: 'm.role.security' }], support_page: 'https://example.org/help' } },
         push: { allow_private_gateways: true, allow_http_gateways: true },
         // Legacy unauthenticated downloads are exercised too.
         media: { freeze_unauthenticated: false, url_preview: { enabled: true, ip_whitelist: ['127.0.0.1/32'] } },
@@ -423,6 +428,46 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     expect((await anon.post(`${C}/register/msisdn/requestToken`, { client_secret: 'cs', country: 'FR', phone_number: '600000000', send_attempt: 1 })).status).toBe(403);
     // Registration is open here: registration tokens are not used.
     expect((await anon.get(`${V1}/register/m.login.registration_token/validity?token=abc`)).status).toBe(403);
+
+    // Third-party identifiers: none can be used to reset a password, added, bound or removed.
+    expect((await anon.post(`${C}/account/password/email/requestToken`, { client_secret: 'cs', email: 'a@example.org', send_attempt: 1 })).body.errcode).toBe('M_THREEPID_NOT_FOUND');
+    expect((await anon.post(`${C}/account/password/msisdn/requestToken`, { client_secret: 'cs', country: 'FR', phone_number: '600000000', send_attempt: 1 })).body.errcode).toBe('M_THREEPID_NOT_FOUND');
+    expect((await anon.post(`${C}/account/password/email/requestToken`, { email: 'a@example.org' })).status).toBe(400);
+    for (const [path, body] of [
+      ['/account/3pid', { three_pid_creds: { client_secret: 'cs', id_server: 'id.example.org', id_access_token: 't', sid: 's' } }],
+      ['/account/3pid/add', { client_secret: 'cs', sid: 's' }],
+      ['/account/3pid/delete', { medium: 'email', address: 'a@example.org' }],
+    ] as const) {
+      const r = await alice.post(`${C}${path}`, body);
+      expect([r.status, r.body.errcode]).toEqual([400, 'M_FORBIDDEN']);
+      expect((await anon.post(`${C}${path}`, body)).status).toBe(401);
+    }
+    const bind = await alice.post(`${C}/account/3pid/bind`, { client_secret: 'cs', id_server: 'id.example.org', id_access_token: 't', sid: 's' });
+    expect([bind.status, bind.body.errcode]).toEqual([400, 'M_SERVER_NOT_TRUSTED']);
+    expect((await alice.post(`${C}/account/3pid/unbind`, { medium: 'email', address: 'a@example.org' })).body).toEqual({ id_server_unbind_result: 'no-support' });
+    expect((await alice.post(`${C}/account/3pid/unbind`, { medium: 'fax', address: 'x' })).status).toBe(400);
+    expect((await alice.post(`${C}/account/3pid/delete`, { medium: 'email' })).status).toBe(400);
+    expect((await alice.get(`${C}/account/3pid`)).body.threepids).toEqual([]);
+
+    // Who to contact about the server.
+    const support = await anon.get('/.well-known/matrix/support');
+    expect(support.body).toEqual({
+      contacts: [{ matrix_id: '@admin:localhost', role: 'm.role.admin' }, { email_address: 'security@example.org', role: 'm.role.security' }],
+      support_page: 'https://example.org/help',
+    });
+
+    // whois: one's own devices; another user's only for an administrator.
+    const own = await alice.get(`${C}/admin/whois/${enc(aliceId)}`);
+    expect(own.body.user_id).toBe(aliceId);
+    const devices = (await alice.get(`${C}/devices`)).body.devices as Array<{ device_id: string; last_seen_ip?: string; last_seen_ts?: number }>;
+    expect(Object.keys(own.body.devices).sort()).toEqual(devices.map((d) => d.device_id).sort());
+    const current = (await alice.get(`${C}/account/whoami`)).body.device_id as string;
+    const conn = own.body.devices[current].sessions[0].connections[0];
+    expect(conn.ip).toMatch(/127\.0\.0\.1/);
+    expect(conn.last_seen).toBeGreaterThan(Date.now() - 3_600_000);
+    expect((await bob.get(`${C}/admin/whois/${enc(aliceId)}`)).body.errcode).toBe('M_FORBIDDEN');
+    expect((await bob.get(`${C}/admin/whois/${enc('@nobody:localhost')}`)).status).toBe(403);
+    expect((await anon.get(`${C}/admin/whois/${enc(aliceId)}`)).status).toBe(401);
 
     const turn = await alice.get(`${C}/voip/turnServer`);
     expect(turn.body.uris).toEqual(['turn:turn.example.org:3478?transport=udp']);
@@ -832,6 +877,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
       expect((await bob.put(`${V1}/admin/${kind}/${enc(carolId)}`, { [field]: true })).status).toBe(403);
       expect((await mod.get(`${V1}/admin/${kind}/${enc('@x:elsewhere.example')}`)).status).toBe(400);
     }
+    expect(Object.keys((await mod.get(`${C}/admin/whois/${enc(carolId)}`)).body.devices).length).toBeGreaterThan(0);
+    expect((await mod.get(`${C}/admin/whois/${enc('@nobody:localhost')}`)).status).toBe(404);
+    expect((await mod.get(`${C}/admin/whois/${enc('@x:elsewhere.example')}`)).status).toBe(404);
 
     expect((await carol.put(`${C}/user/${enc(carolId)}/account_data/m.invite_permission_config`, { default_action: 'block' })).status).toBe(200);
     expect((await alice.post(`${C}/rooms/${enc(priv)}/invite`, { user_id: carolId })).body.errcode).toBe('M_INVITE_BLOCKED');
@@ -872,6 +920,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     const expected = [
       'GET /_matrix/client/versions',
       'GET /.well-known/matrix/client',
+      'GET /.well-known/matrix/support',
+      'GET /_matrix/client/v3/admin/whois/{userId}',
+      'POST /_matrix/client/v3/account/3pid/unbind',
       'POST /_matrix/client/v3/register',
       'GET /_matrix/client/v3/register/available',
       'POST /_matrix/client/v3/login',

@@ -60,6 +60,10 @@ describe('HTTP basics', () => {
     expect(s.json).toEqual({ 'm.server': 'box.example.org:8448' });
     const onFederation = await fetch(`${t.federationUrl}/.well-known/matrix/server`).then((r) => r.json());
     expect(onFederation).toEqual({ 'm.server': 'box.example.org:8448' });
+    // No support information configured here.
+    const support = await call('GET', '/.well-known/matrix/support');
+    expect(support.status).toBe(404);
+    expect(support.json.errcode).toBe('M_NOT_FOUND');
   });
 
   it('answers /health on both listeners', async () => {

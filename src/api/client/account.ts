@@ -6,8 +6,17 @@ import type { HttpApp } from '../http.js';
 import { V3 } from './paths.js';
 
 const Auth = Type.Optional(Type.Object({}, { additionalProperties: true }));
+const ThreepidBody = Type.Object({ medium: Type.Union([Type.Literal('email'), Type.Literal('msisdn')]), address: Type.String(), id_server: Type.Optional(Type.String()) });
+const RequestTokenBody = (medium: string) =>
+  medium === 'email'
+    ? Type.Object({ client_secret: Type.String(), email: Type.String(), send_attempt: Type.Integer() }, { additionalProperties: true })
+    : Type.Object({ client_secret: Type.String(), country: Type.String(), phone_number: Type.String(), send_attempt: Type.Integer() }, { additionalProperties: true });
 
-/** GET /account/whoami, POST /account/password, POST /account/deactivate, 3PID list (empty) and token requests (refused). */
+/**
+ * GET /account/whoami, POST /account/password, POST /account/deactivate, and the third-party
+ * identifier endpoints: the list (empty), token requests, changes and identity-server binds
+ * (refused with the spec's codes; unbind answers `no-support`).
+ */
 export function registerAccount(app: HttpApp, ctx: AppContext): void {
   const accounts = ctx.accounts;
   for (const prefix of V3) {
@@ -52,6 +61,37 @@ export function registerAccount(app: HttpApp, ctx: AppContext): void {
       app.post(`${prefix}/account/3pid/${medium}/requestToken`, async () => {
         throw new MatrixError('M_THREEPID_MEDIUM_NOT_SUPPORTED', 400, `This server does not support adding ${medium === 'email' ? 'e-mail addresses' : 'phone numbers'}`);
       });
+      // No account has an address to reset a password with.
+      app.post(`${prefix}/account/password/${medium}/requestToken`, { schema: { body: RequestTokenBody(medium) } }, async () => {
+        throw new MatrixError('M_THREEPID_NOT_FOUND', 400, `No account on this server has that ${medium === 'email' ? 'e-mail address' : 'phone number'}; reset the password through the server's administrator`);
+      });
     }
+    // Adding or removing identifiers: the m.3pid_changes capability is off.
+    const changesOff = () => new MatrixError('M_FORBIDDEN', 400, 'Third-party identifier changes are disabled on this server (capability m.3pid_changes)');
+    app.post(`${prefix}/account/3pid`, { schema: { body: Type.Object({ three_pid_creds: Type.Object({}, { additionalProperties: true }), bind: Type.Optional(Type.Boolean()) }) } }, async (req) => {
+      await requireUser(ctx, req);
+      throw changesOff();
+    });
+    app.post(`${prefix}/account/3pid/add`, { schema: { body: Type.Object({ client_secret: Type.String(), sid: Type.String(), auth: Auth }) } }, async (req) => {
+      await requireUser(ctx, req);
+      throw changesOff();
+    });
+    app.post(`${prefix}/account/3pid/delete`, { schema: { body: ThreepidBody } }, async (req) => {
+      await requireUser(ctx, req);
+      throw changesOff();
+    });
+    // Identity servers: this server binds nothing, so there is nothing it could unbind.
+    app.post(
+      `${prefix}/account/3pid/bind`,
+      { schema: { body: Type.Object({ client_secret: Type.String(), id_server: Type.String(), id_access_token: Type.String(), sid: Type.String() }) } },
+      async (req) => {
+        await requireUser(ctx, req);
+        throw new MatrixError('M_SERVER_NOT_TRUSTED', 400, 'This server does not bind identifiers through identity servers');
+      },
+    );
+    app.post(`${prefix}/account/3pid/unbind`, { schema: { body: ThreepidBody } }, async (req) => {
+      await requireUser(ctx, req);
+      return { id_server_unbind_result: 'no-support' };
+    });
   }
 }

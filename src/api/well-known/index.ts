@@ -1,4 +1,5 @@
 import type { Config } from '../../config/schema.js';
+import { errors } from '../../errors.js';
 import type { HttpApp } from '../http.js';
 
 /** What `/.well-known/matrix/server` delegates federation to: host[:port]. */
@@ -15,7 +16,10 @@ export function clientBaseUrl(config: Config): string {
   return (config.well_known.client ?? config.public_baseurl).replace(/\/+$/, '');
 }
 
-/** `/.well-known/matrix/client` and `/.well-known/matrix/server`. */
+/**
+ * `/.well-known/matrix/client`, `/.well-known/matrix/server` and `/.well-known/matrix/support`
+ * (404 unless `well_known.support` is configured).
+ */
 export function registerWellKnown(app: HttpApp, config: Config): void {
   app.get('/.well-known/matrix/client', async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=3600');
@@ -24,5 +28,11 @@ export function registerWellKnown(app: HttpApp, config: Config): void {
   app.get('/.well-known/matrix/server', async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=3600');
     return { 'm.server': federationDelegation(config) };
+  });
+  app.get('/.well-known/matrix/support', async (_req, reply) => {
+    const support = config.well_known.support;
+    if (!support) throw errors.notFound('No support information is published for this server');
+    reply.header('cache-control', 'public, max-age=3600');
+    return support;
   });
 }
