@@ -120,6 +120,17 @@ describe('configuration', () => {
     );
   });
 
+  it('checks the support contacts of /.well-known/matrix/support', () => {
+    const support = (s: unknown) => validateConfig({ server_name: 'a.org', well_known: { support: s } }, '/tmp').well_known.support;
+    expect(support({ contacts: [{ matrix_id: '@admin:a.org' }] })).toEqual({ contacts: [{ matrix_id: '@admin:a.org', role: 'm.role.admin' }] });
+    expect(support({ support_page: 'https://a.org/help' })).toEqual({ support_page: 'https://a.org/help' });
+    expect(errorOf(() => support({}))).toContain('needs "contacts" or "support_page"');
+    expect(errorOf(() => support({ contacts: [{ role: 'm.role.admin' }] }))).toContain('"well_known.support.contacts.0" needs "matrix_id" or "email_address"');
+    expect(errorOf(() => support({ contacts: [] }))).toContain('well_known.support.contacts');
+    expect(errorOf(() => support({ contacts: [{ matrix_id: 'admin' }] }))).toContain('well_known.support.contacts.0.matrix_id');
+    expect(errorOf(() => support({ support_page: 'help.html' }))).toContain('well_known.support.support_page');
+  });
+
   it('keeps environment overrides off the original object', () => {
     const raw = { server_name: 'a.org' };
     const out = applyEnvOverrides(raw, { MYELIN_LOG_LEVEL: 'debug' });
