@@ -14,6 +14,7 @@ import type { SigningKey } from './protocol/signing.js';
 import { Database, openDatabase } from './storage/db.js';
 import { ServerMetaStore } from './storage/stores/server-meta.js';
 import { createAccountServices, type AccountContext } from './services/accounts/index.js';
+import { createOpenIdServices, type OpenIdContext } from './services/accounts/openid.js';
 import { createRoomServices, type RoomContext } from './services/rooms/index.js';
 import { wireRoomHooks } from './services/rooms/hooks.js';
 import { createMessagingServices, type MessagingContext } from './services/messaging/index.js';
@@ -52,7 +53,7 @@ export interface CreateOptions {
 }
 
 /** Everything a request handler or service may use, built explicitly per server instance. */
-export interface AppContext extends AccountContext, RoomContext, MessagingContext, EphemeralContext, E2eeContext, AppServiceContext, MetricsContext, StatsContext, FederationContext, BoxContext, FederationRoomContext, MediaContext, PushContext, SlidingSyncContext {
+export interface AppContext extends AccountContext, OpenIdContext, RoomContext, MessagingContext, EphemeralContext, E2eeContext, AppServiceContext, MetricsContext, StatsContext, FederationContext, BoxContext, FederationRoomContext, MediaContext, PushContext, SlidingSyncContext {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
@@ -121,6 +122,7 @@ export class Myelin {
     env: NodeJS.ProcessEnv = process.env,
   ): AppContext {
     const accounts = createAccountServices(config, database, log);
+    const openid = createOpenIdServices(config, database, log, accounts.accounts);
     const profileOf = async (userId: string) => {
       const p = await accounts.accounts.getProfile(userId);
       return { displayname: p?.displayname ?? null, avatar_url: p?.avatar_url ?? null };
@@ -144,7 +146,7 @@ export class Myelin {
     const box = createBoxServices(config, log, metrics.metrics, env);
     const push = createPushServices(config, log, { ...ephemeral, ...rooms, ...federation });
     const slidingSync = createSlidingSyncServices(database, log, { ...accounts, ...rooms, ...ephemeral, ...e2ee });
-    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media, ...push, ...slidingSync };
+    const ctx: AppContext = { config, log, database, signingKey, stores: { serverMeta }, ...box, ...accounts, ...openid, ...rooms, ...messaging, ...ephemeral, ...e2ee, ...appservices, ...metrics, ...stats, ...federation, ...federationRooms, ...media, ...push, ...slidingSync };
     wireRoomHooks(ctx);
     rooms.sync.invitesBlocked = (userId) => accounts.userData.blocksInvites(userId);
     wireEphemeral(ctx);

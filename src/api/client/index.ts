@@ -36,6 +36,7 @@ import { registerVoip } from './voip.js';
 import { registerSpaces } from './spaces.js';
 import { registerMutualRooms } from './mutual-rooms.js';
 import { registerAdmin } from './admin.js';
+import { registerOpenId } from './openid.js';
 
 /**
  * The client-server API (/_matrix/client/...). One file per endpoint family, named after the
@@ -56,6 +57,7 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerUserDirectory(app, ctx);
   registerSharedSecretRegistration(app, ctx);
   registerAdmin(app, ctx);
+  registerOpenId(app, ctx);
   // Rooms, events and sync.
   registerCreateRoom(app, ctx);
   registerMembership(app, ctx);

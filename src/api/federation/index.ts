@@ -10,6 +10,7 @@ import { errors } from '../../errors.js';
 import { isValidServerName } from '../../protocol/identifiers.js';
 import type { JsonObject } from '../../protocol/json.js';
 import type { HttpApp } from '../http.js';
+import { registerFederationOpenId } from './openid.js';
 
 const VERSION: string = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
 
@@ -97,4 +98,5 @@ export function registerFederationApi(app: HttpApp, ctx: AppContext): void {
   );
 
   app.get('/_matrix/federation/v1/version', async () => ({ server: { name: 'Myelin', version: VERSION } }));
+  registerFederationOpenId(app, ctx);
 }
