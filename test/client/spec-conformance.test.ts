@@ -456,6 +456,11 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
       support_page: 'https://example.org/help',
     });
 
+    // OpenID tokens, for widgets and integration managers.
+    const openid = await alice.post(`${C}/user/${enc(aliceId)}/openid/request_token`, {});
+    expect(openid.body).toMatchObject({ token_type: 'Bearer', matrix_server_name: 'localhost', expires_in: 3600 });
+    expect((await bob.post(`${C}/user/${enc(aliceId)}/openid/request_token`, {})).status).toBe(403);
+
     // whois: one's own devices; another user's only for an administrator.
     const own = await alice.get(`${C}/admin/whois/${enc(aliceId)}`);
     expect(own.body.user_id).toBe(aliceId);
@@ -922,6 +927,7 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
       'GET /.well-known/matrix/client',
       'GET /.well-known/matrix/support',
       'GET /_matrix/client/v3/admin/whois/{userId}',
+      'POST /_matrix/client/v3/user/{userId}/openid/request_token',
       'POST /_matrix/client/v3/account/3pid/unbind',
       'POST /_matrix/client/v3/register',
       'GET /_matrix/client/v3/register/available',

@@ -28,7 +28,7 @@ const enc = encodeURIComponent;
  */
 const NOT_IN_SPEC: Array<[RegExp, string]> = [
   [/^\/health$/, 'liveness probe'],
-  [/^\/\.well-known\/matrix\/client$/, 'client discovery, served on every listener (validated by the client-server suite)'],
+  [/^\/\.well-known\/matrix\/(client|support)$/, 'client discovery and support contacts, served on every listener (validated by the client-server suite)'],
   [/^\/_matrix\/media\/(v1|r0)\//, 'pre-v3 media paths older servers fetch remote media from'],
   [/^\/_matrix\/key\/v2\/server\/:keyId$/, 'the key ID form of /key/v2/server, removed from the spec, still requested by older servers'],
   [/^\/_matrix\/federation\/v1\/send_(join|leave)\//, 'v1 send_join/send_leave, removed from the spec in favour of v2, still used by older servers'],
@@ -255,6 +255,12 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation API responses match th
     const claimed = await fromB.post<any>('a.test', `${F}/user/keys/claim`, { one_time_keys: { '@alice:a.test': { [aliceDevice]: 'signed_curve25519' } } });
     expect(claimed.one_time_keys).toBeDefined();
     expect(await statusOf(fromB.post('a.test', `${F}/user/keys/claim`, {}))).toBe(400);
+
+    // OpenID: a token alice got from her server tells another server who she is.
+    const openid = (await alice.post(`${C}/user/${enc('@alice:a.test')}/openid/request_token`, {})).body;
+    expect(openid.matrix_server_name).toBe('a.test');
+    expect((await fromB.get<any>('a.test', `${F}/openid/userinfo`, { signed: false, query: { access_token: openid.access_token } })).sub).toBe('@alice:a.test');
+    expect(await statusOf(fromB.get('a.test', `${F}/openid/userinfo`, { signed: false, query: { access_token: 'not-a-token' } }))).toBe(401);
   });
 
   it('space hierarchy', async () => {
