@@ -12,6 +12,7 @@ import type { E2eeTables } from './schema-e2ee.js';
 import type { MediaTables } from './schema-media.js';
 import type { FederationQueueTables } from './schema-federation-queue.js';
 import type { FederationDeviceTables } from './schema-federation-devices.js';
+import type { OpenIdTables } from './schema-openid.js';
 
 export interface ServerMetaTable {
   key: string;
@@ -121,7 +122,7 @@ export interface RoomAliasesTable {
   created_ts: number;
 }
 
-export interface Tables extends AccountTables, ReceiptPushTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables, FederationQueueTables, MediaTables, FederationDeviceTables {
+export interface Tables extends AccountTables, ReceiptPushTables, MessagingTables, E2eeTables, FederationTables, AppserviceTables, FederationQueueTables, MediaTables, FederationDeviceTables, OpenIdTables {
   server_meta: ServerMetaTable;
   rooms: RoomsTable;
   events: EventsTable;

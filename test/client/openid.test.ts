@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpenIdService, OPENID_TOKEN_LIFETIME_MS } from '../../src/services/accounts/openid.js';
-import type { OpenIdTables } from '../../src/storage/schema-openid.js';
 import { OpenIdStore } from '../../src/storage/stores/openid.js';
 import type { Myelin } from '../../src/app.js';
 import type { TestServer } from '../_util/server.js';
@@ -20,7 +19,7 @@ const requestPath = (userId: string) => `/_matrix/client/v3/user/${enc(userId)}/
 const userinfoPath = (token: string) => `/_matrix/federation/v1/openid/userinfo?access_token=${enc(token)}`;
 
 function tokenRows(server: Myelin) {
-  return server.ctx.database.db.withTables<OpenIdTables>().selectFrom('openid_tokens').selectAll();
+  return server.ctx.database.db.selectFrom('openid_tokens').selectAll();
 }
 
 describe.each(['sqlite', 'postgres'] as const)('OpenID tokens on %s', (engine) => {
@@ -137,7 +136,7 @@ describe.each(['sqlite', 'postgres'] as const)('OpenID tokens on %s', (engine) =
     const token = (await c.post(requestPath(userId), {})).body.access_token as string;
     const hash = createHash('sha256').update(token).digest('hex');
     // Its hour is up.
-    await srv.server.ctx.database.db.withTables<OpenIdTables>().updateTable('openid_tokens').set({ expires_ts: Date.now() - 1 }).where('token_hash', '=', hash).execute();
+    await srv.server.ctx.database.db.updateTable('openid_tokens').set({ expires_ts: Date.now() - 1 }).where('token_hash', '=', hash).execute();
     const res = await federation().get(userinfoPath(token), { token: null });
     expect(res.status).toBe(401);
     expect(res.body.errcode).toBe('M_UNKNOWN_TOKEN');

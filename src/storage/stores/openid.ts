@@ -1,14 +1,13 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db.js';
-import type { OpenIdTables } from '../schema-openid.js';
 import type { Tables } from '../schema.js';
 
 /** OpenID tokens by hash, with their owner and expiry. */
 export class OpenIdStore {
-  private readonly db: Kysely<Tables & OpenIdTables>;
+  private readonly db: Kysely<Tables>;
 
   constructor(database: Database) {
-    this.db = database.db.withTables<OpenIdTables>();
+    this.db = database.db;
   }
 
   async insert(t: { token_hash: string; user_id: string; expires_ts: number }): Promise<void> {
