@@ -1,5 +1,7 @@
 import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
+import { closestEventWithOthers } from '../../federation/timestamp-to-event.js';
+import { parseTimestampQuery } from '../../services/rooms/event-by-timestamp.js';
 import { formatPaginationToken, parsePaginationToken } from '../../services/sync/token.js';
 import type { StoredEvent } from '../../storage/stores/events.js';
 import { MAX_RELATION_DEPTH } from '../../storage/stores/relations.js';
@@ -144,18 +146,11 @@ export function registerRelations(app: HttpApp, ctx: AppContext): void {
     app.get(`${prefix}/rooms/:roomId/timestamp_to_event`, async (req) => {
       const user = await requireUser(ctx, req);
       const { roomId } = req.params as P;
-      const q = req.query as { ts?: string; dir?: string };
-      if (q.ts === undefined) throw errors.missingParam('ts is required');
-      const ts = Number(q.ts);
-      if (!Number.isInteger(ts)) throw errors.invalidParam('ts must be an integer (milliseconds since the epoch)');
-      if (q.dir !== 'f' && q.dir !== 'b') throw errors.invalidParam('dir must be "f" or "b"');
+      const { ts, dir } = parseTimestampQuery(req.query as { ts?: string; dir?: string });
       const upTo = await ctx.visibility.readableUpTo(user.userId, roomId!);
-      const candidates = await ctx.relations.eventsNearTimestamp(roomId!, ts, q.dir, 50);
-      const loaded = await ctx.eventStore.getEvents(candidates.map((c) => c.eventId));
-      const stored = candidates.map((c) => loaded.get(c.eventId)).filter((s): s is StoredEvent => !!s && s.streamOrdering <= upTo);
-      const visible = await ctx.visibility.filter(user.userId, stored);
-      const found = visible[0];
-      if (!found) throw errors.notFound(`No event found ${q.dir === 'f' ? 'after' : 'before'} ${ts}`);
+      const keep = (candidates: StoredEvent[]) => ctx.visibility.filter(user.userId, candidates.filter((s) => s.streamOrdering <= upTo));
+      const found = await closestEventWithOthers(ctx, roomId!, ts, dir, keep);
+      if (!found) throw errors.notFound(`No event found ${dir === 'f' ? 'after' : 'before'} ${ts}`);
       return { event_id: found.event.event_id, origin_server_ts: found.event.origin_server_ts };
     });
   }

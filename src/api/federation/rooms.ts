@@ -1,7 +1,7 @@
 /**
  * Federation endpoints for rooms: transactions (/send), events, state, auth chains, backfill,
- * missing events, membership handshakes (make/send join, leave, knock; invites), directory and
- * profile queries, public rooms, user devices and keys.
+ * missing events, events by timestamp, membership handshakes (make/send join, leave, knock;
+ * invites, v1 and v2), directory and profile queries, public rooms, user devices and keys.
  */
 import { Type } from '@sinclair/typebox';
 import { Readable } from 'node:stream';
@@ -18,6 +18,9 @@ import { requireInvitable } from '../invite-permission.js';
 import { registerFederationHierarchy } from './hierarchy.js';
 import { federationAuth } from './index.js';
 import { knockAnswer } from '../../federation/compat.js';
+import { v1InviteAsV2, type V2InviteBody } from '../../federation/invite-v1.js';
+import { closestEventForServer, requireServerMaySeeRoom } from '../../federation/timestamp-to-event.js';
+import { parseTimestampQuery } from '../../services/rooms/event-by-timestamp.js';
 import { federationRoomState, STRIPPED_STATE_TYPES } from '../../federation/stripped-state.js';
 
 const MAX_TXN_PDUS = 50;
@@ -219,18 +222,33 @@ export function registerFederationRooms(app: HttpApp, ctx: AppContext): void {
   });
 
   const userExists = async (userId: string) => !!(await ctx.accounts.getUser(userId));
+  /** Both invite versions: the invitee must accept invites; the event comes back signed by us. */
+  const acceptInvite = async (req: FastifyRequest, body: V2InviteBody): Promise<JsonObject> => {
+    const { roomId, eventId } = req.params as P;
+    const invitee = isJsonObject(body.event) ? body.event['state_key'] : undefined;
+    if (typeof invitee === 'string') await requireInvitable(ctx, invitee);
+    return rooms.receiveInvite(originOf(req), roomId!, eventId!, body, userExists);
+  };
   app.put(
     '/_matrix/federation/v2/invite/:roomId/:eventId',
     { ...auth, schema: { body: Type.Object({ event: Type.Unknown(), room_version: Type.String(), invite_room_state: Type.Optional(Type.Array(Type.Unknown())) }) } },
-    async (req) => {
-      const { roomId, eventId } = req.params as P;
-      const invited = (req.body as { event: unknown }).event;
-      const invitee = typeof invited === 'object' && invited !== null ? (invited as { state_key?: unknown }).state_key : undefined;
-      if (typeof invitee === 'string') await requireInvitable(ctx, invitee);
-      const event = await rooms.receiveInvite(originOf(req), roomId!, eventId!, req.body as { event: unknown; room_version: string; invite_room_state?: unknown[] }, userExists);
-      return { event };
-    },
+    async (req) => ({ event: await acceptInvite(req, req.body as V2InviteBody) }),
   );
+  // Room versions 1 and 2 only; the body is the event itself.
+  app.put('/_matrix/federation/v1/invite/:roomId/:eventId', auth, async (req) => {
+    const known = await ctx.eventStore.getRoom((req.params as P).roomId!);
+    return [200, { event: await acceptInvite(req, v1InviteAsV2(req.body, known?.roomVersion)) }];
+  });
+
+  app.get('/_matrix/federation/v1/timestamp_to_event/:roomId', auth, async (req) => {
+    const origin = originOf(req);
+    const roomId = (req.params as P).roomId!;
+    const { ts, dir } = parseTimestampQuery(req.query as { ts?: string; dir?: string });
+    await requireServerMaySeeRoom(ctx, roomId, origin);
+    const found = await closestEventForServer(ctx, roomId, ts, dir, origin);
+    if (!found) throw errors.notFound(`No event found ${dir === 'f' ? 'after' : 'before'} ${ts}`);
+    return { event_id: found.event.event_id, origin_server_ts: found.event.origin_server_ts };
+  });
 
   // Queries.
   app.get('/_matrix/federation/v1/query/directory', { ...auth, schema: { querystring: Type.Object({ room_alias: Type.String() }) } }, async (req) => {
