@@ -52,6 +52,8 @@ export class ClientGone implements WaitSignal {
  */
 export class Notifier extends EventEmitter<{ change: [StreamChange, /** The users woken for it. */ readonly string[]] }> {
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Readers of one room's new events (room previews), by room ID: woken by its `events` changes. */
+  private readonly roomWaiters = new Map<string, Set<() => void>>();
   private closed = false;
 
   constructor() {
@@ -72,6 +74,18 @@ export class Notifier extends EventEmitter<{ change: [StreamChange, /** The user
    * that starts waiting before it knows whether it will need to, without an AbortController.
    */
   waitFor(userIds: string[], timeoutMs: number, signal?: WaitSignal): { woken: Promise<boolean>; cancel(): void } {
+    return this.waitIn(this.waiters, userIds, timeoutMs, signal);
+  }
+
+  /**
+   * Like `waitFor`, woken by the next event committed in the room rather than by a user: for
+   * readers who need not be members (room previews).
+   */
+  waitForRoom(roomId: string, timeoutMs: number, signal?: WaitSignal): { woken: Promise<boolean>; cancel(): void } {
+    return this.waitIn(this.roomWaiters, [roomId], timeoutMs, signal);
+  }
+
+  private waitIn(waiters: Map<string, Set<() => void>>, keys: string[], timeoutMs: number, signal?: WaitSignal): { woken: Promise<boolean>; cancel(): void } {
     if (this.closed || timeoutMs <= 0 || signal?.aborted) return { woken: Promise.resolve(false), cancel: () => undefined };
     let finish!: (woken: boolean) => void;
     const woken = new Promise<boolean>((resolve) => {
@@ -81,18 +95,18 @@ export class Notifier extends EventEmitter<{ change: [StreamChange, /** The user
         done = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        for (const u of userIds) {
-          const set = this.waiters.get(u);
+        for (const u of keys) {
+          const set = waiters.get(u);
           set?.delete(wake);
-          if (set && set.size === 0) this.waiters.delete(u);
+          if (set && set.size === 0) waiters.delete(u);
         }
         resolve(w);
       };
       const wake = () => finish(true);
       const onAbort = () => finish(false);
-      for (const u of userIds) {
-        let set = this.waiters.get(u);
-        if (!set) this.waiters.set(u, (set = new Set()));
+      for (const u of keys) {
+        let set = waiters.get(u);
+        if (!set) waiters.set(u, (set = new Set()));
         set.add(wake);
       }
       const timer = setTimeout(() => finish(false), timeoutMs);
@@ -120,6 +134,10 @@ export class Notifier extends EventEmitter<{ change: [StreamChange, /** The user
     const users = Array.isArray(wakeUsers) ? (wakeUsers as string[]) : [...wakeUsers];
     this.emit('change', change, users);
     this.wake(users);
+    if (change.stream === 'events' && this.roomWaiters.size !== 0) {
+      const set = this.roomWaiters.get(change.roomId);
+      if (set) for (const w of [...set]) w();
+    }
   }
 
   /** Number of readers waiting (for metrics). */
@@ -132,6 +150,6 @@ export class Notifier extends EventEmitter<{ change: [StreamChange, /** The user
   /** Wakes everyone and refuses new waits (shutdown). */
   close(): void {
     this.closed = true;
-    for (const set of [...this.waiters.values()]) for (const w of [...set]) w();
+    for (const set of [...this.waiters.values(), ...this.roomWaiters.values()]) for (const w of [...set]) w();
   }
 }

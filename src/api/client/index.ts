@@ -16,6 +16,7 @@ import { registerCreateRoom } from './createRoom.js';
 import { registerDirectory } from './directory.js';
 import { registerMembership } from './membership.js';
 import { registerMessages } from './messages.js';
+import { registerPeeking } from './peeking.js';
 import { registerRoomEvents } from './roomEvents.js';
 import { registerSync } from './sync.js';
 import { registerSlidingSync } from './sliding-sync.js';
@@ -63,6 +64,7 @@ export function registerClientApi(app: HttpApp, ctx: AppContext): void {
   registerMembership(app, ctx);
   registerRoomEvents(app, ctx);
   registerMessages(app, ctx);
+  registerPeeking(app, ctx);
   registerDirectory(app, ctx);
   registerSync(app, ctx);
   registerSlidingSync(app, ctx);
