@@ -157,6 +157,16 @@ describe.each<Engine>(['sqlite', 'postgres'])('matrix-js-sdk rooms and sync on %
     expect(room.getJoinedMemberCount()).toBe(2);
   });
 
+  it("a room's summary, as Element previews a room it was sent a link to", async () => {
+    const { room_id: roomId } = await alice.client.createRoom({ preset: Preset.PublicChat, name: 'Preview me', topic: 'about it', room_alias_name: 'preview-me' });
+    const summary = await carol.client.getRoomSummary('#preview-me:localhost');
+    expect(summary).toMatchObject({ room_id: roomId, name: 'Preview me', topic: 'about it', num_joined_members: 1, join_rule: 'public', canonical_alias: '#preview-me:localhost' });
+    expect((await carol.client.getRoomSummary(roomId)).room_id).toBe(roomId);
+    // A private room stays private.
+    const { room_id: hidden } = await alice.client.createRoom({ name: 'Hidden' });
+    await expect(carol.client.getRoomSummary(hidden)).rejects.toMatchObject({ httpStatus: 404 });
+  });
+
   it('private room with an invite, and a DM marked is_direct', async () => {
     const { room_id: priv } = await alice.client.createRoom({ preset: Preset.PrivateChat, name: 'Private' });
     await untilSynced(alice.client, () => !!alice.client.getRoom(priv), 'alice to see the private room');

@@ -2,6 +2,7 @@ import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
 import { SpaceHierarchy } from '../../services/spaces/hierarchy.js';
 import { optionalUser, requireUser } from '../auth.js';
+import type { FastifyRequest } from 'fastify';
 import type { HttpApp } from '../http.js';
 import { V1 } from './paths.js';
 
@@ -31,8 +32,11 @@ function viaOf(query: unknown): string[] {
 /**
  * GET /_matrix/client/v1/rooms/{roomId}/hierarchy: the space tree, depth first, paginated.
  * GET /_matrix/client/v1/room_summary/{roomIdOrAlias}: one room's summary (also without an
- * access token for public, knockable and world-readable rooms).
+ * access token for public, knockable and world-readable rooms), also at MSC3266's unstable paths.
  */
+/** The unstable prefix of room summaries (MSC3266). */
+const MSC3266_PREFIX = '/_matrix/client/unstable/im.nheko.summary';
+
 export function registerSpaces(app: HttpApp, ctx: AppContext): void {
   const hierarchy = new SpaceHierarchy({
     serverName: ctx.config.server_name,
@@ -44,6 +48,24 @@ export function registerSpaces(app: HttpApp, ctx: AppContext): void {
       }),
     log: ctx.log.child({ subsystem: 'spaces' }),
   });
+  const summary = async (req: FastifyRequest) => {
+    const user = await optionalUser(ctx, req);
+    const target = (req.params as P).roomIdOrAlias!;
+    const via = viaOf(req.query);
+    let roomId: string;
+    if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
+      const found = await ctx.rooms.remote.queryAlias(target);
+      roomId = found.roomId;
+      via.push(...found.servers);
+    } else {
+      if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
+      roomId = await ctx.rooms.resolveRoom(target);
+    }
+    return hierarchy.roomSummary(user?.userId, roomId, via);
+  };
+  // The paths of MSC3266 before it was stable: matrix-js-sdk (so Element) asks these.
+  app.get(`${MSC3266_PREFIX}/summary/:roomIdOrAlias`, summary);
+  app.get(`${MSC3266_PREFIX}/rooms/:roomIdOrAlias/summary`, summary);
   for (const prefix of V1) {
     app.get(`${prefix}/rooms/:roomId/hierarchy`, async (req) => {
       const user = await requireUser(ctx, req);
@@ -55,20 +77,6 @@ export function registerSpaces(app: HttpApp, ctx: AppContext): void {
         from: q['from'],
       });
     });
-    app.get(`${prefix}/room_summary/:roomIdOrAlias`, async (req) => {
-      const user = await optionalUser(ctx, req);
-      const target = (req.params as P).roomIdOrAlias!;
-      const via = viaOf(req.query);
-      let roomId: string;
-      if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
-        const found = await ctx.rooms.remote.queryAlias(target);
-        roomId = found.roomId;
-        via.push(...found.servers);
-      } else {
-        if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
-        roomId = await ctx.rooms.resolveRoom(target);
-      }
-      return hierarchy.roomSummary(user?.userId, roomId, via);
-    });
+    app.get(`${prefix}/room_summary/:roomIdOrAlias`, summary);
   }
 }
