@@ -896,6 +896,19 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     expect((await as.del(`${C}/devices/ASDEV?user_id=${enc(asUser)}`, {})).status).toBe(200);
   });
 
+  it('room previews: initialSync, the room event stream and /events/{eventId}', async () => {
+    const { room_id: open } = (await alice.post(`${C}/createRoom`, { preset: 'public_chat', initial_state: [{ type: 'm.room.history_visibility', content: { history_visibility: 'world_readable' } }] })).body;
+    const said = (await alice.put(`${C}/rooms/${enc(open)}/send/m.room.message/peek1`, { msgtype: 'm.text', body: 'to lurkers' })).body.event_id;
+    const snap = await carol.get(`${C}/rooms/${enc(open)}/initialSync`);
+    expect(snap.status).toBe(200);
+    const { room_id: closed } = (await alice.post(`${C}/createRoom`, { preset: 'private_chat' })).body;
+    expect((await carol.get(`${C}/rooms/${enc(closed)}/initialSync`)).status).toBe(403);
+    expect((await carol.get(`${C}/events?room_id=${enc(open)}&from=${enc(snap.body.messages.end)}&timeout=0`)).status).toBe(200);
+    expect((await carol.get(`${C}/events?room_id=${enc(closed)}&timeout=0`)).status).toBe(403);
+    expect((await carol.get(`${C}/events/${enc(said)}`)).status).toBe(200);
+    expect((await carol.get(`${C}/events/${enc('$nothing:localhost')}`)).status).toBe(404);
+  });
+
   it('every route of the client listener had a response validated against the spec', async () => {
     const app = await t.server.app('client');
     const missing: string[] = [];
