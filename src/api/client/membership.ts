@@ -6,18 +6,12 @@ import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { requireInvitable } from '../invite-permission.js';
 import { V3 } from './paths.js';
+import { resolveRoomTarget, viaServers } from './room-target.js';
 
 const Reason = Type.Object({ reason: Type.Optional(Type.String()) });
 const Target = Type.Object({ user_id: Type.String(), reason: Type.Optional(Type.String()) });
 const JoinBody = Type.Object({ reason: Type.Optional(Type.String()), third_party_signed: Type.Optional(Type.Object({})) });
 type RoomParams = { roomId: string };
-
-/** Servers named by `via` and `server_name` query parameters (each may repeat). */
-function viaServers(query: unknown): string[] {
-  const q = (query ?? {}) as Record<string, unknown>;
-  const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' ? [v] : []);
-  return [...new Set([...list(q['via']), ...list(q['server_name'])])];
-}
 
 /** Room membership: join, invite, leave, forget, kick, ban, unban, knock, joined_rooms. */
 export function registerMembership(app: HttpApp, ctx: AppContext): void {
@@ -44,14 +38,7 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
       requireNotSuspended(user);
       const target = (req.params as { roomIdOrAlias: string }).roomIdOrAlias;
       const via = viaServers(req.query);
-      let roomId: string;
-      if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
-        const found = await ctx.rooms.remote.queryAlias(target);
-        roomId = found.roomId;
-        via.push(...found.servers);
-      } else {
-        roomId = await ctx.rooms.resolveRoom(target);
-      }
+      const roomId = await resolveRoomTarget(ctx, target, via);
       await ctx.rooms.setMembership(user.userId, roomId, user.userId, 'knock', (req.body as { reason?: string }).reason, via.length ? { via } : {});
       return { room_id: roomId };
     });

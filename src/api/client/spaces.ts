@@ -5,6 +5,7 @@ import { optionalUser, requireUser } from '../auth.js';
 import type { FastifyRequest } from 'fastify';
 import type { HttpApp } from '../http.js';
 import { V1 } from './paths.js';
+import { resolveRoomTarget, viaServers } from './room-target.js';
 
 type P = Record<string, string>;
 
@@ -22,21 +23,14 @@ function parseInt(v: string | undefined, name: string, min: number): number | un
   return n;
 }
 
-/** The servers named by repeated `via` query parameters. */
-function viaOf(query: unknown): string[] {
-  const v = (query as Record<string, unknown> | undefined)?.['via'];
-  const list = Array.isArray(v) ? v : v === undefined ? [] : [v];
-  return [...new Set(list.filter((x): x is string => typeof x === 'string' && x.length > 0))];
-}
+/** The unstable prefix of room summaries (MSC3266). */
+const MSC3266_PREFIX = '/_matrix/client/unstable/im.nheko.summary';
 
 /**
  * GET /_matrix/client/v1/rooms/{roomId}/hierarchy: the space tree, depth first, paginated.
  * GET /_matrix/client/v1/room_summary/{roomIdOrAlias}: one room's summary (also without an
  * access token for public, knockable and world-readable rooms), also at MSC3266's unstable paths.
  */
-/** The unstable prefix of room summaries (MSC3266). */
-const MSC3266_PREFIX = '/_matrix/client/unstable/im.nheko.summary';
-
 export function registerSpaces(app: HttpApp, ctx: AppContext): void {
   const hierarchy = new SpaceHierarchy({
     serverName: ctx.config.server_name,
@@ -51,16 +45,8 @@ export function registerSpaces(app: HttpApp, ctx: AppContext): void {
   const summary = async (req: FastifyRequest) => {
     const user = await optionalUser(ctx, req);
     const target = (req.params as P).roomIdOrAlias!;
-    const via = viaOf(req.query);
-    let roomId: string;
-    if (target.startsWith('#') && ctx.rooms.remote && !(await ctx.aliasStore.resolve(target)) && !target.endsWith(`:${ctx.config.server_name}`)) {
-      const found = await ctx.rooms.remote.queryAlias(target);
-      roomId = found.roomId;
-      via.push(...found.servers);
-    } else {
-      if (target.startsWith('#')) await ctx.appservices.resolveAlias(target);
-      roomId = await ctx.rooms.resolveRoom(target);
-    }
+    const via = viaServers(req.query);
+    const roomId = await resolveRoomTarget(ctx, target, via);
     return hierarchy.roomSummary(user?.userId, roomId, via);
   };
   // The paths of MSC3266 before it was stable: matrix-js-sdk (so Element) asks these.
