@@ -531,6 +531,17 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
       joinedMembers: 403, delProfile: 403, pushrules: 401, pushrulesGlobal: 401, protocols: 401,
     });
     expect(who.user_id).toBe(aliceId);
+
+    // Invites by e-mail address need an identity server: refused, and no room is half-made.
+    const threepid = { id_server: 'id.example.org', id_access_token: 'token', medium: 'email', address: 'someone@example.org' };
+    const own = (await alice.post(`${C}/createRoom`, {})).body.room_id as string;
+    const byEmail = await alice.post(`${C}/rooms/${enc(own)}/invite`, threepid);
+    expect([byEmail.status, byEmail.body.errcode]).toEqual([403, 'M_THREEPID_DENIED']);
+    expect((await alice.post(`${C}/rooms/${enc(own)}/invite`, {})).status).toBe(400);
+    const roomsBefore = (await alice.get(`${C}/joined_rooms`)).body.joined_rooms.length;
+    const created = await alice.post(`${C}/createRoom`, { name: 'With e-mail invitees', invite_3pid: [threepid] });
+    expect([created.status, created.body.errcode]).toEqual([400, 'M_THREEPID_DENIED']);
+    expect((await alice.get(`${C}/joined_rooms`)).body.joined_rooms.length).toBe(roomsBefore);
   });
 
   it('transaction IDs are scoped to the request path (room, event type, endpoint)', async () => {

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
+import { errors } from '../../errors.js';
 import type { CreateRoomRequest } from '../../services/rooms/room-service.js';
 import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
@@ -32,6 +33,8 @@ export function registerCreateRoom(app: HttpApp, ctx: AppContext): void {
       const aliasName = (req.body as CreateRoomRequest).room_alias_name;
       if (aliasName !== undefined) ctx.appservices.checkAlias(`#${aliasName}:${ctx.config.server_name}`, user);
       const body = req.body as CreateRoomRequest;
+      // Refused before anything is created, rather than a room without the asked-for invitees.
+      if ((req.body as { invite_3pid?: unknown[] }).invite_3pid?.length) throw errors.thirdPartyInvitesOff(400);
       // Invitees who block invites are left out; the room is created for the others.
       if (body.invite?.length) {
         const blocked = new Set<string>();

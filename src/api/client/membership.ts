@@ -10,6 +10,8 @@ import { resolveRoomTarget, viaServers } from './room-target.js';
 
 const Reason = Type.Object({ reason: Type.Optional(Type.String()) });
 const Target = Type.Object({ user_id: Type.String(), reason: Type.Optional(Type.String()) });
+/** An invite by e-mail address or phone number (through an identity server). */
+const ThirdPartyTarget = Type.Object({ id_server: Type.String(), id_access_token: Type.String(), medium: Type.String(), address: Type.String() });
 const JoinBody = Type.Object({ reason: Type.Optional(Type.String()), third_party_signed: Type.Optional(Type.Object({})) });
 type RoomParams = { roomId: string };
 
@@ -42,9 +44,10 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
       await ctx.rooms.setMembership(user.userId, roomId, user.userId, 'knock', (req.body as { reason?: string }).reason, via.length ? { via } : {});
       return { room_id: roomId };
     });
-    app.post(`${prefix}/rooms/:roomId/invite`, { schema: { body: Target } }, async (req) => {
+    app.post(`${prefix}/rooms/:roomId/invite`, { schema: { body: Type.Union([Target, ThirdPartyTarget]) } }, async (req) => {
       const user = await requireUser(ctx, req);
       requireNotSuspended(user);
+      if (!('user_id' in req.body)) throw errors.thirdPartyInvitesOff(403);
       const { user_id, reason } = req.body as { user_id: string; reason?: string };
       const roomId = (req.params as RoomParams).roomId;
       const extra: JsonObject = {};
