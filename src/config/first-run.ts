@@ -118,6 +118,9 @@ stats:
 # well_known:
 #   server: "matrix.example.org:443"
 #   client: "https://matrix.example.org"
+#   # More keys for /.well-known/matrix/client, e.g. a LiveKit service for Element Call:
+#   client_extra:
+#     org.matrix.msc4143.rtc_foci: [{ type: "livekit", livekit_service_url: "https://livekit-jwt.example.org" }]
 #   # Who to contact about this server (/.well-known/matrix/support), shown by clients.
 #   support:
 #     contacts: [{ matrix_id: "@admin:example.org", role: "m.role.admin" }]

@@ -168,6 +168,9 @@ export function validateConfig(raw: unknown, dataDir: string, source = 'the conf
   if (c.database.engine === 'postgres' && !c.database.url) {
     throw new ConfigError(`Configuration key "database.url" is required when database.engine is "postgres" (in ${source}).`);
   }
+  if (Object.hasOwn(c.well_known.client_extra, 'm.homeserver')) {
+    throw new ConfigError(`Configuration key "well_known.client_extra" cannot set "m.homeserver": use well_known.client (in ${source}).`);
+  }
   const support = c.well_known.support;
   if (support) {
     if (!support.contacts && !support.support_page) {

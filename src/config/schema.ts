@@ -179,6 +179,10 @@ export const ConfigSchema = Type.Object(
       {
         server: Type.Optional(Type.String({ minLength: 1, description: 'm.server value, host[:port]' })),
         client: Type.Optional(Type.String({ pattern: '^https?://', description: 'm.homeserver base_url' })),
+        client_extra: Type.Record(Type.String(), Type.Unknown(), {
+          default: {},
+          description: 'more keys for /.well-known/matrix/client (e.g. org.matrix.msc4143.rtc_foci for calls, m.identity_server); m.homeserver is set by the server',
+        }),
         support: Type.Optional(
           Type.Object(
             {

@@ -9,7 +9,7 @@ let t: TestServer;
 beforeAll(async () => {
   t = await startServer({
     serverName: 'box.example.org',
-    overrides: { max_request_body: 1024 },
+    overrides: { max_request_body: 1024, well_known: { client_extra: { 'org.matrix.msc4143.rtc_foci': [{ type: 'livekit', livekit_service_url: 'https://jwt.example.org' }] } } },
     extend(app, listener) {
       if (listener !== 'client') return;
       // An endpoint with a body schema, the way every JSON endpoint of the API declares one.
@@ -55,7 +55,10 @@ describe('HTTP basics', () => {
   it('serves the well-known documents', async () => {
     const c = await call('GET', '/.well-known/matrix/client');
     expect(c.status).toBe(200);
-    expect(c.json).toEqual({ 'm.homeserver': { base_url: 'https://box.example.org' } });
+    expect(c.json).toEqual({
+      'm.homeserver': { base_url: 'https://box.example.org' },
+      'org.matrix.msc4143.rtc_foci': [{ type: 'livekit', livekit_service_url: 'https://jwt.example.org' }],
+    });
     const s = await call('GET', '/.well-known/matrix/server');
     expect(s.json).toEqual({ 'm.server': 'box.example.org:8448' });
     const onFederation = await fetch(`${t.federationUrl}/.well-known/matrix/server`).then((r) => r.json());

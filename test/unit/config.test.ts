@@ -120,6 +120,13 @@ describe('configuration', () => {
     );
   });
 
+  it('takes extra keys for /.well-known/matrix/client, but not m.homeserver', () => {
+    const extra = { 'm.identity_server': { base_url: 'https://id.a.org' } };
+    expect(validateConfig({ server_name: 'a.org', well_known: { client_extra: extra } }, '/tmp').well_known.client_extra).toEqual(extra);
+    expect(validateConfig({ server_name: 'a.org' }, '/tmp').well_known.client_extra).toEqual({});
+    expect(errorOf(() => validateConfig({ server_name: 'a.org', well_known: { client_extra: { 'm.homeserver': { base_url: 'https://x.org' } } } }, '/tmp'))).toContain('well_known.client_extra');
+  });
+
   it('checks the support contacts of /.well-known/matrix/support', () => {
     const support = (s: unknown) => validateConfig({ server_name: 'a.org', well_known: { support: s } }, '/tmp').well_known.support;
     expect(support({ contacts: [{ matrix_id: '@admin:a.org' }] })).toEqual({ contacts: [{ matrix_id: '@admin:a.org', role: 'm.role.admin' }] });

@@ -23,7 +23,7 @@ export function clientBaseUrl(config: Config): string {
 export function registerWellKnown(app: HttpApp, config: Config): void {
   app.get('/.well-known/matrix/client', async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=3600');
-    return { 'm.homeserver': { base_url: clientBaseUrl(config) } };
+    return { ...config.well_known.client_extra, 'm.homeserver': { base_url: clientBaseUrl(config) } };
   });
   app.get('/.well-known/matrix/server', async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=3600');
