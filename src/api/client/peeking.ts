@@ -38,7 +38,8 @@ function parseTimeout(raw: string | undefined): number {
  * long-poll of that room's new events; and the deprecated GET /events/{eventId}.
  */
 export function registerPeeking(app: HttpApp, ctx: AppContext): void {
-  const preview = new RoomPreview({ events: ctx.eventStore, visibility: ctx.visibility, notifier: ctx.notifier, userData: ctx.userData });
+  const eventsPosition = async () => (await ctx.sync.currentPositions()).events;
+  const preview = new RoomPreview({ events: ctx.eventStore, eventsPosition, visibility: ctx.visibility, notifier: ctx.notifier, userData: ctx.userData });
   for (const prefix of V3) {
     app.get(`${prefix}/rooms/:roomId/initialSync`, async (req) => {
       const user = await requireUser(ctx, req);
@@ -75,7 +76,7 @@ export function registerPeeking(app: HttpApp, ctx: AppContext): void {
       // M_FORBIDDEN before waiting when the user may not read the room.
       await ctx.visibility.readableUpTo(user.userId, roomId);
       // Without `from`, the stream starts now.
-      const from = fromGiven ?? (await ctx.eventStore.maxStreamOrdering());
+      const from = fromGiven ?? (await eventsPosition());
       const start = fromGiven !== undefined ? q.from! : formatPaginationToken(from);
       const gone = new ClientGone();
       const onClose = gone.abort;

@@ -36,6 +36,11 @@ export interface RoomSnapshot {
 
 export interface PreviewDeps {
   events: EventStore;
+  /**
+   * The end of the event stream as announced to readers: events past it may be committed but
+   * not yet on disk, and are not shown (as /sync does not show them).
+   */
+  eventsPosition(): Promise<number>;
   visibility: HistoryVisibility;
   notifier: Notifier;
   userData: UserDataService;
@@ -59,7 +64,7 @@ export class RoomPreview {
     const upTo = await visibility.readableUpTo(userId, roomId);
     const own = await events.getCurrentStateEvent(roomId, 'm.room.member', userId);
     const membership = own?.event.content['membership'];
-    const end = Math.min(upTo, await events.maxStreamOrdering());
+    const end = Math.min(upTo, await this.deps.eventsPosition());
     const { chunk, before } = await this.latest(userId, roomId, end, limit);
     // Readable only up to the point of leaving: the state then.
     const stateIds = upTo !== Number.MAX_SAFE_INTEGER && own ? await events.getStateIdsAfter(own.event.event_id) : undefined;
@@ -142,7 +147,7 @@ export class RoomPreview {
       const wait = remaining > 0 ? notifier.waitForRoom(roomId, remaining, signal) : undefined;
       try {
         const upTo = await visibility.readableUpTo(userId, roomId);
-        const max = Math.min(upTo, await events.maxStreamOrdering());
+        const max = Math.min(upTo, await this.deps.eventsPosition());
         let more = false;
         if (max > cursor) {
           const page = await events.roomEventsBetween(roomId, cursor, max, EVENTS_PAGE, 'forwards');
