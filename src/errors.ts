@@ -102,8 +102,5 @@ export const errors = {
   tooLarge: (message = 'Request body too large') => new MatrixError('M_TOO_LARGE', 413, message),
   notFound: (message = 'Not found') => new MatrixError('M_NOT_FOUND', 404, message),
   forbidden: (message: string) => new MatrixError('M_FORBIDDEN', 403, message),
-  /** Invites by e-mail address or phone number need an identity server, which this server does not use. */
-  thirdPartyInvitesOff: (status: 400 | 403) =>
-    new MatrixError('M_THREEPID_DENIED', status, 'Inviting by e-mail address or phone number is not supported on this server: invite the Matrix user ID instead'),
   unknown: (message = 'Internal server error') => new MatrixError('M_UNKNOWN', 500, message),
 };

@@ -1,10 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
-import { errors } from '../../errors.js';
+import { thirdPartyInvites, type ThirdPartyTarget as ThirdPartyInvite } from '../../identity/third-party-invites.js';
 import type { CreateRoomRequest } from '../../services/rooms/room-service.js';
 import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
 import { inviteBlocked } from '../invite-permission.js';
+import { ThirdPartyTarget } from './membership.js';
 import { V3 } from './paths.js';
 
 const StateEvent = Type.Object({ type: Type.String(), state_key: Type.Optional(Type.String()), content: Type.Object({}) });
@@ -15,7 +16,7 @@ const Body = Type.Object({
   name: Type.Optional(Type.String()),
   topic: Type.Optional(Type.String()),
   invite: Type.Optional(Type.Array(Type.String())),
-  invite_3pid: Type.Optional(Type.Array(Type.Object({}))),
+  invite_3pid: Type.Optional(Type.Array(ThirdPartyTarget)),
   room_version: Type.Optional(Type.String()),
   creation_content: Type.Optional(Type.Object({})),
   initial_state: Type.Optional(Type.Array(StateEvent)),
@@ -33,8 +34,6 @@ export function registerCreateRoom(app: HttpApp, ctx: AppContext): void {
       const aliasName = (req.body as CreateRoomRequest).room_alias_name;
       if (aliasName !== undefined) ctx.appservices.checkAlias(`#${aliasName}:${ctx.config.server_name}`, user);
       const body = req.body as CreateRoomRequest;
-      // Refused before anything is created, rather than a room without the asked-for invitees.
-      if ((req.body as { invite_3pid?: unknown[] }).invite_3pid?.length) throw errors.thirdPartyInvitesOff(400);
       // Invitees who block invites are left out; the room is created for the others.
       if (body.invite?.length) {
         const blocked = new Set<string>();
@@ -45,6 +44,14 @@ export function registerCreateRoom(app: HttpApp, ctx: AppContext): void {
         }
       }
       const { roomId } = await ctx.rooms.createRoom(user.userId, body);
+      // Like invitees of other servers: the room is returned even when an identity server fails.
+      for (const target of (req.body as { invite_3pid?: ThirdPartyInvite[] }).invite_3pid ?? []) {
+        try {
+          await thirdPartyInvites(ctx).invite(user.userId, roomId, target);
+        } catch (err) {
+          req.log.warn({ roomId, idServer: target.id_server, err: (err as Error).message }, 'createRoom: a third-party invite failed');
+        }
+      }
       return { room_id: roomId };
     });
   }

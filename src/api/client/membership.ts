@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { errors } from '../../errors.js';
+import { thirdPartyInvites, type ThirdPartyTarget as ThirdPartyInvite } from '../../identity/third-party-invites.js';
 import type { JsonObject } from '../../protocol/json.js';
 import { requireNotSuspended, requireUser } from '../auth.js';
 import type { HttpApp } from '../http.js';
@@ -11,7 +12,7 @@ import { resolveRoomTarget, viaServers } from './room-target.js';
 const Reason = Type.Object({ reason: Type.Optional(Type.String()) });
 const Target = Type.Object({ user_id: Type.String(), reason: Type.Optional(Type.String()) });
 /** An invite by e-mail address or phone number (through an identity server). */
-const ThirdPartyTarget = Type.Object({ id_server: Type.String(), id_access_token: Type.String(), medium: Type.String(), address: Type.String() });
+export const ThirdPartyTarget = Type.Object({ id_server: Type.String(), id_access_token: Type.String(), medium: Type.String(), address: Type.String() });
 const JoinBody = Type.Object({ reason: Type.Optional(Type.String()), third_party_signed: Type.Optional(Type.Object({})) });
 type RoomParams = { roomId: string };
 
@@ -47,9 +48,13 @@ export function registerMembership(app: HttpApp, ctx: AppContext): void {
     app.post(`${prefix}/rooms/:roomId/invite`, { schema: { body: Type.Union([Target, ThirdPartyTarget]) } }, async (req) => {
       const user = await requireUser(ctx, req);
       requireNotSuspended(user);
-      if (!('user_id' in req.body)) throw errors.thirdPartyInvitesOff(403);
-      const { user_id, reason } = req.body as { user_id: string; reason?: string };
       const roomId = (req.params as RoomParams).roomId;
+      // By e-mail address or phone number, through the identity server the client names.
+      if (!('user_id' in req.body)) {
+        await thirdPartyInvites(ctx).invite(user.userId, roomId, req.body as ThirdPartyInvite);
+        return {};
+      }
+      const { user_id, reason } = req.body as { user_id: string; reason?: string };
       const extra: JsonObject = {};
       // An unknown user in an application service's namespace is asked for first.
       await ctx.appservices.ensureUser(user_id);

@@ -11,6 +11,7 @@ import { isValidServerName } from '../../protocol/identifiers.js';
 import type { JsonObject } from '../../protocol/json.js';
 import type { HttpApp } from '../http.js';
 import { registerFederationOpenId } from './openid.js';
+import { registerFederationThirdPartyInvites } from './third-party-invites.js';
 
 const VERSION: string = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
 
@@ -99,4 +100,5 @@ export function registerFederationApi(app: HttpApp, ctx: AppContext): void {
 
   app.get('/_matrix/federation/v1/version', async () => ({ server: { name: 'Myelin', version: VERSION } }));
   registerFederationOpenId(app, ctx);
+  registerFederationThirdPartyInvites(app, ctx);
 }
