@@ -2,6 +2,10 @@ import type { FastifyRequest } from 'fastify';
 import type { AppContext } from '../app.js';
 import { MatrixError } from '../errors.js';
 import { userSuspendedError, type IdentityAssertion, type Requester } from '../services/accounts/accounts.js';
+import type { SeenFrom } from '../storage/stores/accounts.js';
+
+/** The longest User-Agent kept for a device (longer ones are cut). */
+const MAX_USER_AGENT = 512;
 
 export type { Requester } from '../services/accounts/accounts.js';
 
@@ -44,6 +48,13 @@ export function identityAssertionOf(req: FastifyRequest): IdentityAssertion {
   return { ...(userId !== undefined ? { userId } : {}), ...(deviceId !== undefined ? { deviceId } : {}) };
 }
 
+/** Where a request comes from, for the device's last-seen record. */
+export function seenFrom(req: FastifyRequest): SeenFrom {
+  const ua = req.headers['user-agent'];
+  // Bounded: the header is the client's to fill.
+  return { ip: req.ip ?? null, userAgent: typeof ua === 'string' && ua !== '' ? ua.slice(0, MAX_USER_AGENT) : null };
+}
+
 /**
  * Authenticates a request. Throws M_MISSING_TOKEN (401) without a token, M_UNKNOWN_TOKEN (401,
  * with `soft_logout: true` when the token only expired) for an invalid one, and
@@ -53,7 +64,7 @@ export function identityAssertionOf(req: FastifyRequest): IdentityAssertion {
 export async function requireUser(ctx: AppContext, req: FastifyRequest, opts: { allowLocked?: boolean } = {}): Promise<Requester> {
   const token = accessTokenOf(req);
   if (token === undefined) throw new MatrixError('M_MISSING_TOKEN', 401, 'Missing access token');
-  return ctx.accounts.authenticate(token, req.ip ?? null, identityAssertionOf(req), opts);
+  return ctx.accounts.authenticate(token, seenFrom(req), identityAssertionOf(req), opts);
 }
 
 /** Throws 403 M_USER_SUSPENDED when the requester's account is suspended (for the actions a suspended user may not take). */
@@ -65,7 +76,7 @@ export function requireNotSuspended(requester: Requester): void {
 export async function optionalUser(ctx: AppContext, req: FastifyRequest): Promise<Requester | undefined> {
   const token = accessTokenOf(req);
   if (token === undefined) return undefined;
-  return ctx.accounts.authenticate(token, req.ip ?? null, identityAssertionOf(req));
+  return ctx.accounts.authenticate(token, seenFrom(req), identityAssertionOf(req));
 }
 
 /** Throws 403 M_FORBIDDEN unless the requester is a server administrator. */

@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../app.js';
 import type { HttpApp } from '../api/http.js';
-import { accessTokenOf } from '../api/auth.js';
+import { accessTokenOf, seenFrom } from '../api/auth.js';
 import { MatrixError } from '../errors.js';
 import { statsPage } from './page.js';
 import type { StatsSample } from './sampler.js';
@@ -76,7 +76,7 @@ export function registerStats(app: HttpApp, ctx: AppContext): void {
       }
       if (token === undefined) throw new Unauthorized();
       try {
-        const r = await ctx.accounts.authenticate(token, req.ip ?? null);
+        const r = await ctx.accounts.authenticate(token, seenFrom(req));
         userId = r.userId;
         isAdmin = r.isAdmin;
       } catch {

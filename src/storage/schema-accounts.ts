@@ -24,6 +24,8 @@ export interface DevicesTable {
   display_name: string | null;
   last_seen_ts: number | null;
   last_seen_ip: string | null;
+  /** 0021: the User-Agent header of its last recorded request. */
+  last_seen_user_agent: string | null;
   created_ts: number;
 }
 

@@ -470,6 +470,15 @@ describe.each<Engine>(['sqlite', 'postgres'])('client API responses match the sp
     const conn = own.body.devices[current].sessions[0].connections[0];
     expect(conn.ip).toMatch(/127\.0\.0\.1/);
     expect(conn.last_seen).toBeGreaterThan(Date.now() - 3_600_000);
+    // The user agent of a session's last request is shown with it.
+    const ua = 'SpecTest/1.0 (conformance)';
+    const login = await anon.post(`${C}/login`, { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'alice' }, password: PW });
+    const phone = new SpecClient(t.clientUrl, login.body.access_token);
+    expect((await phone.req('GET', `${C}/account/whoami`, undefined, { headers: { 'user-agent': ua } })).status).toBe(200);
+    const seen = (await alice.get(`${C}/admin/whois/${enc(aliceId)}`)).body.devices[login.body.device_id].sessions[0].connections[0];
+    expect(seen.user_agent).toBe(ua);
+    expect((await phone.get(`${C}/devices/${enc(login.body.device_id)}`)).body.last_seen_user_agent).toBe(ua);
+    expect((await phone.post(`${C}/logout`, {})).status).toBe(200);
     expect((await bob.get(`${C}/admin/whois/${enc(aliceId)}`)).body.errcode).toBe('M_FORBIDDEN');
     expect((await bob.get(`${C}/admin/whois/${enc('@nobody:localhost')}`)).status).toBe(403);
     expect((await anon.get(`${C}/admin/whois/${enc(aliceId)}`)).status).toBe(401);

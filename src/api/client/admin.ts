@@ -41,10 +41,14 @@ export function registerAdmin(app: HttpApp, ctx: AppContext): void {
       if (userId !== me.userId) requireAdmin(me);
       const row = serverNameOf(userId) === ctx.config.server_name ? await ctx.accounts.getUser(userId) : undefined;
       if (!row) throw errors.notFound(`${userId} is not a user of this server`);
-      const devices: Record<string, { sessions: Array<{ connections: Array<{ ip?: string; last_seen?: number }> }> }> = {};
+      const devices: Record<string, { sessions: Array<{ connections: Array<{ ip?: string; last_seen?: number; user_agent?: string }> }> }> = {};
       for (const d of await ctx.accounts.listDevices(row.user_id)) {
         const seen = d.last_seen_ts !== null || d.last_seen_ip !== null;
-        const connection = { ...(d.last_seen_ip !== null ? { ip: d.last_seen_ip } : {}), ...(d.last_seen_ts !== null ? { last_seen: d.last_seen_ts } : {}) };
+        const connection = {
+          ...(d.last_seen_ip !== null ? { ip: d.last_seen_ip } : {}),
+          ...(d.last_seen_ts !== null ? { last_seen: d.last_seen_ts } : {}),
+          ...(d.last_seen_user_agent !== null ? { user_agent: d.last_seen_user_agent } : {}),
+        };
         devices[d.device_id] = { sessions: [{ connections: seen ? [connection] : [] }] };
       }
       return { user_id: row.user_id, devices };

@@ -15,6 +15,8 @@ function deviceJson(d: DeviceRow) {
     ...(d.display_name !== null ? { display_name: d.display_name } : {}),
     ...(d.last_seen_ip !== null ? { last_seen_ip: d.last_seen_ip } : {}),
     ...(d.last_seen_ts !== null ? { last_seen_ts: d.last_seen_ts } : {}),
+    // MSC3852: lets a client tell the user which app and system each session is.
+    ...(d.last_seen_user_agent !== null ? { last_seen_user_agent: d.last_seen_user_agent } : {}),
   };
 }
 

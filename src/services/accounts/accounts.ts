@@ -4,7 +4,7 @@ import { MatrixError, errors } from '../../errors.js';
 import { localpartAllowed, parseUserId } from '../../protocol/identifiers.js';
 import type { JsonObject, JsonValue } from '../../protocol/json.js';
 import type { Database, Tx } from '../../storage/db.js';
-import type { AccountStore, DeviceRow, RegistrationTokenRow, UiaSessionRow, UserRow } from '../../storage/stores/accounts.js';
+import type { AccountStore, DeviceRow, RegistrationTokenRow, SeenFrom, UiaSessionRow, UserRow } from '../../storage/stores/accounts.js';
 import { RateLimiter } from './rate-limit.js';
 import { hashPassword, hashToken, needsRehash, newDeviceId, newToken, randomString, verifyPassword, type ScryptParams } from './secrets.js';
 import { UiaService, type StageChecker, type UiaRequest } from './uia.js';
@@ -265,7 +265,7 @@ export class AccountService {
    * Resolves an access token: M_UNKNOWN_TOKEN (401) when unknown, with `soft_logout: true`
    * when it merely expired (the client can refresh); M_USER_DEACTIVATED for deactivated users.
    */
-  async authenticate(token: string, ip: string | null, assertion: IdentityAssertion = {}, opts: { allowLocked?: boolean } = {}): Promise<Requester> {
+  async authenticate(token: string, seen: SeenFrom, assertion: IdentityAssertion = {}, opts: { allowLocked?: boolean } = {}): Promise<Requester> {
     const appServices = this.appServiceAuth;
     if (appServices?.isAppServiceToken(token)) {
       const asRequester = await appServices.authenticate(token, assertion);
@@ -282,7 +282,7 @@ export class AccountService {
     }
     if (row.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 403, 'This account has been deactivated');
     if (row.locked && !opts.allowLocked) throw userLockedError();
-    if (this.seenDue(row.user_id, row.device_id, now)) await this.noteSeen(row.user_id, row.device_id, now, ip);
+    if (this.seenDue(row.user_id, row.device_id, now)) await this.noteSeen(row.user_id, row.device_id, now, seen);
     const requester: Requester = {
       userId: row.user_id,
       deviceId: row.device_id,
@@ -315,8 +315,8 @@ export class AccountService {
   }
 
   /** Records a device's last use. Awaited (not fire-and-forget) so no write outlives its request, e.g. at shutdown. */
-  private async noteSeen(userId: string, deviceId: string, now: number, ip: string | null): Promise<void> {
-    await this.store.touchDevice(userId, deviceId, now, ip).catch((err: unknown) => this.log.warn({ err }, 'could not record device last-seen'));
+  private async noteSeen(userId: string, deviceId: string, now: number, seen: SeenFrom): Promise<void> {
+    await this.store.touchDevice(userId, deviceId, now, seen).catch((err: unknown) => this.log.warn({ err }, 'could not record device last-seen'));
   }
 
   /** Password login: the user (full ID or localpart) and password, or 403 M_FORBIDDEN. */

@@ -17,7 +17,8 @@ import { timelineGaps } from './0017-timeline-gaps.js';
 import { pushActionsLayout } from './0018-push-actions-layout.js';
 import { sparseEventIndexes } from './0019-sparse-event-indexes.js';
 import { openIdTokens } from './0020-openid-tokens.js';
+import { deviceUserAgent } from './0021-device-user-agent.js';
 import type { MigrationStep } from './types.js';
 
 /** Every migration, in order. Append only: never edit or remove a released step. */
-export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, receiptsPush, messaging, e2ee, federation, appservice, federationQueue, media, pusherDelivery, federationDevices, lateRedactions, dehydratedDevices, accountModeration, timelineGaps, pushActionsLayout, sparseEventIndexes, openIdTokens];
+export const MIGRATIONS: readonly MigrationStep[] = [serverMeta, accounts, events, receiptsPush, messaging, e2ee, federation, appservice, federationQueue, media, pusherDelivery, federationDevices, lateRedactions, dehydratedDevices, accountModeration, timelineGaps, pushActionsLayout, sparseEventIndexes, openIdTokens, deviceUserAgent];

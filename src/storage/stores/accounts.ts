@@ -4,6 +4,12 @@ import type { Tables } from '../schema.js';
 import type { DevicesTable, RegistrationTokensTable, UsersTable } from '../schema-accounts.js';
 import { LruCache } from '../../util/lru.js';
 
+/** Where a device's request came from: its IP and User-Agent header (either may be unknown). */
+export interface SeenFrom {
+  ip: string | null;
+  userAgent?: string | null;
+}
+
 export type UserRow = Selectable<UsersTable>;
 export type DeviceRow = Selectable<DevicesTable>;
 export type RegistrationTokenRow = Selectable<RegistrationTokensTable>;
@@ -165,10 +171,10 @@ export class AccountStore {
     return Number(res.numUpdatedRows) > 0;
   }
 
-  async touchDevice(userId: string, deviceId: string, ts: number, ip: string | null): Promise<void> {
+  async touchDevice(userId: string, deviceId: string, ts: number, seen: SeenFrom): Promise<void> {
     await this.database.db
       .updateTable('devices')
-      .set({ last_seen_ts: ts, last_seen_ip: ip })
+      .set({ last_seen_ts: ts, last_seen_ip: seen.ip, last_seen_user_agent: seen.userAgent ?? null })
       .where('user_id', '=', userId)
       .where('device_id', '=', deviceId)
       .execute();

@@ -4,7 +4,7 @@ import type { Config } from '../../../src/config/schema.js';
 import { AccountService, type AppServiceAuthenticator } from '../../../src/services/accounts/accounts.js';
 import { hashToken } from '../../../src/services/accounts/secrets.js';
 import type { Database, Tx } from '../../../src/storage/db.js';
-import type { AccessTokenLookup, AccountStore } from '../../../src/storage/stores/accounts.js';
+import type { AccessTokenLookup, AccountStore, SeenFrom } from '../../../src/storage/stores/accounts.js';
 
 const limits = { per_second: 1, burst: 1 };
 
@@ -17,8 +17,8 @@ function service() {
     async findAccessToken(hash: string) {
       return rows.get(hash);
     },
-    async touchDevice(userId: string, deviceId: string, ts: number, ip: string | null) {
-      touched.push([userId, deviceId, ts, ip]);
+    async touchDevice(userId: string, deviceId: string, ts: number, seen: SeenFrom) {
+      touched.push([userId, deviceId, ts, seen.ip]);
     },
     async deleteDevices(_tx: Tx, _userId: string, deviceIds: readonly string[]) {
       return [...deviceIds];
@@ -44,23 +44,23 @@ describe('AccountService.authenticate', () => {
     const s = service();
     s.addToken('tok-a', { user_id: '@a:example.org', device_id: 'A' });
     s.addToken('tok-b', { user_id: '@a:example.org', device_id: 'B' });
-    await s.accounts.authenticate('tok-a', '10.0.0.1');
-    await s.accounts.authenticate('tok-a', '10.0.0.2');
-    await s.accounts.authenticate('tok-b', null);
+    await s.accounts.authenticate('tok-a', { ip: '10.0.0.1' });
+    await s.accounts.authenticate('tok-a', { ip: '10.0.0.2' });
+    await s.accounts.authenticate('tok-b', { ip: null });
     expect(s.touched.map((t) => t.slice(1))).toEqual([
       ['A', 1_000_000, '10.0.0.1'],
       ['B', 1_000_000, null],
     ]);
     s.advance(59_999);
-    await s.accounts.authenticate('tok-a', '10.0.0.3');
+    await s.accounts.authenticate('tok-a', { ip: '10.0.0.3' });
     expect(s.touched).toHaveLength(2);
     s.advance(1);
-    await s.accounts.authenticate('tok-a', '10.0.0.4');
+    await s.accounts.authenticate('tok-a', { ip: '10.0.0.4' });
     expect(s.touched.at(-1)).toEqual(['@a:example.org', 'A', 1_060_000, '10.0.0.4']);
     await s.accounts.deleteDevices('@a:example.org', ['B']);
-    await s.accounts.authenticate('tok-b', '10.0.0.5');
+    await s.accounts.authenticate('tok-b', { ip: '10.0.0.5' });
     expect(s.touched.at(-1)).toEqual(['@a:example.org', 'B', 1_060_000, '10.0.0.5']);
-    await s.accounts.authenticate('tok-a', '10.0.0.6');
+    await s.accounts.authenticate('tok-a', { ip: '10.0.0.6' });
     expect(s.touched).toHaveLength(4);
   });
 
@@ -71,14 +71,14 @@ describe('AccountService.authenticate', () => {
     s.addToken('locked', { user_id: '@l:example.org', device_id: 'L', locked: 1 });
     s.addToken('gone', { user_id: '@d:example.org', device_id: 'D', deactivated: 1 });
     s.addToken('old', { user_id: '@o:example.org', device_id: 'O', expires_ts: 1_000_000 });
-    const plain = await s.accounts.authenticate('plain', null);
+    const plain = await s.accounts.authenticate('plain', { ip: null });
     expect(plain).toEqual({ userId: '@p:example.org', deviceId: 'P', isAdmin: true, isGuest: false, accessTokenId: 1 });
-    expect(await s.accounts.authenticate('susp', null)).toEqual({ userId: '@s:example.org', deviceId: 'S', isAdmin: false, isGuest: false, accessTokenId: 2, suspended: true });
-    await expect(s.accounts.authenticate('locked', null)).rejects.toMatchObject({ errcode: 'M_USER_LOCKED' });
-    expect(await s.accounts.authenticate('locked', null, {}, { allowLocked: true })).toMatchObject({ locked: true });
-    await expect(s.accounts.authenticate('gone', null)).rejects.toMatchObject({ errcode: 'M_USER_DEACTIVATED' });
-    await expect(s.accounts.authenticate('old', null)).rejects.toMatchObject({ errcode: 'M_UNKNOWN_TOKEN', extra: { soft_logout: true } });
-    await expect(s.accounts.authenticate('nope', null)).rejects.toMatchObject({ errcode: 'M_UNKNOWN_TOKEN', extra: { soft_logout: false } });
+    expect(await s.accounts.authenticate('susp', { ip: null })).toEqual({ userId: '@s:example.org', deviceId: 'S', isAdmin: false, isGuest: false, accessTokenId: 2, suspended: true });
+    await expect(s.accounts.authenticate('locked', { ip: null })).rejects.toMatchObject({ errcode: 'M_USER_LOCKED' });
+    expect(await s.accounts.authenticate('locked', { ip: null }, {}, { allowLocked: true })).toMatchObject({ locked: true });
+    await expect(s.accounts.authenticate('gone', { ip: null })).rejects.toMatchObject({ errcode: 'M_USER_DEACTIVATED' });
+    await expect(s.accounts.authenticate('old', { ip: null })).rejects.toMatchObject({ errcode: 'M_UNKNOWN_TOKEN', extra: { soft_logout: true } });
+    await expect(s.accounts.authenticate('nope', { ip: null })).rejects.toMatchObject({ errcode: 'M_UNKNOWN_TOKEN', extra: { soft_logout: false } });
   });
 
   it('asks the application services only about their own tokens', async () => {
@@ -93,8 +93,8 @@ describe('AccountService.authenticate', () => {
       },
     };
     s.accounts.appServiceAuth = appServices;
-    expect((await s.accounts.authenticate('user', null)).userId).toBe('@u:example.org');
-    expect(await s.accounts.authenticate('as-token', null, { userId: '@bridge_x:example.org' })).toMatchObject({ userId: '@bridge_x:example.org', appserviceId: 'bridge' });
+    expect((await s.accounts.authenticate('user', { ip: null })).userId).toBe('@u:example.org');
+    expect(await s.accounts.authenticate('as-token', { ip: null }, { userId: '@bridge_x:example.org' })).toMatchObject({ userId: '@bridge_x:example.org', appserviceId: 'bridge' });
     expect(asked).toEqual(['as-token']);
   });
 });
