@@ -10,6 +10,8 @@ import { registeredRoutes } from '../../src/api/http.js';
 import { FederationHttpError } from '../../src/federation/errors.js';
 import type { FederationClient } from '../../src/federation/client.js';
 import { multipartBoundary } from '../../src/media/multipart.js';
+import { encodeBase64 } from '../../src/protocol/base64.js';
+import { generateSigningKey, signJson } from '../../src/protocol/signing.js';
 import { expectContentTypeMatchesSpec, expectMatchesSpec, operationOfRoute, validatedOperations, validatedStatuses } from '../_util/openapi.js';
 import { createFederation, eventually, type FedMember, type Federation } from '../_util/federation.js';
 import type { Engine } from '../_util/server.js';
@@ -311,6 +313,40 @@ describe.each<Engine>(['sqlite', 'postgres'])('federation API responses match th
     const lt = await fromB.getStream('a.test', `/_matrix/media/v3/thumbnail/a.test/${mediaId}`, { query: { width: 1, height: 1 } });
     await readAll(lt.body);
     expect(await statusOf(fromB.getStream('a.test', `/_matrix/media/v3/thumbnail/a.test/${mediaId}`, { query: { width: 1, height: 1, method: 'wobble' } }))).toBe(400);
+  });
+
+  it('third-party invites: 3pid/onbind and exchange_third_party_invite', async () => {
+    // The identity server's key is set in the room directly (no key validity URL in public_keys:
+    // valid indefinitely); the identity server round trips are in third-party-invites.test.ts.
+    const isKey = generateSigningKey('0');
+    const pk = encodeBase64(isKey.publicKey);
+    const room = (await alice.post(`${C}/createRoom`, { name: 'Third-party invites' })).body.room_id as string;
+    const token = 'spec-token';
+    const tpi = { display_name: 'c...@e...', key_validity_url: 'https://id.example.org/_matrix/identity/v2/pubkey/isvalid', public_key: pk, public_keys: [{ public_key: pk }] };
+    expect((await alice.put(`${C}/rooms/${enc(room)}/state/m.room.third_party_invite/${token}`, tpi)).status).toBe(200);
+    const signed = (mxid: string, key = isKey) => signJson({ mxid, token, sender: '@alice:a.test' }, 'id.example.org', key);
+    const onbind = (mxid: string, key = isKey) =>
+      fromB.put('a.test', `${F}/3pid/onbind`, {
+        medium: 'email',
+        address: 'c@example.org',
+        mxid,
+        invites: [{ medium: 'email', address: 'c@example.org', mxid, room_id: room, sender: '@alice:a.test', signed: signed(mxid, key) }],
+      }, { signed: false });
+    await a.client().register('carol3p');
+    expect(await statusOf(onbind('@carol3p:a.test', generateSigningKey('0')))).toBe(403);
+    expect(await statusOf(onbind('@carol3p:a.test'))).toBe(200);
+    await b.client().register('dave3p');
+    const exchange = (key = isKey) =>
+      fromB.put('a.test', `${F}/exchange_third_party_invite/${enc(room)}`, {
+        type: 'm.room.member',
+        room_id: room,
+        sender: '@alice:a.test',
+        state_key: '@dave3p:b.test',
+        content: { membership: 'invite', third_party_invite: { display_name: 'c...@e...', signed: signed('@dave3p:b.test', key) } },
+      });
+    expect(await statusOf(exchange(generateSigningKey('0')))).toBe(403);
+    expect(await statusOf(exchange())).toBe(200);
+    expect((await alice.get(`${C}/rooms/${enc(room)}/state/m.room.member/${enc('@dave3p:b.test')}`)).body.membership).toBe('invite');
   });
 
   it('every answer received matched the spec, and every route of the federation listener was validated', async () => {
