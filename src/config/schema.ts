@@ -156,6 +156,15 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    identity: Type.Object(
+      {
+        allow_private_servers: Type.Boolean({
+          default: false,
+          description: 'contact identity servers (for invites by e-mail address) on loopback, private, link-local or other special addresses',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'requests to the identity servers clients name' },
+    ),
     push: Type.Object(
       {
         allow_private_gateways: Type.Boolean({

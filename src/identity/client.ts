@@ -6,10 +6,12 @@
  * that say which identity server failed and how.
  */
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { MatrixError } from '../errors.js';
 import { withQuery } from '../federation/client.js';
 import { FederationError, FederationTimeoutError } from '../federation/errors.js';
 import type { ConnectTarget, FederationTransport } from '../federation/transport.js';
+import type { IpGuard } from '../media/ip-guard.js';
 import { encodeBase64Url } from '../protocol/base64.js';
 import { parseServerName } from '../protocol/identifiers.js';
 import { isJsonObject, type JsonObject } from '../protocol/json.js';
@@ -57,7 +59,37 @@ export function lookupHash(address: string, medium: string, pepper: string): str
 }
 
 export class IdentityServerClient {
-  constructor(private readonly transport: FederationTransport) {}
+  /**
+   * `guard`, when given, decides which addresses may be contacted: identity servers are named
+   * by clients and by room events, so without it any user could make this server connect to
+   * hosts on its own network.
+   */
+  constructor(
+    private readonly transport: FederationTransport,
+    private readonly guard?: IpGuard,
+  ) {}
+
+  /**
+   * The target to connect to: with a guard, the host's addresses are resolved here and the
+   * first allowed one is connected to (certificate checked against the name), so a second
+   * resolution cannot lead elsewhere. Refused with M_SERVER_NOT_TRUSTED when none is allowed.
+   */
+  private async allowedTarget(server: string, target: ConnectTarget): Promise<ConnectTarget> {
+    const guard = this.guard;
+    if (!guard) return target;
+    const refused = () => new MatrixError('M_SERVER_NOT_TRUSTED', 400, `This server does not contact identity servers on private or special addresses (${server})`);
+    if (isIP(target.host)) {
+      if (!guard.isAllowed(target.host)) throw refused();
+      return target;
+    }
+    const { resolver } = this.transport;
+    const settle = (p: Promise<string[]>) => p.catch(() => [] as string[]);
+    const addresses = [...(await settle(resolver.resolve4(target.host))), ...(await settle(resolver.resolve6(target.host)))];
+    if (addresses.length === 0) throw new MatrixError('M_CONNECTION_FAILED', 502, `Could not reach the identity server ${server}: its name ${target.host} does not resolve`);
+    const address = addresses.find((a) => guard.isAllowed(a));
+    if (address === undefined) throw refused();
+    return { ...target, host: address };
+  }
 
   /** Checks `id_server` (a host name with an optional port); throws M_INVALID_PARAM. */
   static checkServerName(idServer: string): void {
@@ -76,9 +108,10 @@ export class IdentityServerClient {
       payload = JSON.stringify(body);
       headers['content-type'] = 'application/json';
     }
+    const connectTo = await this.allowedTarget(server, target);
     let res;
     try {
-      res = await this.transport.send(target, { destination: server, method, path, headers, body: payload, timeoutMs: TIMEOUT_MS, maxBytes: MAX_RESPONSE_BYTES });
+      res = await this.transport.send(connectTo, { destination: server, method, path, headers, body: payload, timeoutMs: TIMEOUT_MS, maxBytes: MAX_RESPONSE_BYTES });
     } catch (err) {
       if (err instanceof FederationTimeoutError) throw new MatrixError('M_CONNECTION_TIMEOUT', 504, `The identity server ${server} did not answer the ${step} request in time`);
       const what = err instanceof FederationError ? err.message : String(err);

@@ -15,6 +15,7 @@ import { isValidUserId, serverNameOf } from '../protocol/identifiers.js';
 import { isJsonObject, type JsonObject } from '../protocol/json.js';
 import { canInvite } from '../protocol/power-levels.js';
 import { verifyJsonSignature } from '../protocol/signing.js';
+import { IpGuard } from '../media/ip-guard.js';
 import { canonicalAddress, IdentityServerClient, type StoreInviteRequest } from './client.js';
 
 /** An invitation by third-party identifier (client-server-api definitions/invite_3pid). */
@@ -246,7 +247,8 @@ const services = new WeakMap<AppContext, ThirdPartyInvites>();
 export function thirdPartyInvites(ctx: AppContext): ThirdPartyInvites {
   let s = services.get(ctx);
   if (!s) {
-    s = new ThirdPartyInvites(ctx, new IdentityServerClient(ctx.federation.transport));
+    const guard = ctx.config.identity.allow_private_servers ? undefined : new IpGuard();
+    s = new ThirdPartyInvites(ctx, new IdentityServerClient(ctx.federation.transport, guard));
     services.set(ctx, s);
   }
   return s;

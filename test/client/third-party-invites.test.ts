@@ -34,7 +34,8 @@ describe.each<Engine>(['sqlite', 'postgres'])('third-party invites on %s', (engi
 
   beforeAll(async () => {
     fed = await createFederation(engine);
-    hs = await fed.add('hs.test');
+    // The test's identity server is on 127.0.0.1.
+    hs = await fed.add('hs.test', { identity: { allow_private_servers: true } });
     is = await startIdentityServer(fed);
     const client = async (name: string) => {
       const c = new SpecClient(hs.clientUrl);
@@ -52,6 +53,21 @@ describe.each<Engine>(['sqlite', 'postgres'])('third-party invites on %s', (engi
   afterAll(async () => {
     await is?.close();
     await fed?.close();
+  });
+
+  it('does not contact identity servers on private addresses unless allowed', async () => {
+    const strict = await fed.add('strict.test');
+    const eve = new SpecClient(strict.clientUrl);
+    await eve.register('eve');
+    const roomId = (await eve.post(`${C}/createRoom`, {})).body.room_id as string;
+    const before = (await eve.get(`${C}/rooms/${enc(roomId)}/state`)).body.length;
+    is.requests.length = 0;
+    for (const idServer of [is.idServer, '127.0.0.1:1', '[::1]:1']) {
+      const res = await eve.post(`${C}/rooms/${enc(roomId)}/invite`, { id_server: idServer, id_access_token: ID_TOKEN, medium: 'email', address: 'someone@example.org' });
+      expect([res.status, res.body.errcode]).toEqual([400, 'M_SERVER_NOT_TRUSTED']);
+    }
+    expect(is.requests).toEqual([]);
+    expect((await eve.get(`${C}/rooms/${enc(roomId)}/state`)).body.length).toBe(before);
   });
 
   it('invites the user an address is bound to with an ordinary invite', async () => {

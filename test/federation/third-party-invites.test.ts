@@ -21,7 +21,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('third-party invites over federati
   let is: FakeIdentityServer;
 
   beforeAll(async () => {
-    s = await twoServers(engine);
+    // The test's identity server is on 127.0.0.1.
+    const identity = { identity: { allow_private_servers: true } };
+    s = await twoServers(engine, { a: identity, b: identity });
     is = await startIdentityServer(s.fed);
   }, 60_000);
 
