@@ -112,6 +112,8 @@ export const ConfigSchema = Type.Object(
         message: rateLimit(5, 50),
         /** Per reporting user: content reports. */
         report: rateLimit(0.1, 10),
+        /** Per inviting user: invites by e-mail address (each asks an identity server). */
+        third_party_invite: rateLimit(0.2, 10),
       },
       { additionalProperties: false, default: {} },
     ),

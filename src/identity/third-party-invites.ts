@@ -16,6 +16,7 @@ import { isJsonObject, type JsonObject } from '../protocol/json.js';
 import { canInvite } from '../protocol/power-levels.js';
 import { verifyJsonSignature } from '../protocol/signing.js';
 import { IpGuard } from '../media/ip-guard.js';
+import { RateLimiter } from '../services/accounts/rate-limit.js';
 import { canonicalAddress, IdentityServerClient, type StoreInviteRequest } from './client.js';
 
 /** An invitation by third-party identifier (client-server-api definitions/invite_3pid). */
@@ -73,12 +74,15 @@ export function signingKeyOf(signed: JsonObject, tpiContent: JsonObject): Signin
 
 export class ThirdPartyInvites {
   private readonly log: Logger;
+  /** Per inviting user: each invite asks an identity server. */
+  private readonly limiter: RateLimiter;
 
   constructor(
     private readonly ctx: AppContext,
     private readonly identity: IdentityServerClient,
   ) {
     this.log = ctx.log.child({ subsystem: 'identity' });
+    this.limiter = new RateLimiter(ctx.config.rate_limits.third_party_invite);
   }
 
   private get serverName(): string {
@@ -95,6 +99,7 @@ export class ThirdPartyInvites {
     IdentityServerClient.checkServerName(target.id_server);
     const address = canonicalAddress(target.medium, target.address);
     await this.requireMayInvite(sender, roomId);
+    this.limiter.take(sender);
     const mxid = await this.identity.lookup(target.id_server, target.id_access_token, target.medium, address);
     if (mxid !== undefined) {
       if (!isValidUserId(mxid, { historical: true })) {

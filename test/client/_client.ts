@@ -60,7 +60,7 @@ export class TestClient {
 export const TEST_OVERRIDES = {
   registration: 'open',
   password_hashing: { scrypt_log_n: 12 },
-  rate_limits: { login: { per_second: 1000, burst: 1000 }, registration: { per_second: 1000, burst: 1000 }, message: { per_second: 1000, burst: 1000 } },
+  rate_limits: { login: { per_second: 1000, burst: 1000 }, registration: { per_second: 1000, burst: 1000 }, message: { per_second: 1000, burst: 1000 }, third_party_invite: { per_second: 1000, burst: 1000 } },
 };
 
 export async function startAccountsServer(engine: Engine, overrides: Record<string, unknown> = {}): Promise<TestServer> {

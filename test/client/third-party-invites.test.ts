@@ -70,6 +70,20 @@ describe.each<Engine>(['sqlite', 'postgres'])('third-party invites on %s', (engi
     expect((await eve.get(`${C}/rooms/${enc(roomId)}/state`)).body.length).toBe(before);
   });
 
+  it('limits how often a user invites by e-mail address (each invite asks the identity server)', async () => {
+    const limited = await fed.add('limited.test', { identity: { allow_private_servers: true }, rate_limits: { third_party_invite: { per_second: 0.001, burst: 2 } } });
+    const frank = new SpecClient(limited.clientUrl);
+    await frank.register('frank');
+    const roomId = (await frank.post(`${C}/createRoom`, {})).body.room_id as string;
+    is.requests.length = 0;
+    for (const n of [1, 2]) expect((await frank.post(`${C}/rooms/${enc(roomId)}/invite`, target(`limit${n}@example.org`))).status).toBe(200);
+    const asked = is.requests.length;
+    const third = await frank.post(`${C}/rooms/${enc(roomId)}/invite`, target('limit3@example.org'));
+    expect([third.status, third.body.errcode]).toEqual([429, 'M_LIMIT_EXCEEDED']);
+    expect(third.body.retry_after_ms).toBeGreaterThan(0);
+    expect(is.requests.length).toBe(asked);
+  });
+
   it('invites the user an address is bound to with an ordinary invite', async () => {
     const roomId = (await alice.post(`${C}/createRoom`, { name: 'Bound' })).body.room_id as string;
     is.requests.length = 0;
