@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../app.js';
 import { errors, MatrixError } from '../../errors.js';
-import { isValidRoomAlias, serverNameOf } from '../../protocol/identifiers.js';
+import { isValidRoomAlias, isValidServerName, serverNameOf } from '../../protocol/identifiers.js';
+import { queryRemotePublicRooms } from '../../federation/public-rooms.js';
 import type { JsonObject } from '../../protocol/json.js';
 import { canSendEvent } from '../../protocol/power-levels.js';
 import { optionalUser, requireUser } from '../auth.js';
@@ -33,6 +34,17 @@ async function publicRoomChunk(ctx: AppContext, roomId: string): Promise<JsonObj
   const roomType = get('m.room.create')?.['type'];
   if (typeof roomType === 'string') chunk['room_type'] = roomType;
   return chunk;
+}
+
+/**
+ * The other server whose directory a `server` query parameter asks for, or undefined for this
+ * server's own. Asking another server needs an access token (this server does the asking).
+ */
+function remoteServerOf(ctx: AppContext, server: string | undefined, authenticated: boolean): string | undefined {
+  if (server === undefined || server === '' || server === ctx.config.server_name) return undefined;
+  if (!isValidServerName(server)) throw errors.invalidParam(`${JSON.stringify(server)} is not a server name`);
+  if (!authenticated) throw new MatrixError('M_MISSING_TOKEN', 401, "Listing another server's public rooms needs an access token");
+  return server;
 }
 
 export async function listPublicRooms(ctx: AppContext, limit: number | undefined, since: string | undefined, term: string | undefined, roomIds?: string[]) {
@@ -127,10 +139,12 @@ export function registerDirectory(app: HttpApp, ctx: AppContext): void {
       },
     );
     app.get(`${prefix}/publicRooms`, async (req) => {
-      await optionalUser(ctx, req);
+      const user = await optionalUser(ctx, req);
       const q = req.query as { limit?: string; since?: string; server?: string };
       const limit = q.limit !== undefined ? Number(q.limit) : undefined;
       if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw errors.invalidParam('limit must be a non-negative integer');
+      const remote = remoteServerOf(ctx, q.server, user !== undefined);
+      if (remote) return queryRemotePublicRooms(ctx.federation.client, remote, { limit, since: q.since });
       return listPublicRooms(ctx, limit, q.since, undefined);
     });
     app.post(
@@ -149,6 +163,8 @@ export function registerDirectory(app: HttpApp, ctx: AppContext): void {
       async (req) => {
         await requireUser(ctx, req);
         const b = req.body as { limit?: number; since?: string; filter?: { generic_search_term?: string }; include_all_networks?: boolean; third_party_instance_id?: string };
+        const remote = remoteServerOf(ctx, (req.query as { server?: string }).server, true);
+        if (remote) return queryRemotePublicRooms(ctx.federation.client, remote, b);
         // Application services' per-network directories: one network, or all of them with the server's list.
         const ids = await ctx.appservices.directoryRoomIds(() => ctx.eventStore.publicRooms(), {
           includeAllNetworks: b.include_all_networks,
