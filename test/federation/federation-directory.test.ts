@@ -69,4 +69,23 @@ describe.each<Engine>(['sqlite', 'postgres'])('finding users of other servers on
     expect((await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {})).status).toBe(200);
     await eventually(async () => !(await search('tables')).some((u) => u.user_id === '@bob:b.test'), 20_000, 'bob gone from the directory');
   });
+
+  it('lists users of other servers joined to a room in the room directory, to anyone', async () => {
+    const a = fed.members.find((m) => m.name === 'a.test')!;
+    const zed = a.client();
+    await zed.register('zed');
+    const search = async (who: TestClient, term: string) => ((await who.post('/_matrix/client/v3/user_directory/search', { search_term: term })).body.results as Array<{ user_id: string }>).map((u) => u.user_id);
+    const listed = (await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat', visibility: 'public', name: 'Listed' })).body.room_id as string;
+    const unlisted = (await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat', name: 'Unlisted' })).body.room_id as string;
+    expect((await carl.post(`/_matrix/client/v3/join/${enc(unlisted)}?server_name=a.test`, {})).status).toBe(200);
+    expect((await bob.post(`/_matrix/client/v3/join/${enc(listed)}?server_name=a.test`, {})).status).toBe(200);
+    // zed is in neither room: bob is found through the directory's room, carl is not.
+    await eventually(async () => (await search(zed, 'tables')).includes('@bob:b.test'), 20_000, 'bob found by zed');
+    expect(await search(zed, 'carl')).not.toContain('@carl:b.test');
+    // Alice shares the unlisted room with carl.
+    expect(await search(alice, 'carl')).toContain('@carl:b.test');
+    // Taken out of the directory, the room no longer lists its members to strangers.
+    expect((await alice.put(`/_matrix/client/v3/directory/list/room/${enc(listed)}`, { visibility: 'private' })).status).toBe(200);
+    expect(await search(zed, 'tables')).not.toContain('@bob:b.test');
+  });
 });

@@ -13,8 +13,8 @@ const MAX_PEER_ROWS = 500;
 
 /**
  * POST /user_directory/search: local, active users whose ID or display name contains the term,
- * then users of other servers who share a joined room with the searcher (their display name and
- * avatar as their member event in that room gives them).
+ * then users of other servers who share a joined room with the searcher or are joined to a room
+ * in the room directory (their display name and avatar as their member event gives them).
  */
 export function registerUserDirectory(app: HttpApp, ctx: AppContext): void {
   const peers = new UserDirectoryStore(ctx.database);
