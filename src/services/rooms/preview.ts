@@ -16,7 +16,6 @@ const MAX_PAGES = 20;
 /** New events returned by one /events answer at most; the client asks again from its `end`. */
 const EVENTS_PAGE = 100;
 const PRESENCE_BATCH = 500;
-const ACCOUNT_DATA_PAGE = 1000;
 /** Below every stream position (history fetched with /backfill has negative positions). */
 const BOTTOM: TimelineKey = { major: Number.MIN_SAFE_INTEGER, minor: 0 };
 
@@ -77,7 +76,7 @@ export class RoomPreview {
       end,
       state,
       visibility: room?.isPublic ? 'public' : 'private',
-      accountData: await this.roomAccountData(userId, roomId),
+      accountData: (await this.deps.userData.store.roomAccountData(userId, roomId)) as RoomSnapshot['accountData'],
       // Presence of the members, for those who see the room as it is now.
       presence: stateIds ? [] : await this.presenceOf(state),
     };
@@ -101,18 +100,6 @@ export class RoomPreview {
       if (page.length < want) break;
     }
     return { chunk: picked.reverse(), before: cursor };
-  }
-
-  /** The user's account data for the room (tags and the like), the latest of each type. */
-  private async roomAccountData(userId: string, roomId: string): Promise<Array<{ type: string; content: JsonObject }>> {
-    const byType = new Map<string, JsonObject>();
-    for (let from = 0; ; ) {
-      const rows = await this.deps.userData.store.accountDataSince(userId, from, ACCOUNT_DATA_PAGE);
-      for (const r of rows) if (r.room_id === roomId) byType.set(r.type, r.content as JsonObject);
-      if (rows.length < ACCOUNT_DATA_PAGE) break;
-      from = rows[rows.length - 1]!.stream_id;
-    }
-    return [...byType].map(([type, content]) => ({ type, content }));
   }
 
   /** `m.presence` events of the joined members in `state` whose presence is known. */

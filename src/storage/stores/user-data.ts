@@ -56,6 +56,18 @@ export class UserDataStore {
     return row ? (JSON.parse(row.content) as Record<string, unknown>) : undefined;
   }
 
+  /** Every entry of a user's account data for one room (one per type). */
+  async roomAccountData(userId: string, roomId: string): Promise<Array<{ type: string; content: Record<string, unknown> }>> {
+    const rows = await this.database.db
+      .selectFrom('account_data')
+      .select(['type', 'content'])
+      .where('user_id', '=', userId)
+      .where('room_id', '=', roomId)
+      .orderBy('stream_id')
+      .execute();
+    return rows.map((r) => ({ type: r.type, content: JSON.parse(r.content) as Record<string, unknown> }));
+  }
+
   /** Account data written after stream position `since` (0: all), in stream order. */
   async accountDataSince(userId: string, since: number, limit = 1000): Promise<AccountDataRow[]> {
     const rows = await this.database.db
